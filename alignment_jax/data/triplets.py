@@ -1,0 +1,182 @@
+"""Human odd-one-out triplets: a validated set, and loaders for the published file layouts.
+
+A triplet (i, j, k) lists object indices, 0-based; column 2 (k) is the object people chose as the
+odd one out, so (i, j) is the pair judged most similar.
+"""
+
+import csv
+import dataclasses
+import os
+
+import numpy as np
+
+from alignment_jax.errors import InputError
+
+
+@dataclasses.dataclass(frozen=True)
+class TripletSet:
+    """triplets: (T, 3) int32, column 2 = odd one out; every index in [0, n_objects)."""
+
+    triplets: np.ndarray
+    n_objects: int
+    source: str = "triplets"
+
+    def __post_init__(self):
+        object.__setattr__(self, "triplets", validate_triplets(self.triplets, self.n_objects, self.source))
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def subset(self, mask_or_index: np.ndarray, source: str | None = None) -> "TripletSet":
+        return TripletSet(self.triplets[mask_or_index], self.n_objects, source or self.source)
+
+
+@dataclasses.dataclass(frozen=True)
+class ThingsData:
+    """The THINGS odd-one-out data: train triplets, optional test triplets, object ids (n_objects,)."""
+
+    train: TripletSet
+    test: TripletSet | None
+    object_ids: tuple[str, ...] | None
+    n_objects: int
+
+
+def validate_triplets(array: np.ndarray, n_objects: int, source: str = "triplets") -> np.ndarray:
+    """Checks shape, integrality, range and distinctness; returns (T, 3) int32."""
+    array = np.asarray(array)
+    if array.ndim != 2 or array.shape[1] != 3:
+        raise InputError(f"{source}: triplets must have shape (T, 3), got {array.shape}")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array).all(axis=1)
+        if bad.any():
+            raise InputError(f"{source}: non-finite value in row {int(np.argmax(bad))}")
+        if not np.array_equal(array, np.round(array)):
+            row = int(np.argmax((array != np.round(array)).any(axis=1)))
+            raise InputError(f"{source}: non-integer object index in row {row}: {array[row].tolist()}")
+    elif array.dtype.kind not in "iu":
+        raise InputError(f"{source}: triplets must be integers, got dtype {array.dtype}")
+    array = array.astype(np.int64)
+    if len(array):
+        out = (array < 0) | (array >= n_objects)
+        if out.any():
+            row, col = np.argwhere(out)[0]
+            raise InputError(
+                f"{source}: index {array[row, col]} out of range for {n_objects} objects (row {row}); "
+                "if the file counts objects from 1, set one_based=True"
+            )
+        repeats = (array[:, 0] == array[:, 1]) | (array[:, 0] == array[:, 2]) | (array[:, 1] == array[:, 2])
+        if repeats.any():
+            row = int(np.argmax(repeats))
+            raise InputError(f"{source}: triplet repeats an object (row {row}: {array[row].tolist()})")
+    return array.astype(np.int32)
+
+
+def read_triplet_array(path: str, one_based: bool = False) -> np.ndarray:
+    """Reads (T, 3) indices from .npy or from whitespace/comma/tab separated text (header optional)."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: triplet file not found")
+    if path.endswith(".npy"):
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise InputError(f"{path}: not a readable .npy file ({e})") from e
+    else:
+        array = _read_text_table(path)
+    if array.ndim != 2 or array.shape[1] != 3:
+        raise InputError(f"{path}: triplets must have shape (T, 3), got {array.shape}")
+    if one_based:
+        array = np.asarray(array) - 1
+    return array
+
+
+def _read_text_table(path: str) -> np.ndarray:
+    """A (rows, 3) float array from a text file; a first line that is not numeric is a header."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().replace(",", " ").replace("\t", " ").splitlines()
+    lines = [line for line in lines if line.strip()]
+    if lines and not _is_numeric(lines[0].split()):
+        lines = lines[1:]
+    counts = np.fromiter((len(line.split()) for line in lines), dtype=np.int64, count=len(lines))
+    if (counts != 3).any():
+        row = int(np.argmax(counts != 3))
+        raise InputError(f"{path}: expected 3 values per line, got {counts[row]} on data line {row + 1}")
+    try:
+        return np.asarray(" ".join(lines).split(), dtype=np.float64).reshape(-1, 3)
+    except ValueError as e:
+        raise InputError(f"{path}: non-numeric value ({e})") from e
+
+
+def _is_numeric(tokens: list[str]) -> bool:
+    try:
+        [float(t) for t in tokens]
+    except ValueError:
+        return False
+    return True
+
+
+def load_triplets(path: str, n_objects: int | None = None, one_based: bool = False) -> TripletSet:
+    """Loads and validates one triplet file; n_objects defaults to the largest index + 1."""
+    array = read_triplet_array(path, one_based)
+    if n_objects is None:
+        n_objects = int(np.max(array)) + 1 if len(array) else 0
+    return TripletSet(array, n_objects, source=path)
+
+
+def load_object_ids(path: str) -> tuple[str, ...]:
+    """Object ids in index order: the `uniqueID` column of things_concepts.tsv, or one id per line."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: object list not found")
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    first = text.splitlines()[0] if text.strip() else ""
+    if "uniqueID" in first.split("\t"):
+        rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
+        ids = [row["uniqueID"].strip() for row in rows]
+    else:
+        ids = [line.strip() for line in text.splitlines() if line.strip()]
+    if not ids:
+        raise InputError(f"{path}: no object ids found")
+    duplicates = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+    if duplicates:
+        raise InputError(f"{path}: duplicate object ids {duplicates[:5]}")
+    return tuple(ids)
+
+
+def load_things(
+    root: str = "",
+    train: str = "",
+    test: str = "",
+    objects: str = "",
+    n_objects: int | None = None,
+    one_based: bool = False,
+) -> ThingsData:
+    """THINGS data from ROOT/triplets/{train_90,test_10}.npy (+ ROOT/things_concepts.tsv) or explicit paths.
+
+    n_objects: from the object list if there is one, else the given number (e.g. feature rows), else
+    the largest index + 1 over both files.
+    """
+    if root:
+        if not os.path.isdir(root):
+            raise InputError(f"{root}: THINGS root folder not found (things.root)")
+        train = train or os.path.join(root, "triplets", "train_90.npy")
+        default_test = os.path.join(root, "triplets", "test_10.npy")
+        test = test or (default_test if os.path.exists(default_test) else "")
+        default_objects = os.path.join(root, "things_concepts.tsv")
+        objects = objects or (default_objects if os.path.exists(default_objects) else "")
+    if not train:
+        raise InputError("no triplets given: set things.root=ROOT (with triplets/train_90.npy) or things.train=FILE")
+    object_ids = load_object_ids(objects) if objects else None
+    if object_ids is not None:
+        if n_objects is not None and n_objects != len(object_ids):
+            raise InputError(f"{objects}: lists {len(object_ids)} objects but the features have {n_objects} rows")
+        n_objects = len(object_ids)
+    train_array = read_triplet_array(train, one_based)
+    test_array = read_triplet_array(test, one_based) if test else None
+    if n_objects is None:
+        n_objects = int(max(np.max(a) for a in (train_array, test_array) if a is not None and len(a))) + 1
+    return ThingsData(
+        train=TripletSet(train_array, n_objects, source=train),
+        test=TripletSet(test_array, n_objects, source=test) if test_array is not None else None,
+        object_ids=object_ids,
+        n_objects=n_objects,
+    )

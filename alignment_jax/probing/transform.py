@@ -1,0 +1,96 @@
+"""A learned linear transform of features: standardize, then `z = x W + b`.
+
+Stored as `transform.npz` with keys `weights` (p, p), `bias` (p,), `mean`, `std` (scalars, or (p,) for
+per-dimension standardization): the gLocal/thingsvision convention, applied as
+`((x - mean) / std) @ weights + bias`. Also saved as an orbax checkpoint directory.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from alignment_jax import atomic
+from alignment_jax.errors import InputError
+
+_NPZ_KEYS = ("weights", "bias", "mean", "std")
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """weights: (p, p); bias: (p,); mean, std: () or (p,)."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+    def __post_init__(self):
+        for name in _NPZ_KEYS:
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float32))
+        p = self.weights.shape[0]
+        if self.weights.shape != (p, p):
+            raise InputError(f"transform: weights must be square (p, p), got {self.weights.shape}")
+        if self.bias.shape != (p,):
+            raise InputError(f"transform: bias must have shape ({p},), got {self.bias.shape}")
+        for name in ("mean", "std"):
+            if getattr(self, name).shape not in ((), (p,)):
+                raise InputError(f"transform: {name} must be a scalar or shape ({p},), got {getattr(self, name).shape}")
+
+    @property
+    def dim(self) -> int:
+        return self.weights.shape[0]
+
+    def standardize(self, features: np.ndarray) -> np.ndarray:
+        """features: (n, p) -> (n, p) standardized with the stored mean/std."""
+        return (np.asarray(features, np.float32) - self.mean) / self.std
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        """features: (n, p) -> transformed (n, p)."""
+        features = np.asarray(features, np.float32)
+        if features.ndim != 2 or features.shape[1] != self.dim:
+            raise InputError(f"transform expects features of shape (n, {self.dim}), got {features.shape}")
+        return self.standardize(features) @ self.weights + self.bias
+
+    def save_npz(self, path: str | os.PathLike) -> None:
+        atomic.save_npz(path, **{k: getattr(self, k) for k in _NPZ_KEYS})
+
+    @classmethod
+    def load_npz(cls, path: str | os.PathLike) -> "Transform":
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise InputError(f"{path}: transform file not found")
+        try:
+            with np.load(path) as data:
+                missing = [k for k in ("weights",) if k not in data]
+                if missing:
+                    raise InputError(f"{path}: missing key(s) {missing}; expected {list(_NPZ_KEYS)}")
+                weights = data["weights"]
+                p = weights.shape[0]
+                bias = data["bias"] if "bias" in data else np.zeros(p)
+                mean = data["mean"] if "mean" in data else np.zeros(())
+                std = data["std"] if "std" in data else np.ones(())
+        except (OSError, ValueError) as e:
+            if isinstance(e, InputError):
+                raise
+            raise InputError(f"{path}: not a readable .npz transform ({e})") from e
+        return cls(weights=weights, bias=bias, mean=mean, std=std)
+
+    def save_orbax(self, directory: str | os.PathLike) -> None:
+        """Saves as an orbax PyTree checkpoint (atomic: orbax writes to a temp dir, then renames)."""
+        import orbax.checkpoint as ocp
+
+        directory = os.path.abspath(os.fspath(directory))
+        with ocp.PyTreeCheckpointer() as checkpointer:
+            checkpointer.save(directory, {k: getattr(self, k) for k in _NPZ_KEYS}, force=True)
+
+    @classmethod
+    def load_orbax(cls, directory: str | os.PathLike) -> "Transform":
+        import orbax.checkpoint as ocp
+
+        directory = os.path.abspath(os.fspath(directory))
+        if not os.path.isdir(directory):
+            raise InputError(f"{directory}: orbax transform checkpoint not found")
+        with ocp.PyTreeCheckpointer() as checkpointer:
+            tree = checkpointer.restore(directory)
+        return cls(**{k: np.asarray(tree[k]) for k in _NPZ_KEYS})

@@ -1,0 +1,34 @@
+"""alignment_jax: measure and improve the alignment of vision representations with human similarity judgments."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="alignment_jax",
+    version="0.1.0",
+    description="Human alignment of neural network representations, in JAX/Flax.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["alignment_jax", "alignment_jax.*"]),
+    install_requires=[
+        "jax>=0.4.35",
+        "flax>=0.10",
+        "optax>=0.2.3",
+        "orbax-checkpoint>=0.6",
+        "ml-collections>=0.1.1",
+        "absl-py>=2.0",
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "pandas>=2.0",
+        "pillow>=10.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0", "h5py>=3.10", "safetensors>=0.4", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29", "ruff>=0.5"],
+        "tfds": ["tensorflow-datasets>=4.9", "tensorflow-cpu>=2.16"],
+        "notebooks": ["jupyter>=1.0", "nbclient>=0.10", "ipykernel>=6.29"],
+        "hdf5": ["h5py>=3.10"],
+        "openclip": ["safetensors>=0.4"],
+    },
+)
