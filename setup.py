@@ -25,7 +25,15 @@ setup(
         "pillow>=10.0",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "h5py>=3.10", "safetensors>=0.4", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29", "ruff>=0.5"],
+        "test": [
+            "pytest>=8.0",
+            "h5py>=3.10",
+            "safetensors>=0.4",
+            "nbclient>=0.10",
+            "nbformat>=5.9",
+            "ipykernel>=6.29",
+            "ruff>=0.5",
+        ],
         "tfds": ["tensorflow-datasets>=4.9", "tensorflow-cpu>=2.16"],
         "notebooks": ["jupyter>=1.0", "nbclient>=0.10", "ipykernel>=6.29"],
         "hdf5": ["h5py>=3.10"],

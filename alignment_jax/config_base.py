@@ -11,6 +11,15 @@ def base_config() -> ml_collections.ConfigDict:
     config.features = ""  # THINGS features (n_objects, p): .npy or .h5 (dataset "features"); row i = object i
     config.similarity = "cosine"  # cosine | dot | euclidean
 
+    config.world = ml_collections.ConfigDict()  # the bundled synthetic world (configs/demo.py)
+    config.world.enabled = False
+    config.world.n_objects = 300
+    config.world.n_concepts = 10
+    config.world.n_dims = 64
+    config.world.n_train = 60_000
+    config.world.n_test = 10_000
+    config.world.n_repeated_sets = 500
+
     config.things = ml_collections.ConfigDict()
     config.things.root = ""  # ROOT/triplets/{train_90,test_10}.npy (+ ROOT/things_concepts.tsv)
     config.things.train = ""  # or explicit files: .npy or text, (T, 3), column 2 = odd one out
@@ -50,11 +59,42 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.dtype = "float32"  # float32 | bfloat16 matmuls
 
     config.images = ml_collections.ConfigDict()
-    config.images.root = ""  # THINGS layout: images/<uniqueID>.jpg or images/<uniqueID>/<first file>
-    config.images.batch_size = 64
+    config.images.source = "things"  # things | folder | tfds (alignment_jax/extract/sources.py)
+    # things: folder of <uniqueID>.jpg or <uniqueID>/<first file> ("" = things.root/images), in things.objects order;
+    # folder: every image under it (sorted relative paths), or the folder the `list` paths are relative to
+    config.images.root = ""
+    config.images.list = ""  # folder: a text file with one image path per line (row order)
+    config.images.tfds_name = ""  # tfds: a TFDS name (in tfds_data_dir) or a prepared dataset folder
+    config.images.tfds_split = "test"
+    config.images.tfds_data_dir = ""
+    config.images.image_key = "image"  # tfds: the image feature
+    config.images.id_key = ""  # tfds: a feature holding the image id ("" = the example index)
+    config.images.batch_size = 64  # global batch, rounded up to a multiple of the device count
+    # model: the model's own resizing | full: squash to its size | center_crop: shorter side, then centre crop
+    config.images.resize = "model"
+    config.images.jpeg_draft = False  # decode JPEGs at a reduced scale first (faster, slightly different pixels)
+    config.images.token_pooling = "cls"  # token layers (B, T, p): cls (token 0) | mean (of the patch tokens)
+    config.images.store_format = "npy"  # npy | h5 (needs h5py; thingsvision layout)
+    config.images.shard_size = 1024  # images per store shard: the unit of resuming after a kill
+    config.images.num_workers = 0  # decoding threads (0 = one per CPU core)
+    config.images.prefetch = 2  # batches decoded ahead of the model
+    config.images.progress = True  # progress bar with images/s
 
     config.transfer = ml_collections.ConfigDict()
+    # KIND:PATH,... with KIND = peterson[_<category>] | cichy | king[_set1|_set2] | rsm | triplets
+    # (layouts: alignment_jax/data/rsm_datasets.py), e.g. "peterson:/data/peterson,cichy:/data/cichy118"
+    config.transfer.datasets = ""
+    # features per dataset, row i = stimulus i: NAME:FILE entries (.npy/.h5) and/or folders holding NAME.npy,
+    # e.g. "peterson_animals:/f/a.npy,/f/transfer"; datasets without any are extracted with config.model
+    config.transfer.features = ""
+    config.transfer.kernels = "cosine,pearson"  # model RSM kernels: cosine | pearson
+    config.transfer.bootstrap = 0  # resamples over stimuli for 95% CIs of the RSA correlations (0 = none)
+
     config.concepts = ml_collections.ConfigDict()
+    config.concepts.embedding = ""  # VICE/SPoSE weights (n_objects, d) >= 0: .npy or whitespace text
+    config.concepts.labels = ""  # dimension names, one per line ("" = dimension 1, 2, ...)
+    config.concepts.top_k = 1  # a triplet counts towards its top_k concepts (by mean weight of the chosen pair)
+
     config.report = ml_collections.ConfigDict()
-    config.report.plots = True
+    config.report.plots = True  # PNG figures in DIR/plots/, embedded in DIR/report.md
     return config

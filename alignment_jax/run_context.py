@@ -48,7 +48,9 @@ class RunContext:
     def features(self) -> np.ndarray:
         if self._features is None:
             if not self.features_path:
-                raise InputError("no features: set features=X.npy (n_objects x p) or a model and images to extract them")
+                raise InputError(
+                    "no features: set features=X.npy (n_objects x p) or a model and images to extract them"
+                )
             self._features = load_features(self.features_path)
         return self._features
 

@@ -9,7 +9,7 @@ Each stage module defines:
 import importlib
 from types import ModuleType
 
-ORDER = ("extract", "zero_shot", "probe", "transfer", "concepts", "report")
+ORDER = ("world", "extract", "zero_shot", "probe", "transfer", "concepts", "report")
 
 
 def load(name: str) -> ModuleType:

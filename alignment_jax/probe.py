@@ -1,0 +1,68 @@
+"""Command line: run the configured stages of alignment_jax on one model.
+
+    python -m alignment_jax.probe --config=configs/features.py --workdir=DIR \
+        --config.features=X.npy --config.things.root=ROOT
+
+Any config field can be overridden as --config.a.b=v. Writes DIR/results.json (atomically, after every
+stage) and prints a short summary. Bad input gets one line on stderr and exit status 2.
+"""
+
+import sys
+
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from alignment_jax import stages
+from alignment_jax.errors import InputError
+from alignment_jax.run_context import RunContext
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (big_vision style get_config).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the run writes.")
+
+
+def selected_stages(config: ml_collections.ConfigDict) -> list[str]:
+    """The stages named in config.stages, or every stage whose inputs the config names, in run order."""
+    if config.stages:
+        names = [s.strip() for s in config.stages.split(",") if s.strip()]
+        unknown = [s for s in names if s not in stages.ORDER]
+        if unknown:
+            raise InputError(f"config.stages: unknown stage(s) {unknown}; choose from {', '.join(stages.ORDER)}")
+        return [s for s in stages.ORDER if s in names]
+    chosen = [s for s in stages.ORDER if stages.load(s).has_inputs(config)]
+    if not chosen or chosen == ["report"]:
+        raise InputError(
+            "nothing to run: set features=X.npy (or a model and images) and things.root=ROOT "
+            "(THINGS triplets, from OSF: https://osf.io/f5rn6/), or use configs/demo.py"
+        )
+    return chosen
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> RunContext:
+    """Runs the selected stages; each stage's results are in results.json as soon as it finishes."""
+    ctx = RunContext(config, workdir)
+    for name in selected_stages(config):
+        section = stages.load(name).run(ctx)
+        if section is not None:
+            ctx.record(name, section)
+    print(f"results: {ctx.results_path}")
+    return ctx
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not _WORKDIR.value:
+        print("error: --workdir=DIR is required (the folder the run writes to)", file=sys.stderr)
+        sys.exit(2)
+    logging.set_verbosity(logging.WARNING)  # orbax and friends log every file at INFO
+    try:
+        run(_CONFIG.value, _WORKDIR.value)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("config")
+    app.run(main)

@@ -1,0 +1,128 @@
+"""The probe's objective: triplet softmax cross-entropy of linearly transformed features, plus lambda * R(W).
+
+For a triplet (i, j, k) with human-chosen pair (i, j) and transformed features z = x W (+ b):
+    nll = -log softmax([z_i.z_j, z_i.z_k, z_j.z_k] / temperature)[0]
+Three ways to get the pair similarities of a batch of B triplets (n objects, p dims), picked by cost
+(../shared/DESIGN.md):
+    rows   : transform only the 3B gathered rows           6 B p^2 + 6 B p FLOPs
+    objects: Z = X W once, gather rows of Z, dot them      2 n p^2 + 6 B p
+    matrix : Z = X W, S = Z Z^T, gather three scalars      2 n p^2 + 2 n^2 p
+rows wins for B < n/3, matrix for B > n^2/3, objects in between. All give the same numbers.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+Params = dict[str, jax.Array]  # {"weights": (p, p)} plus {"bias": (p,)} when the probe has a bias
+FORMULATIONS = ("rows", "objects", "matrix")
+
+
+def choose_formulation(n_objects: int, batch_size: int) -> str:
+    """The cheapest formulation for B = batch_size triplets by the FLOP counts above."""
+    if 3 * batch_size < n_objects:
+        return "rows"
+    if 3 * batch_size > n_objects**2:
+        return "matrix"
+    return "objects"
+
+
+def transform(params: Params, x: jax.Array) -> jax.Array:
+    """x: (..., p) -> x W (+ b): (..., p)."""
+    z = x @ params["weights"]
+    return z + params["bias"] if "bias" in params else z
+
+
+def pair_similarities(params: Params, x: jax.Array, triplets: jax.Array, formulation: str) -> jax.Array:
+    """x: (n, p) standardized features; triplets: (B, 3) -> (B, 3) [s_ij, s_ik, s_jk] of transformed features."""
+    if formulation == "matrix":
+        z = transform(params, x)
+        s = z @ z.T
+        i, j, k = triplets[:, 0], triplets[:, 1], triplets[:, 2]
+        return jnp.stack([s[i, j], s[i, k], s[j, k]], axis=1)
+    if formulation == "objects":
+        z = transform(params, x)
+        zi, zj, zk = z[triplets[:, 0]], z[triplets[:, 1]], z[triplets[:, 2]]
+    elif formulation == "rows":
+        zi, zj, zk = (transform(params, x[triplets[:, c]]) for c in range(3))
+    else:
+        raise ValueError(f"unknown formulation {formulation!r}; one of {FORMULATIONS}")
+    dot = lambda a, b: jnp.sum(a * b, axis=1)
+    return jnp.stack([dot(zi, zj), dot(zi, zk), dot(zj, zk)], axis=1)
+
+
+def triplet_nll(pair_sims: jax.Array, temperature: float = 1.0) -> jax.Array:
+    """pair_sims: (B, 3) with the human-chosen pair first -> (B,) -log softmax(pair_sims / T)[0]."""
+    logits = pair_sims / temperature
+    return jax.nn.logsumexp(logits, axis=1) - logits[:, 0]
+
+
+def triplet_correct(pair_sims: jax.Array) -> jax.Array:
+    """(B, 3) -> (B,) bool: the human pair is strictly the most similar (ties count as wrong)."""
+    return (pair_sims[:, 0] > pair_sims[:, 1]) & (pair_sims[:, 0] > pair_sims[:, 2])
+
+
+def _safe_norm(w: jax.Array) -> jax.Array:
+    """||w||_F with a zero (not NaN) gradient at w = 0."""
+    sq = jnp.sum(w**2)
+    positive = sq > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def frobenius(w: jax.Array) -> jax.Array:
+    """||W||_F, not squared (the paper's penalty)."""
+    return _safe_norm(w)
+
+
+def frobenius_sq(w: jax.Array) -> jax.Array:
+    """||W||_F^2."""
+    return jnp.sum(w**2)
+
+
+def identity(w: jax.Array) -> jax.Array:
+    """sum((W - mean(diag W) I)^2): pulls W towards a scaled identity (gLocal)."""
+    return jnp.sum((w - jnp.mean(jnp.diag(w)) * jnp.eye(w.shape[0], dtype=w.dtype)) ** 2)
+
+
+def orthonormal(w: jax.Array) -> jax.Array:
+    """||W^T W - I||_F^2."""
+    return jnp.sum((w.T @ w - jnp.eye(w.shape[0], dtype=w.dtype)) ** 2)
+
+
+REGULARIZERS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "frobenius": frobenius,
+    "frobenius_sq": frobenius_sq,
+    "identity": identity,
+    "orthonormal": orthonormal,
+}
+
+
+def weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
+    """(B,), (B,) -> sum(w v) / sum(w); 0 when all weights are 0 (an empty fold or a padding batch)."""
+    total = jnp.sum(weights)
+    return jnp.sum(weights * values) / jnp.maximum(total, 1e-12)
+
+
+def loss(
+    params: Params,
+    x: jax.Array,
+    triplets: jax.Array,
+    weights: jax.Array,
+    lam: jax.Array,
+    *,
+    regularizer: str,
+    temperature: float,
+    formulation: str,
+) -> jax.Array:
+    """Weighted mean triplet NLL over (B, 3) triplets (weights (B,) mask folds and padding) + lam * R(W)."""
+    nll = triplet_nll(pair_similarities(params, x, triplets, formulation), temperature)
+    return weighted_mean(nll, weights) + lam * REGULARIZERS[regularizer](params["weights"])
+
+
+def evaluate(
+    params: Params, x: jax.Array, triplets: jax.Array, weights: jax.Array, *, temperature: float, formulation: str
+) -> tuple[jax.Array, jax.Array]:
+    """(cross-entropy, accuracy) over weighted triplets, without the penalty."""
+    sims = pair_similarities(params, x, triplets, formulation)
+    return weighted_mean(triplet_nll(sims, temperature), weights), weighted_mean(triplet_correct(sims), weights)

@@ -1,0 +1,33 @@
+"""Stage probe: the cross-validated lambda sweep, refit, test; writes transform.npz and an orbax checkpoint."""
+
+import os
+
+from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
+from alignment_jax.run_context import RunContext
+from alignment_jax.stages.inputs import has_features, has_things
+from alignment_jax.zero_shot import odd_one_out
+
+
+def has_inputs(config) -> bool:
+    return has_things(config) and has_features(config)
+
+
+def run(ctx: RunContext) -> dict:
+    config, things, features = ctx.config, ctx.things, ctx.features
+    settings = ProbeSettings.from_config(config.probe, features.shape[1])
+    test = things.test.triplets if things.test is not None else None
+    result = run_probe(features, things.train.triplets, test, settings, seed=config.seed)
+    result.transform.save_npz(ctx.transform_path)
+    result.transform.save_orbax(os.path.join(ctx.workdir, "transform_checkpoint"))
+    section = result.summary
+    line = (
+        f"probe ({settings.protocol}, {settings.train.regularizer}): best lambda {section['best_lambda']:g}, "
+        f"CV accuracy {section['cv_accuracy']:.4f}"
+    )
+    if test is not None:
+        transformed = odd_one_out(result.transform.apply(features), test, config.similarity, bootstrap=0)
+        section["test_zero_shot_transformed"] = transformed.accuracy
+        line += f", test accuracy {section['test_accuracy']:.4f}"
+        line += f" ({config.similarity} after transform {transformed.accuracy:.4f})"
+    ctx.log(line + f" in {section['seconds']:.1f} s")
+    return section

@@ -1,0 +1,36 @@
+"""Stage zero_shot: odd-one-out accuracy of the raw features on all THINGS triplets and on the test split."""
+
+import numpy as np
+
+from alignment_jax.data.noise_ceiling import CHANCE, noise_ceiling
+from alignment_jax.run_context import RunContext
+from alignment_jax.similarity import check_kind
+from alignment_jax.stages.inputs import has_features, has_things
+from alignment_jax.zero_shot import odd_one_out
+
+
+def has_inputs(config) -> bool:
+    return has_things(config) and has_features(config)
+
+
+def run(ctx: RunContext) -> dict:
+    config, things = ctx.config, ctx.things
+    similarity = check_kind(config.similarity)
+    everything = (
+        things.train.triplets if things.test is None else np.concatenate([things.train.triplets, things.test.triplets])
+    )
+    result = odd_one_out(ctx.features, everything, similarity, config.zero_shot.bootstrap, config.seed)
+    section = result.summary()
+    section["chance"] = CHANCE
+    if things.test is not None:
+        test = odd_one_out(ctx.features, things.test.triplets, similarity, config.zero_shot.bootstrap, config.seed)
+        section.update(test_accuracy=test.accuracy, test_ci95=list(test.ci95), test_n_triplets=test.n_triplets)
+    ceiling = noise_ceiling(everything, things.n_objects)
+    if ceiling.n_repeated_sets:
+        section.update(noise_ceiling=ceiling.accuracy, noise_ceiling_sets=ceiling.n_repeated_sets)
+    ctx.log(
+        f"zero-shot ({similarity}): {result.accuracy:.4f} [{result.ci95[0]:.4f}, {result.ci95[1]:.4f}] "
+        f"on {result.n_triplets:,} triplets (chance {CHANCE:.3f}"
+        + (f", noise ceiling {ceiling.accuracy:.3f})" if ceiling.n_repeated_sets else ")")
+    )
+    return section

@@ -1,0 +1,18 @@
+"""Precomputed THINGS features: zero-shot odd-one-out and the cross-validated probe.
+
+    python -m alignment_jax.probe --config=configs/features.py --workdir=DIR \
+        --config.features=features.npy --config.things.root=THINGS
+
+features.npy: (1854, p) float, row i = the i-th object of things_concepts.tsv (e.g. from thingsvision).
+THINGS odd-one-out data (Hebart et al. 2023) from OSF (https://osf.io/f5rn6/): ROOT/triplets/train_90.npy,
+ROOT/triplets/test_10.npy (0-based, column 2 = odd one out) and ROOT/things_concepts.tsv.
+"""
+
+from alignment_jax.config_base import base_config
+
+
+def get_config(arg: str = ""):
+    del arg
+    config = base_config()
+    config.stages = "zero_shot,probe"
+    return config

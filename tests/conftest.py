@@ -1,0 +1,26 @@
+"""Shared fixtures: a small planted world written to disk in the THINGS layout."""
+
+import os
+
+import numpy as np
+import pytest
+
+from alignment_jax.data.synthetic import make_world
+
+
+@pytest.fixture(scope="session")
+def world():
+    return make_world(n_objects=120, n_concepts=6, n_dims=24, n_train=20_000, n_test=4_000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def things_dir(world, tmp_path_factory):
+    """ROOT/triplets/{train_90,test_10}.npy, ROOT/things_concepts.tsv and ROOT/features.npy."""
+    root = tmp_path_factory.mktemp("things")
+    os.makedirs(root / "triplets")
+    np.save(root / "triplets" / "train_90.npy", np.concatenate([world.train, world.repeats]))
+    np.save(root / "triplets" / "test_10.npy", world.test)
+    rows = ["Word\tuniqueID"] + [f"object {i}\tobject_{i:04d}" for i in range(len(world.features))]
+    (root / "things_concepts.tsv").write_text("\n".join(rows) + "\n")
+    np.save(root / "features.npy", world.features)
+    return root

@@ -1,0 +1,107 @@
+"""The probe command end to end, on files the tests write in the THINGS layout."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from alignment_jax import probe
+from alignment_jax.config_base import base_config
+from alignment_jax.errors import InputError
+
+
+def cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "alignment_jax.probe", "--config=configs/features.py", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or os.path.dirname(os.path.dirname(__file__)),
+    )
+
+
+def test_end_to_end(things_dir, tmp_path):
+    workdir = tmp_path / "run"
+    done = cli(
+        f"--workdir={workdir}",
+        f"--config.features={things_dir / 'features.npy'}",
+        f"--config.things.root={things_dir}",
+        "--config.similarity=dot",
+        "--config.probe.lambdas=0.001",
+        "--config.probe.folds=2",
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((workdir / "results.json").read_text())
+    zero_shot, probed = results["zero_shot"], results["probe"]
+    assert zero_shot["similarity"] == "dot"
+    assert zero_shot["ci95"][0] <= zero_shot["accuracy"] <= zero_shot["ci95"][1]
+    assert zero_shot["n_triplets"] == 20_000 + 300 * 3 + 4_000
+    assert 0.5 < zero_shot["noise_ceiling"] <= 1.0
+    assert probed["test_accuracy"] > zero_shot["test_accuracy"] + 0.1
+    assert len(probed["sweep"]) == 2 and probed["best_lambda"] == pytest.approx(1e-3)
+    assert os.path.exists(workdir / "transform.npz") and os.path.isdir(workdir / "transform_checkpoint")
+    assert "zero-shot (dot)" in done.stdout and "probe (fast" in done.stdout
+    assert not [f for f in os.listdir(workdir) if f.endswith(".tmp")]
+
+
+def bad_input_cases(tmp, things_dir):
+    """(description, extra flags, expected message) for each kind of bad input."""
+    features = np.load(things_dir / "features.npy")
+    np.save(tmp / "nan.npy", np.where(np.arange(features.size).reshape(features.shape) == 7, np.nan, features))
+    np.save(tmp / "short.npy", features[:50])
+    np.save(tmp / "flat.npy", features[:, 0])
+    np.save(tmp / "range.npy", np.array([[0, 1, 2], [3, 4, 500]]))
+    np.save(tmp / "repeat.npy", np.array([[0, 1, 2], [3, 3, 4]]))
+    np.save(tmp / "shape.npy", np.zeros((4, 2), int))
+    good = f"--config.features={things_dir / 'features.npy'}"
+    root = f"--config.things.root={things_dir}"
+    return [
+        ("missing features", [f"--config.features={tmp / 'none.npy'}", root], "none.npy: feature file not found"),
+        ("missing root", [good, f"--config.things.root={tmp / 'nothere'}"], "THINGS root folder not found"),
+        ("NaN features", [f"--config.features={tmp / 'nan.npy'}", root], "NaN or inf in features (row 0, column 7)"),
+        (
+            "rows != objects",
+            [f"--config.features={tmp / 'short.npy'}", root],
+            "lists 120 objects but the features have 50",
+        ),
+        ("1-D features", [f"--config.features={tmp / 'flat.npy'}", root], "shape (n_objects, p)"),
+        (
+            "index range",
+            [good, f"--config.things.train={tmp / 'range.npy'}"],
+            "index 500 out of range for 120 objects (row 1)",
+        ),
+        ("repeated object", [good, f"--config.things.train={tmp / 'repeat.npy'}"], "repeats an object (row 1"),
+        ("wrong shape", [good, f"--config.things.train={tmp / 'shape.npy'}"], "shape (T, 3)"),
+        ("bad similarity", [good, root, "--config.similarity=manhattan"], "similarity='manhattan'"),
+        ("bad stage", [good, root, "--config.stages=zero_shot,dance"], "unknown stage(s) ['dance']"),
+    ]
+
+
+def test_every_bad_input_is_one_line_and_exit_2(things_dir, tmp_path):
+    for description, flags, message in bad_input_cases(tmp_path, things_dir):
+        config = base_config()
+        config.stages = "zero_shot"
+        for flag in flags:
+            key, value = flag[len("--config.") :].split("=", 1)
+            section, _, field = key.rpartition(".")
+            (config[section] if section else config)[field] = value
+        with pytest.raises(InputError) as error:
+            probe.run(config, str(tmp_path / "run"))
+        assert message in str(error.value), description
+    done = cli(
+        f"--workdir={tmp_path / 'cli'}",
+        f"--config.features={tmp_path / 'nan.npy'}",
+        f"--config.things.root={things_dir}",
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nan.npy'}: NaN or inf in features (row 0, column 7); 1 values in all"
+    ]
+
+
+def test_nothing_to_run(tmp_path):
+    config = base_config()
+    with pytest.raises(InputError, match="nothing to run"):
+        probe.run(config, str(tmp_path))

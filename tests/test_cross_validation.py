@@ -1,0 +1,97 @@
+import ml_collections
+import numpy as np
+import pytest
+
+from alignment_jax.config_base import base_config
+from alignment_jax.errors import InputError
+from alignment_jax.probing.cross_validation import ProbeSettings, probe_scores, run_probe
+from alignment_jax.probing.transform import Transform
+from alignment_jax.zero_shot import odd_one_out
+
+
+def settings(**overrides) -> ProbeSettings:
+    probe = base_config().probe
+    probe.update(overrides)
+    return ProbeSettings.from_config(probe, n_dims=24)
+
+
+@pytest.fixture(scope="module")
+def probed(world):
+    return run_probe(world.features, world.train, world.test, settings(lambdas=(1e-1, 1e-3)), seed=0, progress=False)
+
+
+def test_probe_closes_most_of_the_gap_to_the_generating_model(world, probed):
+    zero_shot = odd_one_out(world.features, world.test, "cosine", bootstrap=0).accuracy
+    generator = odd_one_out(world.embedding, world.test, "dot", bootstrap=0).accuracy
+    probe = probed.summary["test_accuracy"]
+    assert generator - zero_shot > 0.2  # the nuisance dimensions hide the planted concepts
+    assert probe - zero_shot > 0.75 * (generator - zero_shot)
+    assert probed.summary["best_lambda"] == pytest.approx(1e-3)  # lambda = 0.1 shrinks W too much
+    assert probed.summary["cv_accuracy"] > zero_shot + 0.2
+
+
+def test_summary_schema(probed):
+    summary = probed.summary
+    for key in ("best_lambda", "cv_accuracy", "cv_cross_entropy", "test_accuracy", "test_cross_entropy", "seconds"):
+        assert isinstance(summary[key], float)
+    assert len(summary["sweep"]) == 2 * 3
+    assert {r["fold"] for r in summary["sweep"]} == {0, 1, 2}
+    assert all(r["status"] == "ok" and r["epochs"] >= r["best_epoch"] >= 1 for r in summary["sweep"])
+
+
+def test_transform_files_reproduce_predictions(world, probed, tmp_path):
+    probed.transform.save_npz(tmp_path / "transform.npz")
+    probed.transform.save_orbax(tmp_path / "checkpoint")
+    expected = probe_scores(probed.transform, world.features, world.test)
+    for loaded in (Transform.load_npz(tmp_path / "transform.npz"), Transform.load_orbax(tmp_path / "checkpoint")):
+        np.testing.assert_array_equal(loaded.apply(world.features), probed.transform.apply(world.features))
+        assert probe_scores(loaded, world.features, world.test) == expected
+    with np.load(tmp_path / "transform.npz") as data:
+        assert set(data.files) == {"weights", "bias", "mean", "std"}
+        manual = (world.features - data["mean"]) / data["std"] @ data["weights"] + data["bias"]
+    np.testing.assert_allclose(manual, probed.transform.apply(world.features), rtol=1e-5, atol=1e-5)
+
+
+def test_paper_protocol_settings():
+    paper = settings(protocol="paper")
+    assert (paper.train.batch_size, paper.lrs, paper.train.epochs) == (256, (1e-3,), 100)
+    assert (paper.train.patience, paper.train.min_epochs, paper.train.clip_norm) == (10, 10, 1.0)
+    assert paper.train.init_scale == 1e-3 and paper.standardize == "global" and paper.folds == 3
+    fast = settings()
+    assert fast.train.batch_size == 0 and fast.lrs == (1 / 24,)
+    assert settings(lambdas=(0.1, 0.01)).lambdas == (0.1, 0.01)
+    assert len(settings(lrs=(1e-2, 1e-3)).lrs) == 2
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("protocol", "slow", "probe.protocol='slow'"),
+        ("regularizer", "l1", "probe.regularizer='l1'"),
+        ("optimizer", "lbfgs", "probe.optimizer='lbfgs'"),
+        ("lambdas", ("a", "b"), "expected numbers"),
+        ("lambdas", (), "probe.lambdas is empty"),
+        ("select_by", "luck", "probe.select_by"),
+    ],
+)
+def test_bad_settings(field, value, message):
+    with pytest.raises(InputError, match=message):
+        settings(**{field: value})
+
+
+def test_paper_protocol_runs_minibatches(world):
+    paper = settings(protocol="paper", lambdas=(1e-3,), epochs=2, min_epochs=1, batch_size=256, lr=1e-2)
+    result = run_probe(world.features, world.train[:3000], world.test[:500], paper, progress=False)
+    assert result.summary["protocol"] == "paper"
+    assert result.summary["cv_accuracy"] > 0.4
+
+
+def test_too_few_triplets_for_folds():
+    features = np.random.default_rng(0).normal(size=(9, 4)).astype(np.float32)
+    triplets = np.array([[0, 4, 8], [1, 5, 7]])
+    with pytest.raises(InputError, match="too few triplets"):
+        run_probe(features, triplets, None, settings(), progress=False)
+
+
+def test_config_is_a_config():
+    assert isinstance(base_config().probe, ml_collections.ConfigDict)

@@ -1,0 +1,86 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from alignment_jax.data.splits import object_kfold_masks
+from alignment_jax.data.synthetic import make_world
+from alignment_jax.probing.sweep import TrainSettings, stack_folds, train_sweep
+
+
+@pytest.fixture(scope="module")
+def small():
+    world = make_world(n_objects=60, n_concepts=4, n_dims=12, n_train=6000, n_test=0, seed=2)
+    x = (world.features - world.features.mean()) / world.features.std()
+    train, val = object_kfold_masks(world.train, 60, 3, seed=0)
+    return x, world.train, train, val
+
+
+@pytest.mark.parametrize("batch_size", [0, 512])
+def test_vmapped_sweep_equals_configurations_run_one_by_one(small, batch_size):
+    x, triplets, train, val = small
+    folds = stack_folds(triplets, train, val, multiple=batch_size or 1)
+    lambdas = np.array([1e-1, 1e-2, 1e-4], np.float32)
+    lrs = np.array([0.05, 0.02, 0.05], np.float32)
+    settings = TrainSettings(batch_size=batch_size, epochs=25, min_epochs=3, patience=3, bias=True)
+    together = train_sweep(x, folds, lambdas, lrs, settings, seed=5, progress=False)
+    assert len(np.unique(together.epochs)) > 1  # configurations stopped at different epochs
+    for f in range(3):
+        for h in range(3):
+            alone = train_sweep(
+                x,
+                folds.fold(f),
+                lambdas[h : h + 1],
+                lrs[h : h + 1],
+                settings,
+                seed=5,
+                fold_ids=np.array([f]),
+                hyper_ids=np.array([h]),
+                progress=False,
+            )
+            assert alone.epochs[0, 0] == together.epochs[f, h]
+            assert alone.best_epoch[0, 0] == together.best_epoch[f, h]
+            np.testing.assert_allclose(alone.val_cross_entropy[0, 0], together.val_cross_entropy[f, h], rtol=1e-5)
+            np.testing.assert_allclose(alone.params["weights"][0, 0], together.params["weights"][f, h], atol=1e-5)
+
+
+def test_early_stopping_freezes_and_divergence_is_isolated(small):
+    x, triplets, train, val = small
+    folds = stack_folds(triplets, train, val)
+    lambdas = np.array([1e-3, 1e-3, 10.0], np.float32)
+    lrs = np.array([0.02, 1e30, 0.02], np.float32)  # the second configuration blows up
+    settings = TrainSettings(epochs=200, min_epochs=5, patience=5, clip_norm=0.0)
+    out = train_sweep(x, folds, lambdas, lrs, settings, progress=False)
+    assert out.failed[:, 1].all() and not out.failed[:, [0, 2]].any()
+    assert np.isfinite(out.val_cross_entropy[:, 0]).all()
+    assert (out.val_accuracy[:, 0] > 0.4).all()  # chance is 1/3; validation folds are small here
+    # lambda = 10 shrinks W to nothing: no improvement after the first epochs, so it stops at min_epochs-ish
+    assert (out.epochs[:, 2] < out.epochs[:, 0]).all()
+    assert (out.epochs[:, 2] <= settings.min_epochs + settings.patience).all()
+    assert (out.best_epoch <= out.epochs).all()
+
+
+def test_sharded_over_eight_devices_matches_one_device(small, tmp_path):
+    x, triplets, train, val = small
+    np.savez(tmp_path / "data.npz", x=x, triplets=triplets, train=train, val=val)
+    script = f"""
+import json, numpy as np, jax
+from alignment_jax.probing.sweep import TrainSettings, stack_folds, train_sweep
+d = np.load({str(tmp_path / "data.npz")!r})
+folds = stack_folds(d["triplets"], d["train"], d["val"])
+out = train_sweep(d["x"], folds, np.array([1e-2, 1e-3, 1e-4]), np.array([0.05] * 3),
+                  TrainSettings(epochs=15, min_epochs=2, patience=2), progress=False)
+summary = {{"devices": len(jax.devices()), "ce": out.val_cross_entropy.tolist(), "epochs": out.epochs.tolist()}}
+print(json.dumps(summary))
+"""
+    results = []
+    for count in (8, 1):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}", JAX_PLATFORMS="cpu")
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert [r["devices"] for r in results] == [8, 1]
+    np.testing.assert_allclose(results[0]["ce"], results[1]["ce"], rtol=1e-5)
+    assert results[0]["epochs"] == results[1]["epochs"]
