@@ -21,30 +21,36 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (big_visi
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the run writes.")
 
 
-def selected_stages(config: ml_collections.ConfigDict) -> list[str]:
-    """The stages named in config.stages, or every stage whose inputs the config names, in run order."""
-    if config.stages:
-        names = [s.strip() for s in config.stages.split(",") if s.strip()]
-        unknown = [s for s in names if s not in stages.ORDER]
-        if unknown:
-            raise InputError(f"config.stages: unknown stage(s) {unknown}; choose from {', '.join(stages.ORDER)}")
-        return [s for s in stages.ORDER if s in names]
-    chosen = [s for s in stages.ORDER if stages.load(s).has_inputs(config)]
-    if not chosen or chosen == ["report"]:
+def requested_stages(config: ml_collections.ConfigDict) -> list[str] | None:
+    """The stages named in config.stages in run order, or None: every stage whose inputs are there."""
+    if not config.stages:
+        return None
+    names = [s.strip() for s in config.stages.split(",") if s.strip()]
+    unknown = [s for s in names if s not in stages.ORDER]
+    if unknown:
+        raise InputError(f"config.stages: unknown stage(s) {unknown}; choose from {', '.join(stages.ORDER)}")
+    return [s for s in stages.ORDER if s in names]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> RunContext:
+    """Runs the stages; each stage's results are in results.json as soon as it finishes.
+
+    Without config.stages, a stage runs if its inputs are there when its turn comes, so inputs that an
+    earlier stage provides (the demo world, extracted features) count.
+    """
+    requested = requested_stages(config)
+    if requested is None and not any(stages.load(s).has_inputs(config) for s in stages.ORDER if s != "report"):
         raise InputError(
             "nothing to run: set features=X.npy (or a model and images) and things.root=ROOT "
             "(THINGS triplets, from OSF: https://osf.io/f5rn6/), or use configs/demo.py"
         )
-    return chosen
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> RunContext:
-    """Runs the selected stages; each stage's results are in results.json as soon as it finishes."""
     ctx = RunContext(config, workdir)
-    for name in selected_stages(config):
-        section = stages.load(name).run(ctx)
-        if section is not None:
-            ctx.record(name, section)
+    for name in stages.ORDER:
+        stage = stages.load(name)
+        if (requested is None and stage.has_inputs(config)) or (requested is not None and name in requested):
+            section = stage.run(ctx)
+            if section is not None:
+                ctx.record(name, section)
     print(f"results: {ctx.results_path}")
     return ctx
 

@@ -63,7 +63,10 @@ def test_formulations_agree_and_nll_by_hand():
 
 
 def test_formulation_follows_the_cost_model():
-    n = 1854
-    assert objective.choose_formulation(n, 256) == "rows"  # 3 * 256 < n
-    assert objective.choose_formulation(n, 65_536) == "objects"
-    assert objective.choose_formulation(n, 4_000_000) == "matrix"  # 3 T > n^2
+    n, p = 1854, 768
+    assert objective.choose_formulation(n, 256, p) == "rows"  # the paper's batches
+    assert objective.choose_formulation(n, 2048, p) == "objects"
+    assert objective.choose_formulation(n, 65_536, p) == "matrix"
+    assert objective.choose_formulation(n, 4_000_000, p) == "matrix"  # full batch
+    costs = objective.formulation_costs(n, 4_000_000, p)
+    assert costs["matrix"] < costs["objects"] < costs["rows"]

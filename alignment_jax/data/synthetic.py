@@ -51,7 +51,8 @@ def random_triplets(n_objects: int, n_triplets: int, rng: np.random.Generator) -
 
 def simulate_choices(embedding: np.ndarray, triplets: np.ndarray, beta: float, rng: np.random.Generator) -> np.ndarray:
     """Reorders each (a, b, c) so that column 2 is the sampled odd one out."""
-    sim = lambda u, v: np.einsum("td,td->t", embedding[triplets[:, u]], embedding[triplets[:, v]])
+    similarity = embedding @ embedding.T
+    sim = lambda u, v: similarity[triplets[:, u], triplets[:, v]]
     logits = beta * np.stack([sim(1, 2), sim(0, 2), sim(0, 1)], axis=1)  # logit of "column c is odd"
     prob = np.exp(logits - logits.max(axis=1, keepdims=True))
     prob /= prob.sum(axis=1, keepdims=True)

@@ -194,7 +194,7 @@ def probe_scores(
         triplets,
         jnp.ones(len(triplets)),
         temperature=temperature,
-        formulation=objective.choose_formulation(x.shape[0], len(triplets)),
+        formulation=objective.choose_formulation(x.shape[0], len(triplets), x.shape[1]),
     )
     return float(ce), float(acc)
 

@@ -3,11 +3,13 @@
 For a triplet (i, j, k) with human-chosen pair (i, j) and transformed features z = x W (+ b):
     nll = -log softmax([z_i.z_j, z_i.z_k, z_j.z_k] / temperature)[0]
 Three ways to get the pair similarities of a batch of B triplets (n objects, p dims), picked by cost
-(../shared/DESIGN.md):
-    rows   : transform only the 3B gathered rows           6 B p^2 + 6 B p FLOPs
-    objects: Z = X W once, gather rows of Z, dot them      2 n p^2 + 6 B p
-    matrix : Z = X W, S = Z Z^T, gather three scalars      2 n p^2 + 2 n^2 p
-rows wins for B < n/3, matrix for B > n^2/3, objects in between. All give the same numbers.
+(../shared/DESIGN.md), counted for forward + backward (about 3x the forward FLOPs) plus the gathers:
+    rows   : transform only the 3B gathered rows of X     3 * 6 B p^2         + g * 3 B p
+    objects: Z = X W once, gather rows of Z, dot them     3 * (2 n p^2 + 6 B p) + g * 3 B p
+    matrix : Z = X W, S = Z Z^T, gather three scalars     3 * (2 n p^2 + 2 n^2 p) + g * 3 B
+g is the cost of one gathered float in FLOPs (its backward is a scatter-add); measured on a 2-core CPU,
+g ~ 1000, so for THINGS (n = 1854, p = 768) rows wins below ~700 triplets, matrix above ~7,000 and
+objects in between (bench/probe_sweep.py prints the measured step times). All give the same numbers.
 """
 
 from collections.abc import Callable
@@ -19,13 +21,23 @@ Params = dict[str, jax.Array]  # {"weights": (p, p)} plus {"bias": (p,)} when th
 FORMULATIONS = ("rows", "objects", "matrix")
 
 
-def choose_formulation(n_objects: int, batch_size: int) -> str:
-    """The cheapest formulation for B = batch_size triplets by the FLOP counts above."""
-    if 3 * batch_size < n_objects:
-        return "rows"
-    if 3 * batch_size > n_objects**2:
-        return "matrix"
-    return "objects"
+GATHER_COST = 1000.0  # FLOPs per gathered float, forward gather + backward scatter-add (measured on CPU)
+
+
+def formulation_costs(n_objects: int, batch_size: int, dims: int) -> dict[str, float]:
+    """FLOP-equivalent cost of one loss + gradient evaluation in each formulation (the table above)."""
+    n, b, p, g = float(n_objects), float(batch_size), float(dims), GATHER_COST
+    return {
+        "rows": 3 * 6 * b * p * p + g * 3 * b * p,
+        "objects": 3 * (2 * n * p * p + 6 * b * p) + g * 3 * b * p,
+        "matrix": 3 * (2 * n * p * p + 2 * n * n * p) + g * 3 * b,
+    }
+
+
+def choose_formulation(n_objects: int, batch_size: int, dims: int) -> str:
+    """The cheapest formulation for B = batch_size triplets by the cost model above."""
+    costs = formulation_costs(n_objects, batch_size, dims)
+    return min(costs, key=costs.get)
 
 
 def transform(params: Params, x: jax.Array) -> jax.Array:

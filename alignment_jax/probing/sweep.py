@@ -146,7 +146,7 @@ def _config_epoch(state: SweepState, x, train_t, train_w, val_t, val_w, lam, lr,
         objective.loss,
         regularizer=settings.regularizer,
         temperature=settings.temperature,
-        formulation=objective.choose_formulation(n_objects, batch),
+        formulation=objective.choose_formulation(n_objects, batch, x.shape[1]),
     )
     if n_batches > 1:
         order = jax.random.permutation(key, train_t.shape[0]).reshape(n_batches, batch)
@@ -174,7 +174,7 @@ def _config_epoch(state: SweepState, x, train_t, train_w, val_t, val_w, lam, lr,
             val_t,
             val_w,
             temperature=settings.temperature,
-            formulation=objective.choose_formulation(n_objects, val_t.shape[0]),
+            formulation=objective.choose_formulation(n_objects, val_t.shape[0], x.shape[1]),
         )
     else:
         val_loss, val_acc = jnp.nan, jnp.nan

@@ -37,9 +37,13 @@ def run(ctx: RunContext) -> dict:
     atomic.save_npy(os.path.join(root, "features.npy"), world.features)
     atomic.save_npy(os.path.join(root, "concept_embedding.npy"), world.embedding)
     atomic.write_text(os.path.join(root, "concept_labels.txt"), "\n".join(world.concept_names) + "\n")
-    ctx.config.things.root = root
-    if not ctx.config.features:
-        ctx.features_path = os.path.join(root, "features.npy")
+    config = ctx.config
+    config.things.root = root
+    if not config.features and not config.model.name and not config.model.variant:
+        config.features = ctx.features_path = os.path.join(root, "features.npy")
+    if not config.concepts.embedding:
+        config.concepts.embedding = os.path.join(root, "concept_embedding.npy")
+        config.concepts.labels = os.path.join(root, "concept_labels.txt")
     ctx.log(
         f"world: {settings.n_objects} objects, {len(world.train):,} train / {len(world.test):,} test triplets, "
         f"{settings.n_concepts} planted concepts, features {world.features.shape} -> {root}"
