@@ -1,0 +1,112 @@
+"""The report's figures as PNG files, drawn with matplotlib's Agg canvas (no display, no pyplot state).
+
+Each function takes plain numbers (as stored in results.json) and a path, and writes the file atomically.
+"""
+
+import os
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from alignment_jax import atomic
+
+CHANCE = 1.0 / 3.0
+_BEFORE, _AFTER = "#7f8c9a", "#d1495b"
+
+
+def plot_accuracy(
+    path: str,
+    bars: list[tuple[str, float, tuple[float, float] | None]],
+    noise_ceiling: float | None = None,
+    baselines: int = 1,
+    chance: float = CHANCE,
+) -> None:
+    """Odd-one-out accuracies as bars: bars = [(label, accuracy, (lo, hi) or None)], the first `baselines`
+    of them untransformed (drawn grey), with chance and noise-ceiling lines."""
+    fig = Figure(figsize=(1.6 + 1.3 * len(bars), 3.6))
+    ax = fig.add_subplot()
+    positions = range(len(bars))
+    values = [value for _, value, _ in bars]
+    ax.bar(positions, values, color=[_BEFORE] * baselines + [_AFTER] * (len(bars) - baselines), width=0.6)
+    for x, (_, value, ci) in enumerate(bars):
+        if ci:
+            ax.errorbar(x, value, yerr=[[value - ci[0]], [ci[1] - value]], color="black", capsize=4)
+    ax.axhline(chance, color="black", linestyle=":", linewidth=1, label=f"chance ({chance:.3f})")
+    if noise_ceiling is not None:
+        ax.axhline(
+            noise_ceiling, color="black", linestyle="--", linewidth=1, label=f"noise ceiling ({noise_ceiling:.3f})"
+        )
+    for x, value in zip(positions, values, strict=True):
+        ax.annotate(
+            f"{value:.3f}",
+            (x, value),
+            ha="center",
+            va="bottom",
+            xytext=(0, 3),
+            textcoords="offset points",
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+        )
+    ax.set_xticks(list(positions), [label for label, _, _ in bars])
+    ax.set_ylabel("odd-one-out accuracy")
+    ax.set_ylim(0, 1)
+    _legend_above(ax, 2)
+    _save(fig, path)
+
+
+def plot_concepts(path: str, rows: list[dict]) -> None:
+    """Per-concept accuracy as horizontal bars sorted by zero-shot accuracy (rows: results.json `concepts`);
+    a second bar per concept after the transform when there is one. Concepts without triplets are left out."""
+    rows = sorted((r for r in rows if r["n_triplets"] > 0), key=lambda r: r["accuracy"])
+    transformed = any(r["accuracy_transformed"] is not None for r in rows)
+    fig = Figure(figsize=(6.4, 1.2 + 0.28 * len(rows)))
+    ax = fig.add_subplot()
+    height = 0.4 if transformed else 0.7
+    y = range(len(rows))
+    ax.barh(
+        [i - height / 2 * transformed for i in y],
+        [r["accuracy"] for r in rows],
+        height,
+        color=_BEFORE,
+        label="zero-shot",
+    )
+    if transformed:
+        after = [r["accuracy_transformed"] or 0.0 for r in rows]
+        ax.barh([i + height / 2 for i in y], after, height, color=_AFTER, label="transformed")
+    ax.axvline(CHANCE, color="black", linestyle=":", linewidth=1, label="chance")
+    ax.set_yticks(list(y), [f"{r['concept']} ({r['n_triplets']})" for r in rows], fontsize="small")
+    ax.set_xlabel("odd-one-out accuracy")
+    ax.set_xlim(0, 1)
+    _legend_above(ax, 3)
+    _save(fig, path)
+
+
+def plot_rsa(path: str, rows: list[dict], metric: str = "spearman") -> None:
+    """RSA with the human matrix before and after the transform, one bar pair per dataset and kernel
+    (rows: results.json `transfer`)."""
+    fig = Figure(figsize=(1.6 + 0.9 * len(rows), 3.8))
+    ax = fig.add_subplot()
+    width = 0.38
+    x = range(len(rows))
+    ax.bar([i - width / 2 for i in x], [_nan(r[metric]) for r in rows], width, color=_BEFORE, label="original")
+    after = [_nan(r[f"{metric}_transformed"]) for r in rows]
+    ax.bar([i + width / 2 for i in x], after, width, color=_AFTER, label="transformed")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(list(x), [f"{r['dataset']}\n{r['kernel']}" for r in rows], rotation=45, ha="right", fontsize="small")
+    ax.set_ylabel(f"{metric.capitalize()} correlation with humans")
+    _legend_above(ax, 2)
+    _save(fig, path)
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def _legend_above(ax, columns: int) -> None:
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=columns, fontsize="small", frameon=False)
+
+
+def _save(fig: Figure, path: str) -> None:
+    FigureCanvasAgg(fig)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")

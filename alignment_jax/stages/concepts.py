@@ -1,0 +1,47 @@
+"""Stage `concepts`: THINGS odd-one-out accuracy per human concept, before and after the transform.
+
+The triplets are the THINGS test split (the training triplets when there is none); each is assigned to
+the concept embedding's dimension(s) with the largest mean weight over the human-chosen pair
+(`concepts.top_k`). Accuracy uses `config.similarity`, on the original features and on the features
+mapped by `workdir/transform.npz` when the probe stage wrote one.
+"""
+
+import ml_collections
+
+from alignment_jax.concepts import assign_concepts, concept_rows
+from alignment_jax.data.concept_embedding import load_concept_embedding
+from alignment_jax.errors import InputError
+from alignment_jax.run_context import RunContext
+from alignment_jax.zero_shot import odd_one_out
+
+
+def has_inputs(config: ml_collections.ConfigDict) -> bool:
+    return bool(config.concepts.embedding)
+
+
+def run(ctx: RunContext) -> list[dict]:
+    """Returns the `concepts` section: [{"concept", "n_triplets", "accuracy", "accuracy_transformed"}]."""
+    config = ctx.config.concepts
+    things = ctx.things
+    embedding = load_concept_embedding(config.embedding, config.labels, n_objects=things.n_objects)
+    if not 1 <= config.top_k <= embedding.n_dims:
+        raise InputError(f"concepts.top_k={config.top_k}: must be between 1 and the {embedding.n_dims} dimensions")
+    split, name = (things.test, "test") if things.test is not None and len(things.test) else (things.train, "train")
+    triplets = split.triplets
+    if not len(triplets):
+        raise InputError(f"{split.source}: no triplets to assign to concepts")
+    correct = odd_one_out(ctx.features, triplets, ctx.config.similarity, bootstrap=0).correct
+    transform = ctx.transform
+    correct_transformed = None
+    if transform is not None:
+        correct_transformed = odd_one_out(transform.apply(ctx.features), triplets, ctx.config.similarity, 0).correct
+    rows = concept_rows(
+        embedding.labels, assign_concepts(embedding.weights, triplets, config.top_k), correct, correct_transformed
+    )
+    ranked = sorted((r for r in rows if r["n_triplets"]), key=lambda r: r["accuracy"])
+    ctx.log(
+        f"concepts: {len(ranked)} of {embedding.n_dims} concepts over {len(triplets)} {name} triplets; "
+        f"lowest {ranked[0]['concept']} ({ranked[0]['accuracy']:.3f}), "
+        f"highest {ranked[-1]['concept']} ({ranked[-1]['accuracy']:.3f})"
+    )
+    return rows

@@ -1,0 +1,27 @@
+"""Stage `report`: every results section present as text tables in the log, plus DIR/report.md with plots.
+
+Works with any subset of the sections zero_shot, probe, transfer, transfer_triplets and concepts.
+"""
+
+import os
+
+import ml_collections
+
+from alignment_jax import report
+from alignment_jax.run_context import RunContext
+
+
+def has_inputs(config: ml_collections.ConfigDict) -> bool:
+    return True
+
+
+def run(ctx: RunContext) -> dict:
+    """Returns the `report` section: {"markdown": "report.md", "plots": {name: "plots/<name>.png"}}."""
+    results = {k: v for k, v in ctx.results.items() if k != "report"}
+    for table in report.tables(results):
+        ctx.log("")
+        for line in report.text_table(table):
+            ctx.log(line)
+    written = report.write_report(results, ctx.workdir, draw=ctx.config.report.plots)
+    ctx.log(f"report: {os.path.join(ctx.workdir, written['markdown'])}")
+    return written

@@ -1,0 +1,176 @@
+"""Stage `transfer`: alignment with human datasets other than THINGS, with and without the learned transform.
+
+For every RSA dataset in `transfer.datasets` and every kernel in `transfer.kernels`: Spearman and Pearson
+correlation of the model RSM with the human matrix over the upper triangle, on the original features and
+on the features mapped by `workdir/transform.npz` (standardized with the THINGS mean/std stored in it,
+then W, + b). Triplet datasets get zero-shot odd-one-out accuracy before and after the transform, in the
+section `transfer_triplets`.
+
+Features per dataset (row i = stimulus i): a `NAME:FILE` entry of `transfer.features`, else NAME.npy or
+NAME.h5 in a folder listed there, else extracted from the dataset's images with `config.model`.
+"""
+
+import os
+
+import ml_collections
+import numpy as np
+
+from alignment_jax import rsa
+from alignment_jax.data.features import load_features
+from alignment_jax.data.rsm_datasets import RSMDataset, TripletDataset, load_datasets
+from alignment_jax.errors import InputError
+from alignment_jax.probing.transform import Transform
+from alignment_jax.run_context import RunContext
+from alignment_jax.zero_shot import odd_one_out
+
+
+def has_inputs(config: ml_collections.ConfigDict) -> bool:
+    return bool(config.transfer.datasets)
+
+
+def run(ctx: RunContext) -> list[dict]:
+    """Returns the `transfer` section: [{"dataset", "kernel", "spearman", "pearson", "spearman_transformed",
+    "pearson_transformed", "n_stimuli"}] (+ "<metric>_ci95" with transfer.bootstrap > 0)."""
+    config = ctx.config.transfer
+    kernels = [rsa.check_kernel(k.strip()) for k in config.kernels.split(",") if k.strip()]
+    if not kernels:
+        raise InputError(f"transfer.kernels: no kernel in {config.kernels!r}; use cosine, pearson or both")
+    datasets = load_datasets(config.datasets)
+    files, folders = parse_feature_sources(config.features, [d.name for d in datasets])
+    transform = ctx.transform
+    if transform is None:
+        ctx.log(f"transfer: no {ctx.transform_path} (run the probe stage first); transformed columns are empty")
+    rsa_rows, triplet_rows = [], []
+    for dataset in datasets:
+        features = dataset_features(ctx, dataset, files, folders)
+        transformed = _apply(transform, features, dataset.name, ctx.transform_path)
+        if isinstance(dataset, RSMDataset):
+            rsa_rows += rsa_rows_for(dataset, features, transformed, kernels, config.bootstrap, ctx.config.seed)
+        else:
+            triplet_rows.append(_triplet_row(dataset, features, transformed, ctx.config))
+    if triplet_rows or "transfer_triplets" in ctx.results:
+        ctx.record("transfer_triplets", triplet_rows)
+    _log_summary(ctx, rsa_rows, triplet_rows)
+    return rsa_rows
+
+
+def rsa_rows_for(
+    dataset: RSMDataset,
+    features: np.ndarray,
+    transformed: np.ndarray | None,
+    kernels: list[str],
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> list[dict]:
+    """One row per kernel: RSA of features (n, p), and of transformed features (n, p) when given."""
+    human = dataset.similarity
+    rows = []
+    for kernel in kernels:
+        row: dict = {"dataset": dataset.name, "kernel": kernel}
+        for suffix, x in (("", features), ("_transformed", transformed)):
+            if x is None:
+                row.update({f"spearman{suffix}": None, f"pearson{suffix}": None})
+                continue
+            model = rsa.model_rsm(x, kernel)
+            for metric, value in rsa.correlate_rsms(model, human).items():
+                row[f"{metric}{suffix}"] = None if np.isnan(value) else value  # nan: a constant RSM
+            if bootstrap > 0:
+                for metric, ci in rsa.bootstrap_ci(model, human, bootstrap, seed).items():
+                    row[f"{metric}{suffix}_ci95"] = list(ci)
+        row["n_stimuli"] = dataset.n_stimuli
+        rows.append(row)
+    return rows
+
+
+def parse_feature_sources(spec: str, dataset_names: list[str]) -> tuple[dict[str, str], list[str]]:
+    """`transfer.features` -> ({dataset name: file}, [folders]); every name must be a dataset's."""
+    files, folders = {}, []
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        name, sep, path = item.partition(":")
+        if not sep:
+            if not os.path.isdir(item):
+                raise InputError(f"transfer.features: {item}: folder not found (or write NAME:FILE)")
+            folders.append(item)
+        elif name.strip() not in dataset_names:
+            raise InputError(
+                f"transfer.features: no dataset named {name.strip()!r}; the datasets are {', '.join(dataset_names)}"
+            )
+        else:
+            files[name.strip()] = path.strip()
+    return files, folders
+
+
+def dataset_features(
+    ctx: RunContext, dataset: RSMDataset | TripletDataset, files: dict[str, str], folders: list[str]
+) -> np.ndarray:
+    """(n, p) features of the dataset's stimuli, from a file, a folder, or extraction with config.model."""
+    n = dataset.n_stimuli if isinstance(dataset, RSMDataset) else (len(dataset.stimuli) or None)
+    in_folders = [os.path.join(f, dataset.name + ext) for f in folders for ext in (".npy", ".h5")]
+    found = [files[dataset.name]] if dataset.name in files else [p for p in in_folders if os.path.isfile(p)]
+    if found:
+        features = load_features(found[0], n_objects=n)
+    elif ctx.config.model.name or ctx.config.model.variant:
+        if not dataset.stimuli:
+            raise InputError(
+                f"{dataset.name}: no images to extract features from; add the images folder of its layout "
+                "or give transfer.features"
+            )
+        from alignment_jax.extract.pipeline import features_for_images
+
+        features = np.asarray(
+            features_for_images(ctx.config, list(dataset.stimuli), dataset.name, ctx.workdir), np.float32
+        )
+    else:
+        raise InputError(
+            f"{dataset.name}: no features; give transfer.features={dataset.name}:FILE.npy (or a folder holding "
+            f"{dataset.name}.npy), or configure config.model to extract them from the images"
+        )
+    if isinstance(dataset, TripletDataset) and features.shape[0] < dataset.triplets.n_objects:
+        raise InputError(
+            f"{dataset.name}: {features.shape[0]} feature rows but the triplets index "
+            f"{dataset.triplets.n_objects} objects; row i must be object i"
+        )
+    return features
+
+
+def _apply(transform: Transform | None, features: np.ndarray, name: str, path: str) -> np.ndarray | None:
+    if transform is None:
+        return None
+    if features.shape[1] != transform.dim:
+        raise InputError(
+            f"{name}: features have {features.shape[1]} dimensions but {path} maps {transform.dim}; "
+            "use features of the same model and layer as the THINGS features"
+        )
+    return transform.apply(features)
+
+
+def _triplet_row(
+    dataset: TripletDataset, features: np.ndarray, transformed: np.ndarray | None, config: ml_collections.ConfigDict
+) -> dict:
+    triplets = dataset.triplets.triplets
+    before = odd_one_out(features, triplets, config.similarity, config.zero_shot.bootstrap, config.seed)
+    after = odd_one_out(transformed, triplets, config.similarity, 0) if transformed is not None else None
+    return {
+        "dataset": dataset.name,
+        "similarity": config.similarity,
+        "n_triplets": before.n_triplets,
+        "accuracy": before.accuracy,
+        "ci95": list(before.ci95),
+        "accuracy_transformed": after.accuracy if after is not None else None,
+    }
+
+
+def _log_summary(ctx: RunContext, rsa_rows: list[dict], triplet_rows: list[dict]) -> None:
+    fmt = lambda value: "-" if value is None else f"{value:.3f}"
+    for row in rsa_rows:
+        ctx.log(
+            f"transfer {row['dataset']} ({row['kernel']}): Spearman {fmt(row['spearman'])} original, "
+            f"{fmt(row['spearman_transformed'])} transformed"
+        )
+    for row in triplet_rows:
+        ctx.log(
+            f"transfer {row['dataset']}: odd-one-out accuracy {fmt(row['accuracy'])} original, "
+            f"{fmt(row['accuracy_transformed'])} transformed"
+        )
