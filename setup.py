@@ -38,5 +38,7 @@ setup(
         "notebooks": ["jupyter>=1.0", "nbclient>=0.10", "ipykernel>=6.29"],
         "hdf5": ["h5py>=3.10"],
         "openclip": ["safetensors>=0.4"],
+        "gcs": ["etils[epath]>=1.5", "gcsfs>=2023.1"],
+        "torch": ["torch>=2.1", "open_clip_torch>=2.23", "timm>=0.9"],
     },
 )

@@ -1,0 +1,274 @@
+"""Public models by name, and `load_model`: a name or a variant string -> module, params, preprocessing.
+
+`load_model("siglip-so400m14-224")` reads the registry's public checkpoint (cached on first use);
+`load_model("B/16", "path/to/file.npz")` loads any big_vision / vit_jax / OpenCLIP / timm / orbax file
+into a B/16, taking the head, pooling and image size from the file unless given;
+`load_model("mu/8", image_size=32)` (no checkpoint) draws random weights from `seed`: the tiny
+variants are for tests and demos. `checkpoint="random"` gives random weights for a registry name too.
+"""
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from alignment_jax.errors import InputError
+from alignment_jax.models import checkpoints, storage
+from alignment_jax.models.openclip import OPENCLIP_ARCH
+from alignment_jax.models.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocess
+from alignment_jax.models.vit import VARIANTS, VisionTransformer, decode_variant, make_vit
+
+Params = dict
+_AUGREG = "gs://vit_models/augreg/"
+_SIGLIP = "gs://big_vision/siglip/"
+_SIGLIP2 = "gs://big_vision/siglip2/"
+_HF = "https://huggingface.co/{}/resolve/main/{}"
+_BV_PREPROCESS = Preprocess(224)  # squash-resize, values in [-1, 1]
+_CLIP_PREPROCESS = Preprocess(224, crop=True, method="bicubic", mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD)
+_DIMENSIONS = ("width", "depth", "mlp_dim", "num_heads", "patch_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A public model: variant, where its weights are, how to feed it, which output to use by default.
+
+    config: every VisionTransformer option that differs from the defaults (a file is checked, not trusted).
+    """
+
+    name: str
+    variant: str
+    checkpoint: str
+    image_size: int
+    source: str  # vit_jax | big_vision | openclip | timm
+    config: dict = dataclasses.field(default_factory=dict)
+    preprocess: Preprocess = _BV_PREPROCESS
+    default_layer: str = "pre_logits"
+    description: str = ""
+
+
+_I21K = {"pool_type": "tok", "num_classes": 21843}
+_I1K = {"pool_type": "tok", "num_classes": 1000}
+
+
+def _augreg(variant: str, stem: str, finetune_lr: str) -> list[ModelSpec]:
+    finetune = f"imagenet2012-steps_20k-lr_{finetune_lr}-res_224"
+    short = variant.replace("/", "").lower()
+    return [
+        ModelSpec(f"augreg-{short}-i21k", variant, f"{_AUGREG}{stem}.npz", 224, "vit_jax", _I21K,
+                  description=f"AugReg ViT-{variant}, ImageNet-21k (arXiv:2106.10270)"),
+        ModelSpec(f"augreg-{short}-i21k-ft-i1k", variant, f"{_AUGREG}{stem}--{finetune}.npz", 224, "vit_jax", _I1K,
+                  description=f"AugReg ViT-{variant}, ImageNet-21k then ImageNet-1k at 224"),
+    ]  # fmt: skip
+
+
+def _timm(variant: str, timm_name: str) -> list[ModelSpec]:
+    short = variant.replace("/", "").lower()
+    return [
+        ModelSpec(f"timm-augreg-{short}-{tag}", variant, _HF.format(f"timm/{timm_name}.{suffix}", "model.safetensors"),
+                  224, "timm", config, description=f"the AugReg ViT-{variant} ({tag}) weights as published by timm")
+        for tag, suffix, config in (("i21k", "augreg_in21k", _I21K), ("i21k-ft-i1k", "augreg_in21k_ft_in1k", _I1K))
+    ]  # fmt: skip
+
+
+def _siglip(name: str, variant: str, url: str, size: int) -> ModelSpec:
+    """SigLIP image towers have a MAP head and no projection (big_vision: `out_dim = (None, text_dim)`)."""
+    return ModelSpec(name, variant, url + ":img", size, "big_vision", {"pool_type": "map"},
+                     description="SigLIP image tower (MAP-head output = image embedding)")  # fmt: skip
+
+
+def _openclip(name: str, variant: str, repo: str, embed: int, quick_gelu: bool = False, **pp: Any) -> ModelSpec:
+    config = {**OPENCLIP_ARCH, "num_classes": embed, **({"gelu": "quick"} if quick_gelu else {})}
+    return ModelSpec(
+        name, variant, _HF.format(repo, "open_clip_model.safetensors"), 224, "openclip", config,
+        dataclasses.replace(_CLIP_PREPROCESS, **pp), "logits",
+        f"OpenCLIP image tower from hf.co/{repo} (logits = projected image embedding)",
+    )  # fmt: skip
+
+
+_SPECS = [
+    *_augreg("Ti/16", "Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "0.03"),
+    *_augreg("S/16", "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03"),
+    *_augreg("B/16", "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0", "0.01"),
+    *_augreg("B/32", "B_32-i21k-300ep-lr_0.001-aug_medium1-wd_0.03-do_0.0-sd_0.0", "0.03"),
+    *_augreg("L/16", "L_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.1-sd_0.1", "0.01"),
+    *_timm("Ti/16", "vit_tiny_patch16_224"),
+    *_timm("S/16", "vit_small_patch16_224"),
+    *_timm("B/16", "vit_base_patch16_224"),
+    *_timm("B/32", "vit_base_patch32_224"),
+    *_timm("L/16", "vit_large_patch16_224"),
+    _siglip("siglip-b16-224", "B/16", _SIGLIP + "webli_en_b16_224_63724782.npz", 224),
+    _siglip("siglip-l16-256", "L/16", _SIGLIP + "webli_en_l16_256_60552751.npz", 256),
+    _siglip("siglip-so400m14-224", "So400m/14", _SIGLIP + "webli_en_so400m_224_57633886.npz", 224),
+    _siglip("siglip-so400m14-384", "So400m/14", _SIGLIP + "webli_en_so400m_384_58765454.npz", 384),
+    _siglip("siglip2-b16-224", "B/16", _SIGLIP2 + "siglip2_b16_224.npz", 224),
+    _siglip("siglip2-so400m14-224", "So400m/14", _SIGLIP2 + "siglip2_so400m14_224.npz", 224),
+    _siglip("siglip2-gopt16-256", "g-opt/16", _SIGLIP2 + "siglip2_g-opt16_256.npz", 256),
+    _siglip("siglip2-gopt16-384", "g-opt/16", _SIGLIP2 + "siglip2_g-opt16_384.npz", 384),
+    _openclip("openclip-vit-b16-openai", "B/16", "timm/vit_base_patch16_clip_224.openai", 512, quick_gelu=True),
+    _openclip("openclip-vit-b16-laion2b", "B/16", "laion/CLIP-ViT-B-16-laion2B-s34B-b88K", 512),
+    _openclip("openclip-vit-l14-openai", "L/14", "timm/vit_large_patch14_clip_224.openai", 768, quick_gelu=True),
+    _openclip("openclip-vit-l14-laion2b", "L/14", "laion/CLIP-ViT-L-14-laion2B-s32B-b82K", 768, mean=None, std=None),
+    _openclip("openclip-vit-g14-laion2b-s12b", "g/14", "laion/CLIP-ViT-g-14-laion2B-s12B-b42K", 1024),
+    _openclip("openclip-vit-g14-laion2b-s34b", "g/14", "laion/CLIP-ViT-g-14-laion2B-s34B-b88K", 1024),
+    _openclip("openclip-vit-bigg14-laion2b-s39b", "G/14", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", 1280),
+]  # fmt: skip
+MODELS: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """A ready model. `preprocess(images uint8 (B, H, W, 3)) -> float32 (B, S, S, 3)`, S = image_size;
+    `module.apply({"params": params}, x)` -> (logits or None, named outputs); `info` is JSON-able.
+    """
+
+    module: VisionTransformer
+    params: Params
+    image_size: int
+    preprocess: Preprocess
+    default_layer: str
+    info: dict
+
+    def apply(self, images: jax.Array) -> tuple[jax.Array | None, dict[str, jax.Array]]:
+        """Preprocessed images (B, S, S, 3) -> (logits or None, named outputs)."""
+        return self.module.apply({"params": self.params}, images)
+
+
+def list_models() -> list[str]:
+    """Registry names."""
+    return sorted(MODELS)
+
+
+def load_model(
+    name_or_variant: str,
+    checkpoint: str = "",
+    *,
+    image_size: int | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+    dont_load: Sequence[str] = (),
+    sharding: Any = None,
+    cache_dir: str | None = None,
+    **overrides: Any,
+) -> LoadedModel:
+    """A registry name ("augreg-b16-i21k") or a variant ("B/16", "mu/8") -> LoadedModel.
+
+    checkpoint: a local path or any path the installed filesystem layers open (gs://, https://), with an
+    optional ':sub/tree' for .npz and orbax; "" = the registry's checkpoint, or random weights from `seed`
+    for a bare variant; "random" = random weights even for a registry name.
+    image_size: input side in pixels (default: the registry's, else the checkpoint's grid, else 224).
+    dtype: "float32" or "bfloat16" matmuls (parameters stay float32).
+    dont_load: regexes of parameter names to leave at their initialization (e.g. "head/.*").
+    sharding: one jax Sharding for every parameter (orbax restores straight onto it).
+    overrides: VisionTransformer options (pool_type, num_classes, gelu, scan, ...).
+    """
+    if dtype not in ("float32", "bfloat16"):
+        raise InputError(f"model.dtype {dtype!r}: use 'float32' or 'bfloat16'")
+    spec = MODELS.get(name_or_variant)
+    if spec is None and not _looks_like_variant(name_or_variant):
+        known = ", ".join(MODELS)
+        raise InputError(f"model {name_or_variant!r}: neither a registry name ({known}) nor a variant like 'B/16'")
+    variant = spec.variant if spec else name_or_variant
+    chosen = {**decode_variant(variant), **(spec.config if spec else {}), **overrides}
+    path = checkpoint or (spec.checkpoint if spec else "")
+    path = "" if path == "random" else path
+    config, arch, raw, local, fmt = dict(chosen), {}, None, "", "random"
+    if path:
+        ckpt = checkpoints.read_checkpoint(path, num_heads=chosen["num_heads"], cache_dir=cache_dir, sharding=sharding)
+        raw, arch, local, fmt = ckpt
+        found = checkpoints.infer_config(raw, path)
+        _check_variant(found, chosen, path, variant)
+        config = chosen if spec else {**found, **arch, **chosen}  # registry entries are complete
+    module = make_vit(variant, **{**config, "dtype_mm": dtype})
+    size = image_size or (spec.image_size if spec else 0) or _grid_size(raw, module) or 224
+    abstract = jax.eval_shape(module.init, jax.random.PRNGKey(seed), jnp.zeros((1, size, size, 3)))["params"]
+    if raw is not None:
+        fitted = checkpoints.fit_to_model(raw, abstract, class_slot=module.posemb_with_cls)
+        init = _flax_init(module, size, seed) if checkpoints.dont_load_names(abstract, dont_load) else None
+        params = checkpoints.match_params(fitted, abstract, source=path, dont_load=dont_load, init=init)
+    elif dont_load:
+        raise InputError("dont_load: only meaningful with a checkpoint; without one every parameter is random")
+    else:
+        params = random_params(abstract, seed)
+    params = jax.device_put(params, sharding) if sharding is not None else jax.tree.map(jnp.asarray, params)
+    source = spec.source if spec else fmt
+    preprocess = dataclasses.replace(spec.preprocess if spec else _default_preprocess(arch), size=size)
+    default_layer = spec.default_layer if spec else ("logits" if arch else "pre_logits")
+    info = {
+        "name": spec.name if spec else name_or_variant,
+        "variant": variant,
+        "source": source,
+        "checkpoint": path,
+        "sha256": storage.sha256(local) if local and not storage.is_remote(local) else None,
+        "seed": None if path else seed,
+        "image_size": size,
+        "dtype": dtype,
+        "default_layer": default_layer,
+        "config": _json_config(module),
+        "preprocess": preprocess.options(),
+    }
+    return LoadedModel(module, params, size, preprocess, default_layer, info)
+
+
+def random_params(abstract: Params, seed: int) -> Params:
+    """Random float32 weights for an (abstract) tree, from numpy's generator: for tests and demos.
+
+    Kernels ~ N(0, 1/fan_in), LayerNorm scales ~ 1 + N(0, 0.1^2), everything else (biases, cls, position
+    embeddings, probe) ~ N(0, 0.1^2): every parameter is non-trivial, so a mis-mapped one shows.
+    Not big_vision's training initialization (that is `module.init`).
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, leaf in checkpoints.flatten(abstract).items():
+        shape = leaf.shape
+        fan_shape = shape[1:] if "Transformer/encoderblock/" in name else shape  # scanned: leading depth axis
+        if name.endswith("scale"):
+            value = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif name.endswith("kernel") and len(fan_shape) >= 2:
+            qkv = re.search(r"(query|key|value)/kernel$", name)
+            fan_in = fan_shape[0] if qkv else int(np.prod(fan_shape[:-1]))
+            value = rng.standard_normal(shape) / np.sqrt(fan_in)
+        else:
+            value = 0.1 * rng.standard_normal(shape)
+        out[name] = value.astype(leaf.dtype)
+    return checkpoints.unflatten(out)
+
+
+def _looks_like_variant(name: str) -> bool:
+    return name.partition("/")[0] in VARIANTS
+
+
+def _check_variant(found: dict, chosen: dict, path: str, variant: str) -> None:
+    """Raises if the checkpoint's dimensions differ from the requested variant's."""
+    diffs = [f"{k} {found[k]} (asked {chosen[k]})" for k in _DIMENSIONS if k in chosen and found[k] != chosen[k]]
+    if diffs:
+        raise InputError(
+            f"{path}: checkpoint is {checkpoints.describe_config(found)}, not variant {variant!r}: "
+            f"{', '.join(diffs)}; pick the variant that matches the file"
+        )
+
+
+def _grid_size(raw: Params | None, module: VisionTransformer) -> int:
+    """Image side implied by a checkpoint's position embedding (0 if none)."""
+    if raw is None or "pos_embedding" not in raw:
+        return 0
+    side, _ = checkpoints.grid_rows(np.shape(raw["pos_embedding"])[1])
+    return side * module.patch_size[0]
+
+
+def _flax_init(module: VisionTransformer, size: int, seed: int) -> Params:
+    """big_vision's initialization (the "rbg" generator: it compiles twice as fast as threefry on CPU)."""
+    key = jax.random.key(seed, impl="rbg")
+    return jax.jit(module.init)(key, jnp.zeros((1, size, size, 3)))["params"]
+
+
+def _default_preprocess(arch: dict) -> Preprocess:
+    return _CLIP_PREPROCESS if arch else _BV_PREPROCESS
+
+
+def _json_config(module: VisionTransformer) -> dict:
+    fields = [f for f in VisionTransformer.__dataclass_fields__ if f not in ("parent", "name")]
+    return {f: list(v) if isinstance(v := getattr(module, f), tuple) else v for f in fields}
