@@ -19,6 +19,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.world.n_train = 60_000
     config.world.n_test = 10_000
     config.world.n_repeated_sets = 500
+    config.world.n_transfer = 60  # further objects with a human RSM: the transfer dataset
+    config.world.images = False  # render images for the extract stage instead of writing features
+    config.world.image_size = 32
 
     config.things = ml_collections.ConfigDict()
     config.things.root = ""  # ROOT/triplets/{train_90,test_10}.npy (+ ROOT/things_concepts.tsv)

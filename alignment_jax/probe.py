@@ -40,10 +40,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunContext:
     """
     requested = requested_stages(config)
     if requested is None and not any(stages.load(s).has_inputs(config) for s in stages.ORDER if s != "report"):
-        raise InputError(
-            "nothing to run: set features=X.npy (or a model and images) and things.root=ROOT "
-            "(THINGS triplets, from OSF: https://osf.io/f5rn6/), or use configs/demo.py"
-        )
+        raise InputError(_missing_data_message(config))
     ctx = RunContext(config, workdir)
     for name in stages.ORDER:
         stage = stages.load(name)
@@ -53,6 +50,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunContext:
                 ctx.record(name, section)
     print(f"results: {ctx.results_path}")
     return ctx
+
+
+def _missing_data_message(config: ml_collections.ConfigDict) -> str:
+    model = config.model.name or config.model.variant
+    what = f"model {model} is configured but there are no THINGS data" if model else "nothing to run"
+    return (
+        f"{what}: download THINGS from OSF (images: https://osf.io/jum2f/, triplets: https://osf.io/f5rn6/) and "
+        "set --config.things.root=ROOT (ROOT/images/, ROOT/triplets/train_90.npy, ROOT/things_concepts.tsv)"
+        + (", or set --config.features=X.npy" if not model else ", or add :runlocal=True to the config path")
+        + "; configs/demo.py runs everything on bundled synthetic data"
+    )
 
 
 def main(argv: list[str]) -> None:

@@ -3,16 +3,21 @@
     python -m alignment_jax.probe --config=configs/demo.py --workdir=runs/demo
 
 The world stage writes planted-concept objects, simulated human triplets (train, test, repeats for a
-noise ceiling) and model features under WORKDIR/world; the other stages run on them as on THINGS.
+noise ceiling), images rendered from the objects' concepts, a held-out dataset with a human similarity
+matrix and the concept labels under WORKDIR/world. A tiny ViT (random weights: nothing is downloaded)
+extracts features from the images; zero-shot, the probe sweep, transfer and concepts run on them as on
+THINGS, and report.md gathers the plots. Argument `features=True` skips the images and the model and
+uses planted features instead (seconds instead of a minute).
 """
 
+from alignment_jax.config_args import parse_arg, run_locally
 from alignment_jax.config_base import base_config
 
 
 def get_config(arg: str = ""):
-    del arg
+    args = parse_arg(arg, features=False)
     config = base_config()
-    config.world.enabled = True
-    config.zero_shot.bootstrap = 1000
-    config.probe.lambdas = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
-    return config
+    if args.features:
+        config.world.enabled = True
+        return config
+    return run_locally(config)

@@ -103,5 +103,15 @@ def test_every_bad_input_is_one_line_and_exit_2(things_dir, tmp_path):
 
 def test_nothing_to_run(tmp_path):
     config = base_config()
-    with pytest.raises(InputError, match="nothing to run"):
+    with pytest.raises(InputError, match="nothing to run: download THINGS from OSF.*--config.things.root=ROOT"):
         probe.run(config, str(tmp_path))
+
+
+def test_real_config_without_data_says_what_to_download(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "alignment_jax.probe", "--config=configs/vit_g.py", f"--workdir={tmp_path}"],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: model siglip2-gopt16-256 is configured but there are no THINGS data")
+    assert "Traceback" not in done.stderr and "runlocal=True" in done.stderr

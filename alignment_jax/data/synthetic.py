@@ -21,7 +21,8 @@ CONCEPT_NAMES = (
 @dataclasses.dataclass(frozen=True)
 class World:
     """embedding: (n, d) planted concepts; features: (n, p) what a model sees; train/test/repeats: (T, 3)
-    triplets with column 2 = odd one out (repeats: sets of three objects asked several times)."""
+    triplets with column 2 = odd one out (repeats: sets of three objects asked several times);
+    transfer_embedding / transfer_features: (m, d) / (m, p) for m further objects, a held-out dataset."""
 
     embedding: np.ndarray
     concept_names: tuple[str, ...]
@@ -29,6 +30,8 @@ class World:
     train: np.ndarray
     test: np.ndarray
     repeats: np.ndarray
+    transfer_embedding: np.ndarray
+    transfer_features: np.ndarray
 
 
 def concept_embedding(n_objects: int, n_concepts: int, rng: np.random.Generator, density: float = 0.3) -> np.ndarray:
@@ -72,16 +75,19 @@ def make_world(
     repeats_per_set: int = 3,
     beta: float = 3.0,
     nuisance: float = 1.0,
+    n_transfer: int = 0,
     seed: int = 0,
 ) -> World:
-    """A world of n_objects with features of n_dims = n_concepts planted + nuisance dimensions."""
+    """A world of n_objects (+ n_transfer held-out objects) with features of n_dims = n_concepts planted +
+    nuisance dimensions."""
     if n_dims < n_concepts:
         raise ValueError(f"n_dims={n_dims} must be >= n_concepts={n_concepts}")
     rng = np.random.default_rng(seed)
-    embedding = concept_embedding(n_objects, n_concepts, rng)
-    mixed = np.concatenate([embedding, nuisance * rng.normal(size=(n_objects, n_dims - n_concepts))], axis=1)
+    everything = concept_embedding(n_objects + n_transfer, n_concepts, rng)
+    mixed = np.concatenate([everything, nuisance * rng.normal(size=(len(everything), n_dims - n_concepts))], axis=1)
     rotation = np.linalg.qr(rng.normal(size=(n_dims, n_dims)))[0]
-    features = (mixed @ rotation).astype(np.float32)
+    all_features = (mixed @ rotation).astype(np.float32)
+    embedding, features = everything[:n_objects], all_features[:n_objects]
     triplets = simulate_choices(embedding, random_triplets(n_objects, n_train + n_test, rng), beta, rng)
     sets = np.repeat(random_triplets(n_objects, n_repeated_sets, rng), repeats_per_set, axis=0)
     names = tuple(CONCEPT_NAMES[i] if i < len(CONCEPT_NAMES) else f"Concept {i}" for i in range(n_concepts))
@@ -92,4 +98,6 @@ def make_world(
         train=triplets[:n_train].astype(np.int32),
         test=triplets[n_train:].astype(np.int32),
         repeats=simulate_choices(embedding, sets, beta, rng).astype(np.int32),
+        transfer_embedding=everything[n_objects:].astype(np.float32),
+        transfer_features=all_features[n_objects:],
     )

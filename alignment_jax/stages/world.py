@@ -1,8 +1,10 @@
 """Stage world: writes the bundled synthetic THINGS-like world to WORKDIR/world and points the config at it.
 
-It makes the demo runnable on a fresh machine with no download: THINGS-layout triplets (with repeated
-triplets for a noise ceiling), object ids, a model's features, and the planted concept embedding with its
-labels for the concepts stage.
+It makes the demo runnable on a fresh machine with no download. In the THINGS layout: triplets (with
+repeated triplets for a noise ceiling), object ids, and either images rendered from the objects' concepts
+(`world.images`, for the extract stage's model) or ready-made features; the planted concept embedding
+with its labels (concepts stage); and a held-out dataset of further objects with a human similarity
+matrix (transfer stage, generic `rsm` layout).
 """
 
 import os
@@ -10,7 +12,8 @@ import os
 import numpy as np
 
 from alignment_jax import atomic
-from alignment_jax.data.synthetic import make_world
+from alignment_jax.data.render import render
+from alignment_jax.data.synthetic import World, make_world
 from alignment_jax.run_context import RunContext
 
 
@@ -19,7 +22,7 @@ def has_inputs(config) -> bool:
 
 
 def run(ctx: RunContext) -> dict:
-    settings = ctx.config.world
+    settings, config = ctx.config.world, ctx.config
     world = make_world(
         n_objects=settings.n_objects,
         n_concepts=settings.n_concepts,
@@ -27,25 +30,56 @@ def run(ctx: RunContext) -> dict:
         n_train=settings.n_train,
         n_test=settings.n_test,
         n_repeated_sets=settings.n_repeated_sets,
-        seed=ctx.config.seed,
+        n_transfer=settings.n_transfer,
+        seed=config.seed,
     )
     root = os.path.join(ctx.workdir, "world")
     ids = [f"object_{i:04d}" for i in range(settings.n_objects)]
     atomic.save_npy(os.path.join(root, "triplets", "train_90.npy"), np.concatenate([world.train, world.repeats]))
     atomic.save_npy(os.path.join(root, "triplets", "test_10.npy"), world.test)
     atomic.write_text(os.path.join(root, "things_concepts.tsv"), "uniqueID\n" + "\n".join(ids) + "\n")
-    atomic.save_npy(os.path.join(root, "features.npy"), world.features)
     atomic.save_npy(os.path.join(root, "concept_embedding.npy"), world.embedding)
     atomic.write_text(os.path.join(root, "concept_labels.txt"), "\n".join(world.concept_names) + "\n")
-    config = ctx.config
+    transfer = _write_transfer(world, os.path.join(root, "transfer_rsm"), settings, config.seed)
+
     config.things.root = root
-    if not config.features and not config.model.name and not config.model.variant:
+    if settings.images:
+        _write_images(os.path.join(root, "images"), ids, render(world.embedding, settings.image_size, config.seed))
+        config.images.source, config.images.root = "things", os.path.join(root, "images")
+    elif not config.features:
         config.features = ctx.features_path = os.path.join(root, "features.npy")
+        atomic.save_npy(config.features, world.features)
+        config.transfer.features = f"transfer_rsm:{os.path.join(transfer, 'features.npy')}"
     if not config.concepts.embedding:
         config.concepts.embedding = os.path.join(root, "concept_embedding.npy")
         config.concepts.labels = os.path.join(root, "concept_labels.txt")
+    if not config.transfer.datasets:
+        config.transfer.datasets = f"rsm:{transfer}"
     ctx.log(
-        f"world: {settings.n_objects} objects, {len(world.train):,} train / {len(world.test):,} test triplets, "
-        f"{settings.n_concepts} planted concepts, features {world.features.shape} -> {root}"
+        f"world: {settings.n_objects} objects ({'images' if settings.images else 'features'}), "
+        f"{len(world.train):,} train / {len(world.test):,} test triplets, {settings.n_concepts} planted concepts, "
+        f"{settings.n_transfer} held-out objects for transfer -> {root}"
     )
-    return {"root": root, "n_objects": settings.n_objects, "n_concepts": settings.n_concepts}
+    return {"root": root, "n_objects": settings.n_objects, "n_concepts": settings.n_concepts, "images": settings.images}
+
+
+def _write_transfer(world: World, folder: str, settings, seed: int) -> str:
+    """Held-out objects: human similarity = the planted embedding's dot products, images or features."""
+    embedding = world.transfer_embedding
+    atomic.save_npy(os.path.join(folder, "similarity.npy"), embedding @ embedding.T)
+    if settings.images:
+        names = [f"stimulus_{i:03d}" for i in range(len(embedding))]
+        _write_images(os.path.join(folder, "images"), names, render(embedding, settings.image_size, seed + 1))
+    else:
+        atomic.save_npy(os.path.join(folder, "features.npy"), world.transfer_features)
+    return folder
+
+
+def _write_images(folder: str, names: list[str], images: np.ndarray) -> None:
+    """images: (n, H, W, 3) uint8 -> folder/<name>.png, each written atomically."""
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    for name, image in zip(names, images, strict=True):
+        with atomic.atomic_path(os.path.join(folder, f"{name}.png"), suffix=".png") as tmp:
+            Image.fromarray(image).save(tmp, format="PNG")
