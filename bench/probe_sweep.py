@@ -73,12 +73,12 @@ def main() -> None:
     settings = ProbeSettings.from_config(config.probe, args.dims)
     x = ((world.features - world.features.mean()) / world.features.std()).astype(np.float32)
     train, val = object_kfold_masks(world.train, args.n_objects, settings.folds, seed=0)
-    folds = stack_folds(world.train, train, val)
+    folds = stack_folds(x, world.train, train, val)
     lambdas = np.asarray(settings.lambdas, np.float32)
     lrs = np.full_like(lambdas, settings.lrs[0])
 
     start = time.perf_counter()
-    outcome = train_sweep(x, folds, lambdas, lrs, settings.train, seed=0, progress=True)
+    outcome = train_sweep(folds, lambdas, lrs, settings.train, seed=0, progress=True)
     sweep_seconds = time.perf_counter() - start
     fold_sizes = train.sum(axis=1)
     triplet_epochs = float((outcome.epochs * fold_sizes[:, None]).sum())

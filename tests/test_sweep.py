@@ -22,16 +22,15 @@ def small():
 @pytest.mark.parametrize("batch_size", [0, 512])
 def test_vmapped_sweep_equals_configurations_run_one_by_one(small, batch_size):
     x, triplets, train, val = small
-    folds = stack_folds(triplets, train, val, multiple=batch_size or 1)
+    folds = stack_folds(x, triplets, train, val, multiple=batch_size or 1)
     lambdas = np.array([1e-1, 1e-2, 1e-4], np.float32)
     lrs = np.array([0.05, 0.02, 0.05], np.float32)
     settings = TrainSettings(batch_size=batch_size, epochs=25, min_epochs=3, patience=3, bias=True)
-    together = train_sweep(x, folds, lambdas, lrs, settings, seed=5, progress=False)
+    together = train_sweep(folds, lambdas, lrs, settings, seed=5, progress=False)
     assert len(np.unique(together.epochs)) > 1  # configurations stopped at different epochs
     for f in range(3):
         for h in range(3):
             alone = train_sweep(
-                x,
                 folds.fold(f),
                 lambdas[h : h + 1],
                 lrs[h : h + 1],
@@ -49,11 +48,11 @@ def test_vmapped_sweep_equals_configurations_run_one_by_one(small, batch_size):
 
 def test_early_stopping_freezes_and_divergence_is_isolated(small):
     x, triplets, train, val = small
-    folds = stack_folds(triplets, train, val)
+    folds = stack_folds(x, triplets, train, val)
     lambdas = np.array([1e-3, 1e-3, 10.0], np.float32)
     lrs = np.array([0.02, 1e30, 0.02], np.float32)  # the second configuration blows up
     settings = TrainSettings(epochs=200, min_epochs=5, patience=5, clip_norm=0.0)
-    out = train_sweep(x, folds, lambdas, lrs, settings, progress=False)
+    out = train_sweep(folds, lambdas, lrs, settings, progress=False)
     assert out.failed[:, 1].all() and not out.failed[:, [0, 2]].any()
     assert np.isfinite(out.val_cross_entropy[:, 0]).all()
     assert (out.val_accuracy[:, 0] > 0.4).all()  # chance is 1/3; validation folds are small here
@@ -70,8 +69,8 @@ def test_sharded_over_eight_devices_matches_one_device(small, tmp_path):
 import json, numpy as np, jax
 from alignment_jax.probing.sweep import TrainSettings, stack_folds, train_sweep
 d = np.load({str(tmp_path / "data.npz")!r})
-folds = stack_folds(d["triplets"], d["train"], d["val"])
-out = train_sweep(d["x"], folds, np.array([1e-2, 1e-3, 1e-4]), np.array([0.05] * 3),
+folds = stack_folds(d["x"], d["triplets"], d["train"], d["val"])
+out = train_sweep(folds, np.array([1e-2, 1e-3, 1e-4]), np.array([0.05] * 3),
                   TrainSettings(epochs=15, min_epochs=2, patience=2), progress=False)
 summary = {{"devices": len(jax.devices()), "ce": out.val_cross_entropy.tolist(), "epochs": out.epochs.tolist()}}
 print(json.dumps(summary))
@@ -84,3 +83,18 @@ print(json.dumps(summary))
     assert [r["devices"] for r in results] == [8, 1]
     np.testing.assert_allclose(results[0]["ce"], results[1]["ce"], rtol=1e-5)
     assert results[0]["epochs"] == results[1]["epochs"]
+
+
+def test_folds_hold_only_the_objects_they_use(small):
+    x, triplets, train, val = small
+    folds = stack_folds(x, triplets, train, val, multiple=64)
+    for f in range(3):
+        for features, local, weights, mask in (
+            (folds.train_features[f], folds.train_triplets[f], folds.train_weights[f], train[f]),
+            (folds.val_features[f], folds.val_triplets[f], folds.val_weights[f], val[f]),
+        ):
+            kept = weights > 0
+            assert kept.sum() == mask.sum()
+            np.testing.assert_array_equal(features[local[kept]], x[triplets[mask]])
+            assert len(np.unique(triplets[mask])) <= features.shape[0] < x.shape[0]
+    assert folds.train_triplets.shape[1] % 64 == 0

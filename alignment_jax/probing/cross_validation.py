@@ -117,8 +117,8 @@ def run_probe(
             f"too few triplets for {settings.folds}-fold object cross-validation: a fold has no triplet with all "
             "three objects on one side; use more triplets or fewer folds (probe.folds)"
         )
-    folds = stack_folds(train_triplets, train_masks, val_masks, multiple)
-    outcome = train_sweep(x, folds, lambdas, lrs, settings.train, seed, progress=progress)
+    folds = stack_folds(x, train_triplets, train_masks, val_masks, multiple)
+    outcome = train_sweep(folds, lambdas, lrs, settings.train, seed, progress=progress)
 
     usable = ~outcome.failed
     if not usable.any():
@@ -132,9 +132,8 @@ def run_probe(
     refit_epochs = max(1, int(round(outcome.best_epoch[:, best].mean())))
     refit_settings = dataclasses.replace(settings.train, epochs=refit_epochs, min_epochs=refit_epochs)
     everything, nothing = np.ones((1, len(train_triplets)), bool), np.zeros((1, len(train_triplets)), bool)
-    all_train = stack_folds(train_triplets, everything, nothing, multiple)
+    all_train = stack_folds(x, train_triplets, everything, nothing, multiple)
     refit = train_sweep(
-        x,
         all_train,
         lambdas[best : best + 1],
         lrs[best : best + 1],

@@ -1,10 +1,12 @@
 """Training every (fold, lambda, learning rate) configuration of a probe sweep in ONE compiled program.
 
 Parameters of all configurations are stacked on leading axes (folds F, hyperparameters H); one epoch of
-one configuration is written once and vmapped over both axes. A fold is a padded, weighted triplet list,
-not a new dataset. Early stopping is per configuration: a `done` mask freezes finished configurations
-while the others go on; a configuration whose loss turns NaN/inf is marked failed and frozen at its best
-parameters. On several devices the H axis is sharded over a 1-D mesh.
+one configuration is written once and vmapped over both axes. A fold is a padded, weighted triplet list
+over the objects it uses: with object cross-validation the training side of a fold only touches 2/3 of
+the objects and the validation side 1/3, so its similarity matrices cost 4/9 and 1/9 of the n x n one.
+Early stopping is per configuration: a `done` mask freezes finished configurations while the others go
+on; a configuration whose loss turns NaN/inf is marked failed and frozen at its best parameters. On
+several devices the H axis is sharded over a 1-D mesh.
 """
 
 import dataclasses
@@ -44,14 +46,17 @@ class TrainSettings:
 
 @dataclasses.dataclass(frozen=True)
 class FoldData:
-    """Triplets of each fold padded to one length; weight 0 marks padding.
+    """Each fold's two sides, padded to common shapes; weight 0 marks padding.
 
-    train_triplets: (F, T_train, 3) int32, train_weights: (F, T_train) float32;
-    val_triplets: (F, T_val, 3), val_weights: (F, T_val) (T_val may be 0: no validation, no early stopping).
+    train_features: (F, n_train, p) rows of X for the objects that the fold's training triplets use;
+    train_triplets: (F, T_train, 3) int32 indices into those rows; train_weights: (F, T_train) float32.
+    val_*: the same for validation (T_val may be 0: no validation, no early stopping).
     """
 
+    train_features: np.ndarray
     train_triplets: np.ndarray
     train_weights: np.ndarray
+    val_features: np.ndarray
     val_triplets: np.ndarray
     val_weights: np.ndarray
 
@@ -63,22 +68,29 @@ class FoldData:
         return FoldData(*(a[f : f + 1] for a in dataclasses.astuple(self)))
 
 
-def stack_folds(triplets: np.ndarray, train_masks: np.ndarray, val_masks: np.ndarray, multiple: int = 1) -> FoldData:
-    """triplets: (T, 3); masks: (F, T) bool -> FoldData, train length padded to a multiple of `multiple`."""
-    train_t, train_w = _pad_stack([triplets[m] for m in train_masks], multiple)
-    val_t, val_w = _pad_stack([triplets[m] for m in val_masks], 1)
-    return FoldData(train_t, train_w, val_t, val_w)
+def stack_folds(
+    x: np.ndarray, triplets: np.ndarray, train_masks: np.ndarray, val_masks: np.ndarray, multiple: int = 1
+) -> FoldData:
+    """x: (n, p); triplets: (T, 3); masks: (F, T) bool -> FoldData, train length padded to a multiple."""
+    train = _pad_stack(x, [triplets[m] for m in train_masks], multiple)
+    val = _pad_stack(x, [triplets[m] for m in val_masks], 1)
+    return FoldData(*train, *val)
 
 
-def _pad_stack(parts: list[np.ndarray], multiple: int) -> tuple[np.ndarray, np.ndarray]:
+def _pad_stack(x: np.ndarray, parts: list[np.ndarray], multiple: int) -> tuple[np.ndarray, ...]:
+    """Per part: the feature rows of the objects it uses and its triplets re-indexed into them."""
+    objects = [np.unique(part) for part in parts]
+    n_rows = max(1, max(len(o) for o in objects))
     length = max(len(p) for p in parts)
     length = -(-length // multiple) * multiple if length else 0
+    features = np.zeros((len(parts), n_rows, x.shape[1]), np.float32)
     triplets = np.zeros((len(parts), length, 3), np.int32)
     weights = np.zeros((len(parts), length), np.float32)
-    for f, part in enumerate(parts):
-        triplets[f, : len(part)] = part
+    for f, (part, used) in enumerate(zip(parts, objects, strict=True)):
+        features[f, : len(used)] = x[used]
+        triplets[f, : len(part)] = np.searchsorted(used, part)
         weights[f, : len(part)] = 1.0
-    return triplets, weights
+    return features, triplets, weights
 
 
 class SweepState(NamedTuple):
@@ -137,16 +149,17 @@ def _select(flag: jax.Array, new, old):
     return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
-def _config_epoch(state: SweepState, x, train_t, train_w, val_t, val_w, lam, lr, key, *, settings, n_batches):
+def _config_epoch(
+    state: SweepState, train_x, train_t, train_w, val_x, val_t, val_w, lam, lr, key, *, settings, n_batches
+):
     """One epoch of one configuration (unbatched state); frozen when state.done."""
-    n_objects = x.shape[0]
     batch = train_t.shape[0] // n_batches
     tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
     loss_fn = functools.partial(
         objective.loss,
         regularizer=settings.regularizer,
         temperature=settings.temperature,
-        formulation=objective.choose_formulation(n_objects, batch, x.shape[1]),
+        formulation=objective.choose_formulation(train_x.shape[0], batch, train_x.shape[1]),
     )
     if n_batches > 1:
         order = jax.random.permutation(key, train_t.shape[0]).reshape(n_batches, batch)
@@ -157,7 +170,7 @@ def _config_epoch(state: SweepState, x, train_t, train_w, val_t, val_w, lam, lr,
         params, opt_state, finite = carry
         t = train_t if order is None else train_t[order[batch_index]]
         w = train_w if order is None else train_w[order[batch_index]]
-        value, grads = jax.value_and_grad(loss_fn)(params, x, t, w, lam)
+        value, grads = jax.value_and_grad(loss_fn)(params, train_x, t, w, lam)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
         return (params, opt_state, finite & jnp.isfinite(value)), None
@@ -170,11 +183,11 @@ def _config_epoch(state: SweepState, x, train_t, train_w, val_t, val_w, lam, lr,
     if has_val:
         val_loss, val_acc = objective.evaluate(
             params,
-            x,
+            val_x,
             val_t,
             val_w,
             temperature=settings.temperature,
-            formulation=objective.choose_formulation(n_objects, val_t.shape[0], x.shape[1]),
+            formulation=objective.choose_formulation(val_x.shape[0], val_t.shape[0], val_x.shape[1]),
         )
     else:
         val_loss, val_acc = jnp.nan, jnp.nan
@@ -202,16 +215,15 @@ def _config_epoch(state: SweepState, x, train_t, train_w, val_t, val_w, lam, lr,
 
 
 @functools.partial(jax.jit, static_argnames=("settings", "n_batches"), donate_argnums=0)
-def _sweep_epoch(state, x, train_t, train_w, val_t, val_w, lams, lrs, keys, *, settings, n_batches):
+def _sweep_epoch(state, train_x, train_t, train_w, val_x, val_t, val_w, lams, lrs, keys, *, settings, n_batches):
     """One epoch of every configuration: vmapped over H (shared fold data), then over F (per-fold data)."""
     epoch = functools.partial(_config_epoch, settings=settings, n_batches=n_batches)
-    over_h = jax.vmap(epoch, in_axes=(0, None, None, None, None, None, 0, 0, None))
-    over_f = jax.vmap(over_h, in_axes=(0, None, 0, 0, 0, 0, None, None, 0))
-    return over_f(state, x, train_t, train_w, val_t, val_w, lams, lrs, keys)
+    over_h = jax.vmap(epoch, in_axes=(0, None, None, None, None, None, None, 0, 0, None))
+    over_f = jax.vmap(over_h, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, 0))
+    return over_f(state, train_x, train_t, train_w, val_x, val_t, val_w, lams, lrs, keys)
 
 
 def train_sweep(
-    x: np.ndarray,
     folds: FoldData,
     lambdas: np.ndarray,
     lrs: np.ndarray,
@@ -221,7 +233,7 @@ def train_sweep(
     hyper_ids: np.ndarray | None = None,
     progress: bool = True,
 ) -> SweepOutcome:
-    """Trains F x H configurations at once. x: (n, p) standardized features; lambdas, lrs: (H,).
+    """Trains F x H configurations at once on standardized features (in `folds`); lambdas, lrs: (H,).
 
     fold_ids (F,) and hyper_ids (H,) name the configurations for seeding (default 0..F-1, 0..H-1), so a
     single configuration trained alone with its ids reproduces its numbers inside a sweep.
@@ -236,7 +248,7 @@ def train_sweep(
     batch = settings.batch_size if 0 < settings.batch_size < t_train else t_train
     n_batches = max(1, t_train // batch)
 
-    p = x.shape[1]
+    p = folds.train_features.shape[2]
     tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
     params = jax.vmap(jax.vmap(lambda k: init_params(k, p, settings)))(
         jnp.stack([jnp.stack([_config_key(seed, int(f), int(h)) for h in hyper_ids]) for f in fold_ids])
@@ -258,7 +270,7 @@ def train_sweep(
     state = jax.tree.map(lambda a: jax.device_put(a, config_sharding), state)
     hyper_sharding = NamedSharding(mesh, P("configs"))
     lams_d, lrs_d = jax.device_put(lambdas, hyper_sharding), jax.device_put(lrs, hyper_sharding)
-    data = [jnp.asarray(a) for a in (x, *dataclasses.astuple(folds))]
+    data = [jnp.asarray(a) for a in dataclasses.astuple(folds)]
 
     bar = tqdm(total=settings.epochs, desc=f"probe sweep ({n_folds}x{n_hyper} configs)", disable=not progress)
     for epoch in range(settings.epochs):
