@@ -95,3 +95,11 @@ def test_too_few_triplets_for_folds():
 
 def test_config_is_a_config():
     assert isinstance(base_config().probe, ml_collections.ConfigDict)
+
+
+def test_fast_protocol_reaches_the_paper_protocol(world):
+    scores = {}
+    for protocol in ("fast", "paper"):
+        chosen = settings(protocol=protocol, lambdas=(1e-2,), folds=2)
+        scores[protocol] = run_probe(world.features, world.train, None, chosen, progress=False).summary["cv_accuracy"]
+    assert scores["fast"] >= scores["paper"] - 0.005, scores
