@@ -97,6 +97,31 @@ def plot_rsa(path: str, rows: list[dict], metric: str = "spearman") -> None:
     _save(fig, path)
 
 
+def plot_models(
+    path: str, models: list[tuple[str, float | None, float | None, float | None]], chance: float = CHANCE
+) -> None:
+    """Zero-shot against probe accuracy, one bar pair per model: models = [(name, zero-shot, probe, noise
+    ceiling)], None where missing; a chance line across and each model's noise ceiling dashed over its pair."""
+    fig = Figure(figsize=(2.0 + 1.1 * len(models), 3.8))
+    ax = fig.add_subplot()
+    width = 0.38
+    x = range(len(models))
+    ax.bar([i - width / 2 for i in x], [_nan(m[1]) for m in models], width, color=_BEFORE, label="zero-shot")
+    ax.bar([i + width / 2 for i in x], [_nan(m[2]) for m in models], width, color=_AFTER, label="probe")
+    ax.axhline(chance, color="black", linestyle=":", linewidth=1, label=f"chance ({chance:.3f})")
+    ceilings = [(i, m[3]) for i, m in zip(x, models, strict=True) if m[3] is not None]
+    for i, ceiling in ceilings:
+        ax.hlines(ceiling, i - 0.45, i + 0.45, color="black", linestyle="--", linewidth=1)
+    if ceilings:
+        ax.plot([], [], color="black", linestyle="--", linewidth=1, label="noise ceiling")
+    tilt = len(models) > 3
+    ax.set_xticks(list(x), [m[0] for m in models], rotation=30 if tilt else 0, ha="right" if tilt else "center")
+    ax.set_ylabel("odd-one-out accuracy")
+    ax.set_ylim(0, 1)
+    _legend_above(ax, 4)
+    _save(fig, path)
+
+
 def _nan(value: float | None) -> float:
     return float("nan") if value is None else value
 

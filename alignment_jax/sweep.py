@@ -1,0 +1,135 @@
+"""Command line: run several model configs one after another and compare them.
+
+    python -m alignment_jax.sweep --config=configs/sweep.py --workdir=DIR \
+        --config.models="configs/vit_b16.py,configs/vit_l16.py" --config.shared.things.root=THINGS
+
+config.models: specs `[NAME=]PATH[:ARG][ KEY=VALUE ...]` (alignment_jax/config_files.py), comma-separated
+  (or a tuple, one spec per item); config.shared: fields set in every model's config (nested like it; None
+  leaves a field alone); config.plot: draw DIR/summary.png.
+Each model runs in DIR/<name>/ with alignment_jax.probe.run. A finished run leaves DIR/<name>/DONE with
+its config's fingerprint; a rerun skips it while the config is unchanged (delete DONE to force a rerun,
+e.g. after replacing a data file in place). A model that fails is reported (non-InputErrors with a
+traceback in DIR/<name>/error.log) and the others go on. Writes DIR/summary.csv (alignment_jax/sweep_summary.py)
+after every model, and prints it as a table. Exit status: 2 for a bad sweep config, 1 if a model failed.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+import ml_collections
+from absl import app, flags, logging
+
+from alignment_jax import atomic, config_files, probe, sweep_summary
+from alignment_jax.config_files import RunSpec
+from alignment_jax.errors import InputError
+
+FLAGS = flags.FLAGS  # --config and --workdir: defined by alignment_jax.probe, which every sweep imports
+DONE = "DONE"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRun:
+    """The outcome of one model: status is ran, cached (finished before, skipped) or failed."""
+
+    spec: RunSpec
+    status: str
+    results: dict[str, Any]
+    error: str = ""
+
+
+def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[ModelRun]:
+    """Runs (or skips, when finished) every model of config.models; rewrites summary.csv after each."""
+    specs = config_files.parse_specs(config.get("models", ""))
+    shared = config.get("shared")
+    runs: list[ModelRun] = []
+    for i, spec in enumerate(specs):
+        print(f"\n== {spec.name} ({i + 1}/{len(specs)}): {spec.text}", flush=True)
+        runs.append(run_model(spec, shared, os.path.join(workdir, spec.name)))
+        sweep_summary.write_csv(os.path.join(workdir, "summary.csv"), _rows(runs))
+    rows = _rows(runs)
+    print()
+    for line in sweep_summary.text_lines(rows):
+        print(line)
+    if config.get("plot", True) and sweep_summary.plot(os.path.join(workdir, "summary.png"), rows):
+        print(f"plot: {os.path.join(workdir, 'summary.png')}")
+    print(f"summary: {os.path.join(workdir, 'summary.csv')}")
+    return runs
+
+
+def run_model(spec: RunSpec, shared: ml_collections.ConfigDict | None, workdir: str) -> ModelRun:
+    """One model in its own workdir: skipped when DONE says it finished with the same config."""
+    try:
+        config = config_files.resolve(spec, shared)
+        fingerprint = config_files.fingerprint(config)
+        finished = finished_results(workdir, fingerprint)
+        if finished is not None:
+            print(f"{spec.name}: finished before with the same config; skipped ({os.path.join(workdir, DONE)})")
+            return ModelRun(spec, "cached", finished)
+        for stale in (DONE, "results.json", "error.log"):  # of an unfinished run or another config
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(workdir, stale))
+        results = probe.run(config, workdir).results
+        done = {"spec": spec.text, "fingerprint": fingerprint, "sections": list(results)}
+        atomic.write_json(os.path.join(workdir, DONE), done)
+        return ModelRun(spec, "ran", results)
+    except InputError as e:
+        message = str(e)
+    except Exception as e:  # one model's bug must not stop the others
+        message = f"{type(e).__name__}: {e} (traceback in {os.path.join(workdir, 'error.log')})"
+        atomic.write_text(os.path.join(workdir, "error.log"), traceback.format_exc())
+    print(f"error: {spec.name}: {message}", file=sys.stderr, flush=True)
+    return ModelRun(spec, "failed", _read_results(workdir), message)
+
+
+def finished_results(workdir: str, fingerprint: str) -> dict[str, Any] | None:
+    """The results of a finished run with this config fingerprint (every section DONE lists), else None."""
+    done = _read_json(os.path.join(workdir, DONE))
+    if not done or done.get("fingerprint") != fingerprint:
+        return None
+    results = _read_results(workdir)
+    return results if all(s in results for s in done.get("sections", ())) else None
+
+
+def _rows(runs: list[ModelRun]) -> list[dict[str, Any]]:
+    return [sweep_summary.row(r.spec.name, r.status, r.results, r.spec.text, r.error) for r in runs]
+
+
+def _read_results(workdir: str) -> dict[str, Any]:
+    return _read_json(os.path.join(workdir, "results.json")) or {}
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.workdir:
+        print("error: --workdir=DIR is required (the folder the sweep writes to)", file=sys.stderr)
+        sys.exit(2)
+    logging.set_verbosity(logging.WARNING)
+    try:
+        runs = run_sweep(FLAGS.config, FLAGS.workdir)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    failed = [r.spec.name for r in runs if r.status == "failed"]
+    if failed:
+        print(f"error: {len(failed)} of {len(runs)} models failed: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("config")
+    app.run(main)
