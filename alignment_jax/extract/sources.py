@@ -1,0 +1,191 @@
+"""Image sources: the images of a run in a fixed order, one id per image.
+
+A source hands out *references* in row order: a file path (read and decoded later in a worker
+thread) or the encoded bytes of an image (TFDS, read sequentially). Row i of the feature matrix is
+image i of the source.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+from alignment_jax.errors import InputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+Ref = str | bytes  # a file path, or the encoded bytes of one image
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSource:
+    """n images in row order.
+
+    ids: (n,) one id per image (object id, relative path, TFDS id or index).
+    names: (n,) what an error message calls image i (its path, or `tfds:NAME/SPLIT[i]`).
+    refs: refs(indices) yields the reference of each index, in the given (ascending) order.
+    description: JSON-able facts that define the images (kind, count, digest), for the store record.
+    """
+
+    ids: tuple[str, ...]
+    names: tuple[str, ...]
+    refs: Callable[[Sequence[int]], Iterator[Ref]]
+    description: dict
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def is_image_file(name: str) -> bool:
+    return not os.path.basename(name).startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def file_source(paths: Sequence[str], ids: Sequence[str] | None = None, kind: str = "files") -> ImageSource:
+    """Images from explicit file paths; ids default to the paths as given. Missing files fail here."""
+    paths = tuple(paths)
+    ids = tuple(ids) if ids is not None else paths
+    if not paths:
+        raise InputError(f"{kind}: no images given")
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise InputError(f"{missing[0]}: image file not found ({len(missing)} of {len(paths)} missing)")
+    sizes = [os.path.getsize(p) for p in paths]
+    description = {"kind": kind, "n": len(paths), "digest": _digest(ids, sizes)}
+    return ImageSource(ids=ids, names=paths, refs=lambda indices: (paths[i] for i in indices), description=description)
+
+
+def things_source(images_root: str, object_ids: Sequence[str]) -> ImageSource:
+    """THINGS layout: object i is `images_root/<id>.jpg` (any image extension) or the first image
+    file, in sorted order, of the folder `images_root/<id>/`."""
+    if not os.path.isdir(images_root):
+        raise InputError(f"{images_root}: THINGS image folder not found (images.root)")
+    paths, missing = [], []
+    for object_id in object_ids:
+        path = _things_image(images_root, object_id)
+        if path is None:
+            missing.append(object_id)
+        paths.append(path)
+    if missing:
+        raise InputError(
+            f"{images_root}: no image for {len(missing)} of {len(object_ids)} objects ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}); expected <id>.jpg or a folder <id>/ with an image in it"
+        )
+    return file_source(paths, object_ids, kind="things")
+
+
+def _things_image(root: str, object_id: str) -> str | None:
+    for extension in IMAGE_EXTENSIONS:
+        path = os.path.join(root, object_id + extension)
+        if os.path.isfile(path):
+            return path
+    folder = os.path.join(root, object_id)
+    if os.path.isdir(folder):
+        files = sorted(f for f in os.listdir(folder) if is_image_file(f) and os.path.isfile(os.path.join(folder, f)))
+        if files:
+            return os.path.join(folder, files[0])
+    return None
+
+
+def folder_source(root: str = "", list_file: str = "") -> ImageSource:
+    """A plain folder: every image file under `root` (recursively, sorted by relative path; id = that
+    path), or the files named in `list_file`, one per line, relative to `root` (default: the list
+    file's folder); id = the line."""
+    if list_file:
+        if not os.path.isfile(list_file):
+            raise InputError(f"{list_file}: image list file not found (images.list)")
+        with open(list_file, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+        if not lines:
+            raise InputError(f"{list_file}: no image paths in the list file (images.list)")
+        base = root or os.path.dirname(os.path.abspath(list_file))
+        paths = [line if os.path.isabs(line) else os.path.join(base, line) for line in lines]
+        missing = [(n, line) for n, (line, p) in enumerate(zip(lines, paths, strict=True)) if not os.path.isfile(p)]
+        if missing:
+            n, line = missing[0]
+            raise InputError(
+                f"{list_file}: line {n + 1} names {line!r}, not a file under {base} ({len(missing)} missing); "
+                "fix the list or set images.root to the folder the paths are relative to"
+            )
+        return file_source(paths, lines, kind="list")
+    if not os.path.isdir(root):
+        raise InputError(f"{root or '(empty)'}: image folder not found (images.root)")
+    relative = sorted(
+        os.path.relpath(os.path.join(folder, f), root).replace(os.sep, "/")
+        for folder, _, files in os.walk(root)
+        for f in files
+        if is_image_file(f)
+    )
+    if not relative:
+        raise InputError(f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in the folder (images.root)")
+    return file_source([os.path.join(root, r) for r in relative], relative, kind="folder")
+
+
+def tfds_source(name: str, split: str, image_key: str = "image", data_dir: str = "", id_key: str = "") -> ImageSource:
+    """A prepared TFDS dataset (`name` registered in `data_dir`, or a prepared dataset folder), read
+    in stored order without shuffling; images stay encoded until the worker threads decode them.
+    ids: the `id_key` feature, or the example index."""
+    try:
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise InputError("images.source=tfds needs tensorflow-datasets: pip install 'alignment_jax[tfds]'") from e
+    with contextlib.suppress(RuntimeError):  # already initialized
+        tf.config.set_visible_devices([], "GPU")  # tf.data only reads; the accelerators are JAX's
+    try:
+        if os.path.isfile(os.path.join(name, "dataset_info.json")):
+            builder = tfds.builder_from_directory(name)
+        else:
+            builder = tfds.builder(name, data_dir=data_dir or None)
+        n = builder.info.splits[split].num_examples
+    except Exception as e:  # tfds raises many types (DatasetNotFoundError, KeyError, ...)
+        raise InputError(
+            f"tfds:{name}: cannot open split {split!r} ({type(e).__name__}: {e}); prepare it with `tfds build` "
+            "and set images.tfds_data_dir, or give the prepared dataset folder as images.tfds_name"
+        ) from e
+    features = builder.info.features
+    for key in (image_key, id_key):
+        if key and key not in features:
+            raise InputError(f"tfds:{name}: no feature {key!r} (features: {sorted(features.keys())})")
+    skip = {image_key: tfds.decode.SkipDecoding()}
+
+    def read(start: int, stop: int, keys: tuple[str, ...]) -> Iterator[dict]:
+        dataset = builder.as_dataset(split=split, shuffle_files=False, decoders=skip)
+        dataset = dataset.map(lambda example: {k: example[k] for k in keys}).skip(start).take(stop - start)
+        return iter(tfds.as_numpy(dataset))
+
+    def refs(indices: Sequence[int]) -> Iterator[bytes]:
+        if not len(indices):
+            return
+        wanted = iter(indices)
+        target = next(wanted)
+        for i, example in enumerate(read(indices[0], indices[-1] + 1, (image_key,)), start=indices[0]):
+            if i == target:
+                yield example[image_key]
+                target = next(wanted, -1)
+
+    if id_key:
+        ids = tuple(_text(example[id_key]) for example in read(0, n, (id_key,)))
+    else:
+        ids = tuple(str(i) for i in range(n))
+    names = tuple(f"tfds:{builder.info.name}/{split}[{i}]" for i in range(n))
+    description = {
+        "kind": "tfds",
+        "dataset": f"{builder.info.full_name}/{split}",
+        "image_key": image_key,
+        "n": n,
+        "digest": _digest(ids, []),
+    }
+    return ImageSource(ids=ids, names=names, refs=refs, description=description)
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _digest(ids: Sequence[str], sizes: Sequence[int]) -> str:
+    """sha256 over the ids and file sizes: what identifies the images without reading them."""
+    h = hashlib.sha256()
+    for item in (*ids, *map(str, sizes)):
+        h.update(item.encode("utf-8") + b"\0")
+    return h.hexdigest()

@@ -1,0 +1,44 @@
+"""Stage extract: features of config.model for the images of config.images, into a store in
+`workdir/features/`; later stages read them (ctx.features). A second run reuses the finished store,
+an interrupted one resumes it; features made another way are never reused (the store name holds a
+hash of model, checkpoint, layer, pooling, dtype, decoding and images)."""
+
+import os
+
+import ml_collections
+
+from alignment_jax.extract.pipeline import extract_with_config, image_source
+from alignment_jax.run_context import RunContext
+
+
+def has_inputs(config: ml_collections.ConfigDict) -> bool:
+    """A model and an image source are configured, and no precomputed `features` file is given."""
+    if config.features or not (config.model.name or config.model.variant):
+        return False
+    images = config.images
+    if images.source == "things":
+        return bool(images.root) or bool(
+            config.things.root and os.path.isdir(os.path.join(config.things.root, "images"))
+        )
+    if images.source == "folder":
+        return bool(images.root or images.list)
+    if images.source == "tfds":
+        return bool(images.tfds_name)
+    return True  # an unknown source: run() says what is wrong
+
+
+def run(ctx: RunContext) -> dict:
+    """Returns the `extract` section: store, features path, n, p, images computed now, images/s."""
+    result, store = extract_with_config(ctx.config, image_source(ctx.config), os.path.join(ctx.workdir, "features"))
+    ctx.features_path = os.path.join(store, f"features.{ctx.config.images.store_format}")
+    n, p = result.features.shape
+    if result.computed:
+        ctx.log(
+            f"extract: {result.computed} images -> {n} x {p} features ({result.images_per_s:.1f} images/s), {store}"
+        )
+    else:
+        ctx.log(f"extract: reused {n} x {p} features from {store}")
+    section = {"store": store, "features": ctx.features_path, "n": n, "p": p, "computed": result.computed}
+    if result.computed:
+        section["images_per_s"] = result.images_per_s
+    return section

@@ -1,0 +1,63 @@
+"""Subprocess side of the extraction tests (run as a script; XLA_FLAGS comes from the caller).
+
+python extract_worker.py sharded OUT IMAGES           8-device vs 1-device features -> OUT/sharded.npz
+python extract_worker.py multihost OUT IMAGES PORT ID one of two jax.distributed processes
+python extract_worker.py slow OUT IMAGES              slow extraction into OUT/store (to be killed)
+"""
+
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+from extract_testlib import extract_folder  # beside this script, so on sys.path
+
+from alignment_jax.extract.extractor import data_mesh
+from alignment_jax.extract.sources import folder_source
+
+
+def sharded(out: str, images: str) -> None:
+    assert jax.device_count() == 8, jax.devices()
+    results = {}
+    for batch_size in (8, 16, 5):
+        for n_devices in (8, 1):
+            store = os.path.join(out, f"store_{batch_size}_{n_devices}")
+            mesh = data_mesh(jax.devices()[:n_devices])
+            result = extract_folder(images, store, batch_size, shard_size=10, mesh=mesh)
+            results[f"b{batch_size}_d{n_devices}"] = result.features
+    np.savez(os.path.join(out, "sharded.npz"), **results)
+
+
+def multihost(out: str, images: str, port: str, process_id: str) -> None:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=int(process_id))
+    assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
+    source = folder_source(images)
+    decoded = []
+
+    def logged_refs(indices):
+        decoded.extend(indices)
+        return source.refs(indices)
+
+    logged = type(source)(source.ids, source.names, logged_refs, source.description)
+    result = extract_folder(images, os.path.join(out, "store"), batch_size=6, shard_size=10, source=logged)
+    np.save(os.path.join(out, f"features_{process_id}.npy"), result.features)
+    np.save(os.path.join(out, f"decoded_{process_id}.npy"), np.array(decoded, np.int64))
+    jax.distributed.shutdown()
+
+
+def slow(out: str, images: str) -> None:
+    source = folder_source(images)
+
+    def slow_refs(indices):
+        for ref in source.refs(indices):
+            time.sleep(0.1)
+            yield ref
+
+    slowed = type(source)(source.ids, source.names, slow_refs, source.description)
+    extract_folder(images, os.path.join(out, "store"), batch_size=2, shard_size=4, source=slowed)
+
+
+if __name__ == "__main__":
+    {"sharded": sharded, "multihost": multihost, "slow": slow}[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,117 @@
+"""The extract stage in a run, and `features_for_images`, with a random-weight mu/8 ViT from the registry."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from extract_testlib import write_images
+
+from alignment_jax.config_base import base_config
+from alignment_jax.errors import InputError
+from alignment_jax.extract.pipeline import features_for_images
+from alignment_jax.probe import run
+from alignment_jax.stages import load
+
+N_OBJECTS = 30
+
+
+@pytest.fixture()
+def things_root(tmp_path):
+    """ROOT/things_concepts.tsv, ROOT/triplets/{train_90,test_10}.npy, ROOT/images/<id>.jpg (or <id>/)."""
+    root = tmp_path / "things"
+    ids = [f"object_{i:02d}" for i in range(N_OBJECTS)]
+    (root / "triplets").mkdir(parents=True)
+    (root / "things_concepts.tsv").write_text("Word\tuniqueID\n" + "".join(f"w\t{i}\n" for i in ids))
+    rng = np.random.default_rng(0)
+    triplets = np.array([rng.choice(N_OBJECTS, 3, replace=False) for _ in range(600)])
+    np.save(root / "triplets" / "train_90.npy", triplets[:500])
+    np.save(root / "triplets" / "test_10.npy", triplets[500:])
+    paths = write_images(str(tmp_path / "raw"), N_OBJECTS, size=(40, 30))
+    for i, (object_id, path) in enumerate(zip(ids, paths, strict=True)):
+        folder = root / "images" / object_id if i % 3 == 0 else root / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(path, folder / (("00.jpg") if i % 3 == 0 else f"{object_id}.jpg"))
+    return root
+
+
+def _config(root, **images):
+    config = base_config()
+    config.things.root = str(root)
+    config.model.variant = "mu/8"
+    config.model.image_size = 32
+    config.model.layer = "encoded"
+    config.images.batch_size = 8
+    config.images.shard_size = 16
+    config.images.progress = False
+    config.images.update(images)
+    config.zero_shot.bootstrap = 0
+    return config
+
+
+def test_model_and_things_images_run_extract_then_zero_shot_and_reuse(things_root, tmp_path):
+    config = _config(things_root, token_pooling="mean")
+    config.report.plots = False
+    ctx = run(config, str(tmp_path / "run"))  # no stages named: every stage whose inputs are there
+    assert list(ctx.results)[:3] == ["extract", "zero_shot", "probe"]
+    section = ctx.results["extract"]
+    assert section["n"] == N_OBJECTS and section["p"] == 32 and section["computed"] == N_OBJECTS
+    assert os.path.basename(section["store"]).startswith("things-mu_8-encoded-")
+    features = np.load(section["features"])
+    assert features.shape == (N_OBJECTS, 32) and np.isfinite(features).all()
+    assert 0 <= ctx.results["zero_shot"]["accuracy"] <= 1
+    record = json.load(open(os.path.join(section["store"], "record.json")))
+    assert record["key"]["model"]["variant"] == "mu/8" and record["key"]["model"]["image_size"] == 32
+    assert record["key"]["pooling"] == "mean" and record["key"]["decoding"]["size"] == 32
+    config.stages = "extract"
+    again = run(config, str(tmp_path / "run"))
+    assert again.results["extract"]["computed"] == 0 and again.results["extract"]["store"] == section["store"]
+    config.images.token_pooling = "cls"  # mu/8 pools by GAP: no class token
+    with pytest.raises(InputError, match="no class token"):
+        run(config, str(tmp_path / "run"))
+
+
+def test_another_layer_gets_another_store(things_root, tmp_path):
+    stores = set()
+    for layer in ("encoded", "pre_logits"):
+        config = _config(things_root)
+        config.model.layer = layer
+        config.images.token_pooling = "mean"
+        config.stages = "extract"
+        stores.add(run(config, str(tmp_path / "run")).results["extract"]["store"])
+    assert len(stores) == 2
+
+
+def test_stage_inputs():
+    config = base_config()
+    assert not load("extract").has_inputs(config)
+    config.model.variant = "mu/8"
+    config.images.source = "folder"
+    assert not load("extract").has_inputs(config)
+    config.images.root = "/somewhere"
+    assert load("extract").has_inputs(config)
+    config.features = "given.npy"  # precomputed features win
+    assert not load("extract").has_inputs(config)
+
+
+def test_features_for_images_caches_by_name_and_refuses_another_layer(tmp_path):
+    paths = write_images(str(tmp_path / "imgs"), 5, size=(33, 47))
+    config = base_config()
+    config.model.variant = "mu/8"
+    config.images.progress = False
+    config.images.resize = "center_crop"
+    features = features_for_images(config, paths, "peterson_animals", str(tmp_path / "run"))
+    assert features.shape == (5, 32)
+    store = tmp_path / "run" / "features" / "peterson_animals"
+    assert (store / "object_ids.txt").read_text().split() == paths
+    mtime = os.path.getmtime(store / "features.npy")
+    np.testing.assert_array_equal(
+        features_for_images(config, paths, "peterson_animals", str(tmp_path / "run")), features
+    )
+    assert os.path.getmtime(store / "features.npy") == mtime
+    config.model.layer = "encoded"
+    config.images.token_pooling = "mean"
+    with pytest.raises(InputError, match="peterson_animals: feature store made another way"):
+        features_for_images(config, paths, "peterson_animals", str(tmp_path / "run"))
+    with pytest.raises(InputError, match="image file not found"):
+        features_for_images(config, [str(tmp_path / "nope.jpg")], "other", str(tmp_path / "run"))

@@ -1,0 +1,147 @@
+"""Image sources (THINGS layout, folder, list file, TFDS) and background decoding."""
+
+import itertools
+import os
+import time
+
+import numpy as np
+import pytest
+from extract_testlib import extract_folder, reference_features, write_images
+from PIL import Image
+
+from alignment_jax.errors import InputError
+from alignment_jax.extract.decode import Decoding, decode_image, decoded_images
+from alignment_jax.extract.sources import file_source, folder_source, tfds_source, things_source
+
+
+def _save(path, color, size=(10, 8)):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), color, np.uint8)).save(path)
+
+
+def test_things_layout_file_or_first_file_of_folder(tmp_path):
+    _save(tmp_path / "aardvark.jpg", 10)
+    _save(tmp_path / "zebra" / "zebra_02s.png", 200)
+    _save(tmp_path / "zebra" / "zebra_01b.png", 100)  # sorted first
+    (tmp_path / "zebra" / ".DS_Store").write_text("x")
+    source = things_source(str(tmp_path), ["zebra", "aardvark"])
+    assert source.ids == ("zebra", "aardvark")
+    assert source.names == (str(tmp_path / "zebra" / "zebra_01b.png"), str(tmp_path / "aardvark.jpg"))
+    assert list(source.refs([1])) == [str(tmp_path / "aardvark.jpg")]
+
+
+def test_things_layout_names_missing_objects(tmp_path):
+    _save(tmp_path / "aardvark.jpg", 10)
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(InputError, match=r"no image for 2 of 3 objects \(empty, yak\)"):
+        things_source(str(tmp_path), ["aardvark", "empty", "yak"])
+
+
+def test_folder_is_sorted_recursive_and_skips_non_images(tmp_path):
+    for name in ("b.jpg", "a.png", "sub/c.jpg", "notes.txt", ".hidden.jpg"):
+        if name.endswith(".txt") or name.startswith("."):
+            (tmp_path / name).write_text("x")
+        else:
+            _save(tmp_path / name, 5)
+    source = folder_source(str(tmp_path))
+    assert source.ids == ("a.png", "b.jpg", "sub/c.jpg")
+    assert source.description["kind"] == "folder" and source.description["n"] == 3
+
+
+def test_list_file_keeps_its_order_and_names_a_missing_line(tmp_path):
+    _save(tmp_path / "imgs" / "x.jpg", 1)
+    _save(tmp_path / "imgs" / "y.jpg", 2)
+    (tmp_path / "list.txt").write_text("imgs/y.jpg\n\nimgs/x.jpg\n")
+    source = folder_source(list_file=str(tmp_path / "list.txt"))
+    assert source.ids == ("imgs/y.jpg", "imgs/x.jpg")
+    (tmp_path / "bad.txt").write_text("imgs/x.jpg\nimgs/nope.jpg\n")
+    with pytest.raises(InputError, match=r"bad.txt: line 2 names 'imgs/nope.jpg'"):
+        folder_source(list_file=str(tmp_path / "bad.txt"))
+
+
+def test_digest_changes_with_the_files(tmp_path):
+    paths = write_images(str(tmp_path), 3)
+    before = file_source(paths).description["digest"]
+    Image.fromarray(np.zeros((50, 50, 3), np.uint8)).save(paths[1], quality=50)
+    assert file_source(paths).description["digest"] != before
+
+
+def test_decode_resize_modes():
+    image = np.zeros((20, 40, 3), np.uint8)  # wide: left half black, right half white
+    image[:, 20:] = 255
+    path_bytes = _encode_png(image)
+    full = decode_image(path_bytes, "wide", Decoding.resize(8, "full"))
+    crop = decode_image(path_bytes, "wide", Decoding.resize(8, "center_crop"))
+    assert full.shape == crop.shape == (8, 8, 3)
+    np.testing.assert_array_equal(full[:, :3], 0)  # squashed: both halves survive
+    np.testing.assert_array_equal(full[:, 5:], 255)
+    np.testing.assert_array_equal(crop[:, :3], 0)  # cropped centre: columns 10..29 of the original
+    np.testing.assert_array_equal(crop[:, 5:], 255)
+    gray = decode_image(_encode_png(np.full((8, 8), 7, np.uint8)), "gray", Decoding.resize(4))
+    assert gray.shape == (4, 4, 3) and (gray == 7).all()
+
+
+def _encode_png(array):
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_undecodable_file_is_named(tmp_path):
+    paths = write_images(str(tmp_path), 4)
+    with open(paths[2], "wb") as f:
+        f.write(b"not a jpeg at all")
+    images = decoded_images(file_source(paths), range(4), Decoding.resize(8), num_workers=3, ahead=4)
+    assert next(images).shape == (8, 8, 3)
+    with pytest.raises(InputError, match=r"img_002.jpg: cannot decode image"):
+        list(images)
+
+
+def test_background_decoding_keeps_the_order(tmp_path):
+    """Workers finish out of order (later images decode faster); the output order is the input order."""
+    n = 12
+    paths = write_images(str(tmp_path), n)
+    decoding = Decoding.resize(8)
+    calls = itertools.count()
+
+    def slow_fit(image):
+        time.sleep(0.003 * (n - next(calls)))  # earlier calls sleep longer
+        return decoding.fit(image)
+
+    expected = [decode_image(p, p, decoding) for p in paths]
+    slow = Decoding(8, slow_fit, decoding.record)
+    indices = [0, 3, 4, 5, 9, 11]
+    got = list(decoded_images(file_source(paths), indices, slow, num_workers=4, ahead=5))
+    assert len(got) == len(indices)
+    for i, image in zip(indices, got, strict=True):
+        np.testing.assert_array_equal(image, expected[i])
+
+
+def test_tfds_source_matches_the_files(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets not installed (the tfds extra)")
+    paths = write_images(str(tmp_path / "imgs"), 5)
+    builder = tfds.dataset_builders.store_as_tfds_dataset(
+        name="tiny_extract_images",
+        version="1.0.0",
+        features=tfds.features.FeaturesDict({"image": tfds.features.Image(), "name": tfds.features.Text()}),
+        split_datasets={"test": [(i, {"image": p, "name": f"obj{i}"}) for i, p in enumerate(paths)]},
+        data_dir=str(tmp_path / "tfds"),
+        disable_shuffling=True,
+    )
+    by_name = tfds_source("tiny_extract_images", "test", data_dir=str(tmp_path / "tfds"), id_key="name")
+    by_folder = tfds_source(str(builder.data_dir), "test")
+    assert by_name.ids == tuple(f"obj{i}" for i in range(5))
+    assert by_folder.ids == tuple(str(i) for i in range(5))
+    assert by_name.names[3].endswith("/test[3]")
+    decoding = Decoding.resize(8)
+    got = list(decoded_images(by_folder, [1, 2, 4], decoding, num_workers=2))
+    for i, image in zip([1, 2, 4], got, strict=True):
+        np.testing.assert_array_equal(image, decode_image(paths[i], paths[i], decoding))
+    through_pipeline = extract_folder(None, str(tmp_path / "store"), batch_size=2, shard_size=3, source=by_name)
+    np.testing.assert_allclose(through_pipeline.features, reference_features(str(tmp_path / "imgs")), atol=1e-5)
+    with pytest.raises(InputError, match="no feature 'label'"):
+        tfds_source("tiny_extract_images", "test", data_dir=str(tmp_path / "tfds"), image_key="label")
+    with pytest.raises(InputError, match="cannot open split 'train'"):
+        tfds_source("tiny_extract_images", "train", data_dir=str(tmp_path / "tfds"))
