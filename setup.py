@@ -10,6 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["alignment_jax", "alignment_jax.*"]),
+    package_data={"alignment_jax": ["assets/*.npz"]},
     install_requires=[
         "jax>=0.4.35",
         "flax>=0.10",
@@ -34,7 +35,7 @@ setup(
             "ipykernel>=6.29",
             "ruff>=0.5",
         ],
-        "tfds": ["tensorflow-datasets>=4.9", "tensorflow-cpu>=2.16"],
+        "tfds": ["tensorflow-datasets>=4.9", "tensorflow-cpu>=2.16", "importlib_resources>=6.0"],
         "notebooks": ["jupyter>=1.0", "nbclient>=0.10", "ipykernel>=6.29"],
         "hdf5": ["h5py>=3.10"],
         "openclip": ["safetensors>=0.4"],

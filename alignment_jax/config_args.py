@@ -30,9 +30,10 @@ def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
     return result
 
 
-def run_locally(config: ml_collections.ConfigDict, patch_size: int = 8) -> ml_collections.ConfigDict:
-    """Shrinks a real model config to run in a minute on a laptop CPU: the demo world with rendered images,
-    a tiny ViT of the same family (random weights), smaller batches; the probe settings stay."""
+def run_locally(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks a real model config to run in a minute on a laptop CPU: the demo world with rendered images
+    and the bundled tiny ViT (`demo-vit`, alignment_jax/demo_model.py) instead of the real checkpoint and
+    THINGS; the probe settings stay."""
     config.world.enabled = True
     config.world.images = True
     config.things.root = config.things.train = config.things.test = config.things.objects = ""
@@ -40,10 +41,9 @@ def run_locally(config: ml_collections.ConfigDict, patch_size: int = 8) -> ml_co
     config.images.source = "things"
     config.images.batch_size = 64
     config.features = ""
-    config.model.name = ""
-    config.model.variant = f"Ti/{patch_size}"
-    config.model.checkpoint = ""
-    config.model.image_size = config.world.image_size
+    config.model.name = "demo-vit"
+    config.model.variant = config.model.checkpoint = config.model.layer = ""
+    config.model.image_size = 0
     config.model.dtype = "float32"
     config.transfer.datasets = config.transfer.features = ""
     config.concepts.embedding = config.concepts.labels = ""

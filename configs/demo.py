@@ -4,8 +4,9 @@
 
 The world stage writes planted-concept objects, simulated human triplets (train, test, repeats for a
 noise ceiling), images rendered from the objects' concepts, a held-out dataset with a human similarity
-matrix and the concept labels under WORKDIR/world. A tiny ViT (random weights: nothing is downloaded)
-extracts features from the images; zero-shot, the probe sweep, transfer and concepts run on them as on
+matrix and the concept labels under WORKDIR/world. The bundled tiny ViT (`demo-vit`, trained on other
+rendered objects; nothing is downloaded) extracts features from the images; zero-shot, the probe sweep,
+transfer and concepts run on them as on
 THINGS, and report.md gathers the plots. Argument `features=True` skips the images and the model and
 uses planted features instead (seconds instead of a minute).
 """

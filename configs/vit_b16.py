@@ -22,4 +22,4 @@ def get_config(arg: str = ""):
     config = base_config()
     config.model.name = f"augreg-b16-{args.variant}"
     config.images.batch_size = 256
-    return run_locally(config, 16 // 2) if args.runlocal else config
+    return run_locally(config) if args.runlocal else config

@@ -23,6 +23,13 @@ def render(
     embedding: np.ndarray, size: int = 32, seed: int = 0, jitter: float = 1.0, background: float = 0.25
 ) -> np.ndarray:
     """embedding: (n, d) non-negative -> images (n, size, size, 3) uint8."""
+    return render_with_background(embedding, size, seed, jitter, background)[0]
+
+
+def render_with_background(
+    embedding: np.ndarray, size: int = 32, seed: int = 0, jitter: float = 1.0, background: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """-> (images (n, size, size, 3) uint8, the coarse random background (n, 4, 4, 3) in [0, 1])."""
     n, d = embedding.shape
     rng = np.random.default_rng(seed)
     centres, colours = _concept_layout(d, size)
@@ -35,4 +42,4 @@ def render(
     image = np.einsum("nd,ndyx,dc->nyxc", strength, blobs, colours)
     coarse = rng.random((n, 4, 4, 3))
     image += background * np.kron(coarse, np.ones((1, size // 4 + 1, size // 4 + 1, 1)))[:, :size, :size]
-    return (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    return (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8), coarse

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alignment_jax import demo_model
 from alignment_jax.errors import InputError
 from alignment_jax.models import checkpoints, storage
 from alignment_jax.models.openclip import OPENCLIP_ARCH
@@ -115,6 +116,9 @@ _SPECS = [
     _openclip("openclip-vit-g14-laion2b-s12b", "g/14", "laion/CLIP-ViT-g-14-laion2B-s12B-b42K", 1024),
     _openclip("openclip-vit-g14-laion2b-s34b", "g/14", "laion/CLIP-ViT-g-14-laion2B-s34B-b88K", 1024),
     _openclip("openclip-vit-bigg14-laion2b-s39b", "G/14", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", 1280),
+    ModelSpec("demo-vit", demo_model.VARIANT, demo_model.CHECKPOINT, demo_model.IMAGE_SIZE, "big_vision",
+              demo_model.OPTIONS, default_layer="head_input",
+              description="the bundled demo model, trained on rendered objects (alignment_jax/demo_model.py)"),
 ]  # fmt: skip
 MODELS: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
 
