@@ -19,6 +19,12 @@ from alignment_jax.run_context import RunContext
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (big_vision style get_config).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the run writes.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Call jax.distributed.initialize() first (multi-host: TPU pods, SLURM, or the "
+    "JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables).",
+)
 
 
 def requested_stages(config: ml_collections.ConfigDict) -> list[str] | None:
@@ -70,6 +76,10 @@ def main(argv: list[str]) -> None:
         print("error: --workdir=DIR is required (the folder the run writes to)", file=sys.stderr)
         sys.exit(2)
     logging.set_verbosity(logging.WARNING)  # orbax and friends log every file at INFO
+    if _DISTRIBUTED.value:
+        import jax
+
+        jax.distributed.initialize()
     try:
         run(_CONFIG.value, _WORKDIR.value)
     except InputError as e:

@@ -4,6 +4,7 @@ import json
 import os
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -63,14 +64,16 @@ class RunContext:
         return Transform.load_npz(self.transform_path) if os.path.exists(self.transform_path) else None
 
     def log(self, line: str) -> None:
-        """A line of the readable summary printed at the end of the run."""
-        print(line, flush=True)
+        """A line of the readable summary (printed by the first process only)."""
+        if jax.process_index() == 0:
+            print(line, flush=True)
         self.summary.append(line)
 
     def record(self, section: str, value: Any) -> None:
-        """Stores a stage's results section and rewrites results.json atomically."""
+        """Stores a stage's results section; the first process rewrites results.json atomically."""
         self.results[section] = value
-        atomic.write_json(self.results_path, self.results)
+        if jax.process_index() == 0:
+            atomic.write_json(self.results_path, self.results)
 
 
 def _read_json(path: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import time
 
 import jax
@@ -37,6 +38,9 @@ def test_registry_has_the_public_models_with_consistent_entries():
         spec = MODELS[name]
         assert spec.variant.replace("/", "").lower() == short.lower(), name
     for spec in MODELS.values():
+        if spec.name == "demo-vit":  # ships with the package (tests/test_demo.py)
+            assert os.path.isfile(spec.checkpoint)
+            continue
         assert spec.image_size >= 7 * decode_variant(spec.variant)["patch_size"][0], spec.name
         assert spec.checkpoint.startswith(("gs://", "https://")), spec.name
         assert spec.default_layer in ("pre_logits", "logits")

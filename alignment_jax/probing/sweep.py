@@ -294,7 +294,12 @@ def train_sweep(
 
 
 def _config_mesh(n_hyper: int) -> tuple[jax.sharding.Mesh, int]:
-    """A 1-D mesh over all devices for the H axis, and H padded to a multiple of the device count."""
-    n_devices = len(jax.devices())
-    mesh = jax.make_mesh((n_devices,), ("configs",), axis_types=(jax.sharding.AxisType.Auto,))
+    """A 1-D mesh over this process's devices for the H axis, and H padded to a multiple of their count.
+
+    On several hosts every process runs the (cheap) sweep on its own devices: only extraction, the
+    expensive step, is sharded across hosts.
+    """
+    devices = jax.local_devices()
+    n_devices = len(devices)
+    mesh = jax.make_mesh((n_devices,), ("configs",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
     return mesh, -(-n_hyper // n_devices) * n_devices
