@@ -37,3 +37,9 @@ def test_missing_and_wrong_hdf5(tmp_path):
         f["other"] = np.zeros((2, 2))
     with pytest.raises(InputError, match="no 'features' dataset"):
         load_features(str(tmp_path / "g.h5"))
+    (tmp_path / "broken.h5").write_bytes(b"not hdf5")
+    with pytest.raises(InputError, match="not a readable HDF5 file"):
+        load_features(str(tmp_path / "broken.h5"))
+    np.save(tmp_path / "text.npy", np.array([["a", "b"]]))
+    with pytest.raises(InputError, match="must be numeric"):
+        load_features(str(tmp_path / "text.npy"))

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from alignment_jax.data.npy import read_npy
 from alignment_jax.errors import InputError
 
 
@@ -66,10 +67,7 @@ def _read_weights(path: str) -> np.ndarray:
     if not os.path.isfile(path):
         raise InputError(f"{path}: concept embedding not found (concepts.embedding)")
     if path.endswith(".npy"):
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise InputError(f"{path}: not a readable .npy file ({e})") from e
+        array = read_npy(path, "concept embedding")
         if array.dtype.kind not in "fiu":
             raise InputError(f"{path}: concept embedding must be numeric, got dtype {array.dtype}")
         return array.astype(np.float64)

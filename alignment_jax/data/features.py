@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from alignment_jax.data.npy import read_npy
 from alignment_jax.errors import InputError
 
 
@@ -16,15 +17,15 @@ def load_features(path: str, n_objects: int | None = None) -> np.ndarray:
             import h5py
         except ImportError as e:
             raise InputError(f"{path}: reading HDF5 needs h5py (pip install h5py)") from e
-        with h5py.File(path, "r") as f:
-            if "features" not in f:
-                raise InputError(f"{path}: no 'features' dataset (found {sorted(f.keys())})")
-            features = np.asarray(f["features"])
-    else:
         try:
-            features = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise InputError(f"{path}: not a readable .npy file ({e})") from e
+            with h5py.File(path, "r") as f:
+                if "features" not in f:
+                    raise InputError(f"{path}: no 'features' dataset (found {sorted(f.keys())})")
+                features = np.asarray(f["features"])
+        except OSError as e:
+            raise InputError(f"{path}: not a readable HDF5 file ({e})") from e
+    else:
+        features = read_npy(path, "feature file")
     return check_features(features, path, n_objects)
 
 
@@ -33,7 +34,7 @@ def check_features(features: np.ndarray, source: str, n_objects: int | None = No
     features = np.asarray(features)
     if features.ndim != 2:
         raise InputError(f"{source}: features must have shape (n_objects, p), got {features.shape}")
-    if features.dtype.kind not in "fiu" and features.dtype.kind != "V":
+    if features.dtype.kind not in "fiu":
         raise InputError(f"{source}: features must be numeric, got dtype {features.dtype}")
     features = features.astype(np.float32)
     bad = ~np.isfinite(features)

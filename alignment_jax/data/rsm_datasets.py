@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 
+from alignment_jax.data.npy import read_npy
 from alignment_jax.data.triplets import TripletSet, load_triplets
 from alignment_jax.errors import InputError
 from alignment_jax.rsa import as_similarity
@@ -211,10 +212,7 @@ def load_generic_rsm(root: str) -> RSMDataset:
         problem = "both" if found else "neither"
         raise InputError(f"{root}: {problem} of similarity.npy and dissimilarity.npy found; keep exactly one")
     path = os.path.join(root, f"{found[0]}.npy")
-    try:
-        matrix = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"{path}: not a readable .npy file ({e})") from e
+    matrix = read_npy(path, "human matrix")
     return RSMDataset(_folder_name(root), matrix, found[0], _stimuli(root), path)
 
 

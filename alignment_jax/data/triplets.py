@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from alignment_jax.data.npy import read_npy
 from alignment_jax.errors import InputError
 
 
@@ -73,13 +74,10 @@ def validate_triplets(array: np.ndarray, n_objects: int, source: str = "triplets
 
 def read_triplet_array(path: str, one_based: bool = False) -> np.ndarray:
     """Reads (T, 3) indices from .npy or from whitespace/comma/tab separated text (header optional)."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: triplet file not found")
     if path.endswith(".npy"):
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise InputError(f"{path}: not a readable .npy file ({e})") from e
+        array = read_npy(path, "triplet file")
+    elif not os.path.isfile(path):
+        raise InputError(f"{path}: triplet file not found")
     else:
         array = _read_text_table(path)
     if array.ndim != 2 or array.shape[1] != 3:
