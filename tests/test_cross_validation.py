@@ -103,3 +103,9 @@ def test_fast_protocol_reaches_the_paper_protocol(world):
         chosen = settings(protocol=protocol, lambdas=(1e-2,), folds=2)
         scores[protocol] = run_probe(world.features, world.train, None, chosen, progress=False).summary["cv_accuracy"]
     assert scores["fast"] >= scores["paper"] - 0.005, scores
+
+
+def test_divergence_everywhere_is_a_clear_error(world):
+    exploding = settings(lambdas=(1e-3,), lrs=(1e30,), clip_norm=0.0, folds=2, epochs=3, min_epochs=1)
+    with pytest.raises(InputError, match="diverged.*lower the learning rate"):
+        run_probe(world.features, world.train, None, exploding, progress=False)

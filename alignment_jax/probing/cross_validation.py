@@ -118,16 +118,15 @@ def run_probe(
             "three objects on one side; use more triplets or fewer folds (probe.folds)"
         )
     folds = stack_folds(x, train_triplets, train_masks, val_masks, multiple)
-    outcome = train_sweep(folds, lambdas, lrs, settings.train, seed, progress=progress)
+    outcome = train_sweep(folds, lambdas, lrs, settings.train, seed, progress=progress, desc="probe sweep")
 
-    usable = ~outcome.failed
-    if not usable.any():
-        raise InputError("every probe configuration diverged (loss NaN/inf): lower the learning rate (probe.lr)")
-    mean_ce = np.where(usable.all(axis=0), outcome.val_cross_entropy.mean(axis=0), np.inf)
-    mean_acc = np.where(usable.all(axis=0), outcome.val_accuracy.mean(axis=0), -np.inf)
-    best = int(np.argmin(mean_ce) if settings.select_by == "cross_entropy" else np.argmax(mean_acc))
-    if not np.isfinite(mean_ce[best]):
-        best = int(np.argmax(usable.all(axis=0)) if usable.all(axis=0).any() else np.argmax(usable.any(axis=0)))
+    complete = ~outcome.failed.any(axis=0)  # (H,): no fold diverged
+    if not complete.any():
+        raise InputError("every probe setting diverged in some fold (loss NaN/inf): lower the learning rate (probe.lr)")
+    if settings.select_by == "cross_entropy":
+        best = int(np.argmin(np.where(complete, outcome.val_cross_entropy.mean(axis=0), np.inf)))
+    else:
+        best = int(np.argmax(np.where(complete, outcome.val_accuracy.mean(axis=0), -np.inf)))
 
     refit_epochs = max(1, int(round(outcome.best_epoch[:, best].mean())))
     refit_settings = dataclasses.replace(settings.train, epochs=refit_epochs, min_epochs=refit_epochs)
@@ -142,6 +141,7 @@ def run_probe(
         fold_ids=np.array([settings.folds]),
         hyper_ids=np.array([best]),
         progress=progress,
+        desc="probe refit",
     )
     params = {k: v[0, 0] for k, v in refit.params.items()}
     if refit.failed[0, 0]:

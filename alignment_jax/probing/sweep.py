@@ -232,6 +232,7 @@ def train_sweep(
     fold_ids: np.ndarray | None = None,
     hyper_ids: np.ndarray | None = None,
     progress: bool = True,
+    desc: str = "probe sweep",
 ) -> SweepOutcome:
     """Trains F x H configurations at once on standardized features (in `folds`); lambdas, lrs: (H,).
 
@@ -272,13 +273,16 @@ def train_sweep(
     lams_d, lrs_d = jax.device_put(lambdas, hyper_sharding), jax.device_put(lrs, hyper_sharding)
     data = [jnp.asarray(a) for a in dataclasses.astuple(folds)]
 
-    bar = tqdm(total=settings.epochs, desc=f"probe sweep ({n_folds}x{n_hyper} configs)", disable=not progress)
+    bar = tqdm(total=settings.epochs, desc=f"{desc} ({n_folds}x{n_hyper} configs)", disable=not progress)
     for epoch in range(settings.epochs):
         keys = jnp.stack([_epoch_key(seed, int(f), epoch) for f in fold_ids])
         state = _sweep_epoch(state, *data, lams_d, lrs_d, keys, settings=settings, n_batches=n_batches)
         done = np.asarray(state.done)[:, :n_hyper]
         bar.update(1)
-        bar.set_postfix(done=f"{int(done.sum())}/{done.size}", best_val=f"{float(jnp.min(state.best_loss)):.4f}")
+        postfix = {"done": f"{int(done.sum())}/{done.size}"}
+        if folds.val_triplets.shape[1]:
+            postfix["best_val"] = f"{float(jnp.min(state.best_loss)):.4f}"
+        bar.set_postfix(postfix)
         if done.all():
             break
     bar.close()
