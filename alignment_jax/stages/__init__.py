@@ -1,9 +1,13 @@
 """The stages of a run, in order; one module per stage.
 
 Each stage module defines:
-  has_inputs(config) -> bool   whether the config names what the stage needs (used when
-                               `config.stages` is empty: every stage whose inputs are there runs);
-  run(ctx: RunContext) -> dict the stage's section of results.json (None to write nothing).
+  has_inputs(config) -> bool  whether the config names what the stage needs (used when `config.stages`
+                              is empty: a stage runs if its inputs are there when its turn comes);
+  run(ctx: RunContext)        returns the stage's section of results.json: a dict, or a list of rows
+                              (transfer, concepts); None writes nothing.
+
+world (demo data) -> extract (features from images) -> zero_shot -> probe (transform.npz) -> transfer ->
+concepts -> report (report.md, plots): each reads what the stages before it wrote.
 """
 
 import importlib
