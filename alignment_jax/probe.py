@@ -13,9 +13,11 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alignment_jax import stages
+from alignment_jax import cli, stages
 from alignment_jax.errors import InputError
+from alignment_jax.probing.cross_validation import ProbeSettings
 from alignment_jax.run_context import RunContext
+from alignment_jax.similarity import check_kind
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (big_vision style get_config).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the run writes.")
@@ -45,6 +47,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunContext:
     earlier stage provides (the demo world, extracted features) count.
     """
     requested = requested_stages(config)
+    check_kind(config.similarity)  # settings are checked before anything slow runs
+    ProbeSettings.from_config(config.probe, n_dims=1)
     if requested is None and not any(stages.load(s).has_inputs(config) for s in stages.ORDER if s != "report"):
         raise InputError(_missing_data_message(config))
     ctx = RunContext(config, workdir)
@@ -88,5 +92,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("config")
-    app.run(main)
+    cli.run_app(main)

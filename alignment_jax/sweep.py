@@ -24,7 +24,7 @@ from typing import Any
 import ml_collections
 from absl import app, flags, logging
 
-from alignment_jax import atomic, config_files, probe, sweep_summary
+from alignment_jax import atomic, cli, config_files, probe, sweep_summary
 from alignment_jax.config_files import RunSpec
 from alignment_jax.errors import InputError
 
@@ -131,5 +131,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("config")
-    app.run(main)
+    cli.run_app(main)

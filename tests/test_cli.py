@@ -110,8 +110,30 @@ def test_nothing_to_run(tmp_path):
 def test_real_config_without_data_says_what_to_download(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "alignment_jax.probe", "--config=configs/vit_g.py", f"--workdir={tmp_path}"],
-        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
     )
     assert done.returncode == 2
     assert done.stderr.startswith("error: model siglip2-gopt16-256 is configured but there are no THINGS data")
     assert "Traceback" not in done.stderr and "runlocal=True" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--config=configs/missing.py"], "No such file or directory: 'configs/missing.py'"),
+        (["--config=configs/features.py", "--config.probe.nope=1"], "unknown config field 'nope'"),
+        (["--config=configs/demo.py:typo=1"], "config argument 'typo' is not one of features"),
+        (["--config=configs/demo.py", "--config.probe.folds=x"], "--config.probe.folds=x: invalid literal"),
+        (["--config=configs/demo.py", "--config.probe.regularizer=l1"], "probe.regularizer='l1' is not one of"),
+    ],
+)
+def test_bad_config_flags_are_one_line(flags, message, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "alignment_jax.probe", *flags, f"--workdir={tmp_path}"],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
+    assert not os.path.exists(tmp_path / "world")  # nothing ran before the check
