@@ -7,26 +7,13 @@ Any config field can be overridden as --config.a.b=v. Writes DIR/results.json (a
 stage) and prints a short summary. Bad input gets one line on stderr and exit status 2.
 """
 
-import sys
-
 import ml_collections
-from absl import app, flags, logging
-from ml_collections import config_flags
 
 from alignment_jax import cli, stages
 from alignment_jax.errors import InputError
 from alignment_jax.probing.cross_validation import ProbeSettings
 from alignment_jax.run_context import RunContext
 from alignment_jax.similarity import check_kind
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (big_vision style get_config).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the run writes.")
-_DISTRIBUTED = flags.DEFINE_bool(
-    "distributed",
-    False,
-    "Call jax.distributed.initialize() first (multi-host: TPU pods, SLURM, or the "
-    "JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables).",
-)
 
 
 def requested_stages(config: ml_collections.ConfigDict) -> list[str] | None:
@@ -73,23 +60,10 @@ def _missing_data_message(config: ml_collections.ConfigDict) -> str:
     )
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not _WORKDIR.value:
-        print("error: --workdir=DIR is required (the folder the run writes to)", file=sys.stderr)
-        sys.exit(2)
-    logging.set_verbosity(logging.WARNING)  # orbax and friends log every file at INFO
-    if _DISTRIBUTED.value:
-        import jax
-
-        jax.distributed.initialize()
-    try:
-        run(_CONFIG.value, _WORKDIR.value)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+def _command(config: ml_collections.ConfigDict, workdir: str) -> int:
+    run(config, workdir)
+    return 0
 
 
 if __name__ == "__main__":
-    cli.run_app(main)
+    cli.run_app(_command)

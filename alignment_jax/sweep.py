@@ -22,13 +22,11 @@ import traceback
 from typing import Any
 
 import ml_collections
-from absl import app, flags, logging
 
 from alignment_jax import atomic, cli, config_files, probe, sweep_summary
 from alignment_jax.config_files import RunSpec
 from alignment_jax.errors import InputError
 
-FLAGS = flags.FLAGS  # --config and --workdir: defined by alignment_jax.probe, which every sweep imports
 DONE = "DONE"
 
 
@@ -112,23 +110,15 @@ def _read_json(path: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.workdir:
-        print("error: --workdir=DIR is required (the folder the sweep writes to)", file=sys.stderr)
-        sys.exit(2)
-    logging.set_verbosity(logging.WARNING)
-    try:
-        runs = run_sweep(FLAGS.config, FLAGS.workdir)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+def _command(config: ml_collections.ConfigDict, workdir: str) -> int:
+    """Exit status 1 when a model failed."""
+    runs = run_sweep(config, workdir)
     failed = [r.spec.name for r in runs if r.status == "failed"]
     if failed:
         print(f"error: {len(failed)} of {len(runs)} models failed: {', '.join(failed)}", file=sys.stderr)
-        sys.exit(1)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    cli.run_app(main)
+    cli.run_app(_command)
