@@ -137,3 +137,14 @@ def test_bad_config_flags_are_one_line(flags, message, tmp_path):
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
     assert not os.path.exists(tmp_path / "world")  # nothing ran before the check
+
+
+def test_diverged_configurations_are_reported_and_left_out(things_dir, tmp_path):
+    config = base_config()
+    config.features, config.things.root, config.stages = str(things_dir / "features.npy"), str(things_dir), "probe"
+    config.probe.update(lambdas=(1e-3,), lrs=(0.05, 1e30), clip_norm=0.0, folds=2)
+    ctx = probe.run(config, str(tmp_path))
+    section = ctx.results["probe"]
+    assert [r["status"] for r in section["sweep"]] == ["ok", "ok", "failed", "failed"]
+    assert section["best_lr"] == pytest.approx(0.05)
+    assert any("2 configuration(s) diverged" in line for line in ctx.summary)

@@ -30,4 +30,8 @@ def run(ctx: RunContext) -> dict:
         line += f", test accuracy {section['test_accuracy']:.4f}"
         line += f" ({config.similarity} after transform {transformed.accuracy:.4f})"
     ctx.log(line + f" in {section['seconds']:.1f} s")
+    failed = [r for r in section["sweep"] if r["status"] == "failed"]
+    if failed:
+        listed = ", ".join(f"lambda {r['lambda']:g} lr {r['lr']:g} fold {r['fold']}" for r in failed)
+        ctx.log(f"probe: {len(failed)} configuration(s) diverged (loss NaN/inf) and were left out: {listed}")
     return section
