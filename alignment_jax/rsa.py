@@ -8,6 +8,8 @@ Spearman's rho and Pearson's r over the strict upper triangle (k = 1), as in thi
 `correlate_rdms`; the bootstrap resamples stimuli, not pairs.
 """
 
+import warnings
+
 import numpy as np
 from scipy import stats
 
@@ -79,7 +81,9 @@ def bootstrap_ci(
 
     model, human_similarity: (n, n). A resample draws n stimulus indices; its pairs are the upper-triangle
     positions (a, b) of the draw, and a pair that draws the same stimulus twice (a diagonal entry) is left
-    out. Vectorized over `chunk` resamples at a time.
+    out. Each pair is read from the upper triangle of both matrices, as `correlate_rsms` does, so entries
+    below the diagonal never matter. Vectorized over `chunk` resamples at a time. When every resample
+    gives nan (a constant RSM) the interval is (nan, nan).
     """
     n = model.shape[0]
     rows, cols = np.triu_indices(n, k=1)
@@ -88,6 +92,7 @@ def bootstrap_ci(
     for start in range(0, n_resamples, chunk):
         index = rng.integers(0, n, size=(min(chunk, n_resamples - start), n))
         a, b = index[:, rows], index[:, cols]  # (chunk, pairs)
+        a, b = np.minimum(a, b), np.maximum(a, b)  # a draw may put the pair below the diagonal
         valid = a != b
         x, y = model[a, b], human_similarity[a, b]
         draws["pearson"].append(_masked_pearson(x, y, valid))
@@ -97,7 +102,9 @@ def bootstrap_ci(
         draws["spearman"].append(_masked_pearson(rank_x, rank_y, valid))
     intervals = {}
     for name, values in draws.items():
-        lo, hi = np.nanpercentile(np.concatenate(values), [2.5, 97.5])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all nan: a constant RSM
+            lo, hi = np.nanpercentile(np.concatenate(values), [2.5, 97.5])
         intervals[name] = (float(lo), float(hi))
     return intervals
 

@@ -60,7 +60,11 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[ModelRun]
 
 
 def run_model(spec: RunSpec, shared: ml_collections.ConfigDict | None, workdir: str) -> ModelRun:
-    """One model in its own workdir: skipped when DONE says it finished with the same config."""
+    """One model in its own workdir: skipped when DONE says it finished with the same config.
+
+    A failed model's row shows what its run wrote before failing; when it failed before running (a bad
+    spec or config), nothing: a results.json left there belongs to another config."""
+    started = False
     try:
         config = config_files.resolve(spec, shared)
         fingerprint = config_files.fingerprint(config)
@@ -71,6 +75,7 @@ def run_model(spec: RunSpec, shared: ml_collections.ConfigDict | None, workdir: 
         for stale in (DONE, "results.json", "error.log"):  # of an unfinished run or another config
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(workdir, stale))
+        started = True
         results = probe.run(config, workdir).results
         done = {"spec": spec.text, "fingerprint": fingerprint, "sections": list(results)}
         atomic.write_json(os.path.join(workdir, DONE), done)
@@ -81,7 +86,7 @@ def run_model(spec: RunSpec, shared: ml_collections.ConfigDict | None, workdir: 
         message = f"{type(e).__name__}: {e} (traceback in {os.path.join(workdir, 'error.log')})"
         atomic.write_text(os.path.join(workdir, "error.log"), traceback.format_exc())
     print(f"error: {spec.name}: {message}", file=sys.stderr, flush=True)
-    return ModelRun(spec, "failed", _read_results(workdir), message)
+    return ModelRun(spec, "failed", _read_results(workdir) if started else {}, message)
 
 
 def finished_results(workdir: str, fingerprint: str) -> dict[str, Any] | None:

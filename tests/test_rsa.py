@@ -1,5 +1,6 @@
 """RSA: correlations against scipy, kernels, sign handling, bootstrap, and transfer of a planted transform."""
 
+import json
 import os
 
 import numpy as np
@@ -9,6 +10,7 @@ from scipy.spatial import distance
 
 from alignment_jax import rsa
 from alignment_jax.config_base import base_config
+from alignment_jax.data import rsm_datasets as rd
 from alignment_jax.errors import InputError
 from alignment_jax.probing.transform import Transform
 from alignment_jax.run_context import RunContext
@@ -72,11 +74,38 @@ def test_bootstrap_matches_a_plain_loop_over_resamples():
     for index in draws:
         a, b = np.triu_indices(10, k=1)
         keep = index[a] != index[b]
-        mx, hy = model[index[a], index[b]][keep], human[index[a], index[b]][keep]
+        i, j = np.minimum(index[a], index[b]), np.maximum(index[a], index[b])  # the upper triangle
+        mx, hy = model[i, j][keep], human[i, j][keep]
         spearmans.append(stats.spearmanr(mx, hy)[0])
         pearsons.append(stats.pearsonr(mx, hy)[0])
     np.testing.assert_allclose(got["spearman"], np.percentile(spearmans, [2.5, 97.5]), atol=1e-12)
     np.testing.assert_allclose(got["pearson"], np.percentile(pearsons, [2.5, 97.5]), atol=1e-12)
+
+
+def test_bootstrap_reads_only_the_upper_triangle():
+    """A human matrix given as its upper triangle (zeros or NaN below) has the CI of the full symmetric one."""
+    rng = np.random.default_rng(6)
+    model = rsa.model_rsm(rng.normal(size=(12, 3)))
+    full = model + rng.normal(scale=0.3, size=model.shape)
+    full = (full + full.T) / 2
+    expected = rsa.bootstrap_ci(model, full, 100, seed=1)
+    for below in (0.0, np.nan):
+        upper_only = full.copy()
+        upper_only[np.tril_indices(12, k=-1)] = below
+        model_upper = model.copy()
+        model_upper[np.tril_indices(12, k=-1)] = -5.0
+        for name, interval in rsa.bootstrap_ci(model_upper, upper_only, 100, seed=1).items():
+            np.testing.assert_allclose(interval, expected[name], atol=1e-12)
+
+
+def test_transfer_rows_have_no_nan_in_intervals(tmp_path):
+    """A constant model RSM: the correlations and their intervals are None, never NaN (results.json is JSON)."""
+    rng = np.random.default_rng(7)
+    human = rd.RSMDataset("mine", rsa.model_rsm(rng.normal(size=(8, 3))), "similarity", (), "test")
+    rows = transfer.rsa_rows_for(human, np.ones((8, 4)), None, ["cosine"], bootstrap=20)
+    assert rows[0]["spearman"] is None and rows[0]["spearman_ci95"] == [None, None]
+    assert rows[0]["pearson_ci95"] == [None, None]
+    json.loads(json.dumps(rows[0], allow_nan=False))
 
 
 def test_bootstrap_interval_covers_the_estimate_and_shrinks_with_more_stimuli():

@@ -194,6 +194,16 @@ def test_generic_rsm_errors(tmp_path):
         rd.load_generic_rsm(str(tmp_path / "f"))
 
 
+def test_constant_or_lower_triangular_matrix_is_an_error(tmp_path):
+    """RSA reads the upper triangle: a lower-triangular matrix would otherwise give None for every model."""
+    lower = np.tril(_symmetric(np.random.default_rng(8), 4), k=-1)
+    with pytest.raises(InputError, match="constant above the diagonal .*transpose a lower-triangular"):
+        rd.RSMDataset("mine", lower, "dissimilarity", (), "mine/dissimilarity.npy")
+    with pytest.raises(InputError, match=r"constant above the diagonal; RSA reads"):
+        rd.RSMDataset("mine", np.ones((4, 4)), "similarity", (), "mine/similarity.npy")
+    assert rd.RSMDataset("mine", lower.T, "dissimilarity", (), "mine/dissimilarity.npy").n_stimuli == 4
+
+
 def test_triplet_folder(tmp_path):
     _images(tmp_path / "images", ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
     (tmp_path / "triplets.txt").write_text("i j k\n0 1 2\n3 2 1\n")

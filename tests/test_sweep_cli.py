@@ -153,3 +153,15 @@ def test_cli_exit_status_and_table(first_sweep, tmp_path):
     assert bad.stderr.strip().splitlines() == [
         "error: models: 'demo' is not a model spec; write [NAME=]PATH.py[:ARG][ KEY=VALUE ...]"
     ]
+
+
+def test_a_model_that_fails_before_running_shows_no_stale_numbers(tmp_path, monkeypatch):
+    """A results.json left by an earlier config is not this spec's: a bad override shows an empty row."""
+    workdir = tmp_path / "run"
+    (workdir / "a").mkdir(parents=True)
+    (workdir / "a" / "results.json").write_text(json.dumps({"zero_shot": {"accuracy": 0.5}}))
+    calls = counting_runs(monkeypatch)
+    (run,) = sweep.run_sweep(sweep_config([f"a={DEMO} seed=x"]), str(workdir))
+    assert calls == [] and run.status == "failed" and "seed='x'" in run.error
+    row = read_summary(workdir)["a"]
+    assert row["status"] == "failed" and row["zero_shot_accuracy"] == ""

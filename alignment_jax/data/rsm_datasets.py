@@ -67,6 +67,13 @@ class RSMDataset:
         if bad.any():
             pair = (int(rows[np.argmax(bad)]), int(cols[np.argmax(bad)]))
             raise InputError(f"{self.source}: NaN or inf in the human matrix at stimulus pair {pair}")
+        upper = matrix[rows, cols]
+        if np.all(upper == upper[0]):
+            below = matrix[cols, rows]
+            hint = " (the entries below it are not: transpose a lower-triangular matrix)" if np.ptp(below) > 0 else ""
+            raise InputError(
+                f"{self.source}: the human matrix is constant above the diagonal{hint}; RSA reads the upper triangle"
+            )
         if self.stimuli and len(self.stimuli) != len(matrix):
             raise InputError(
                 f"{self.source}: {len(matrix)} stimuli in the human matrix but {len(self.stimuli)} images; "

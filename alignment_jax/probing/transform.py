@@ -18,24 +18,26 @@ _NPZ_KEYS = ("weights", "bias", "mean", "std")
 
 @dataclasses.dataclass(frozen=True)
 class Transform:
-    """weights: (p, p); bias: (p,); mean, std: () or (p,)."""
+    """weights: (p, p); bias: (p,); mean, std: () or (p,); source: the file it came from, for errors."""
 
     weights: np.ndarray
     bias: np.ndarray
     mean: np.ndarray
     std: np.ndarray
+    source: str = "transform"
 
     def __post_init__(self):
         for name in _NPZ_KEYS:
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float32))
         p = self.weights.shape[0]
         if self.weights.shape != (p, p):
-            raise InputError(f"transform: weights must be square (p, p), got {self.weights.shape}")
+            raise InputError(f"{self.source}: weights must be square (p, p), got {self.weights.shape}")
         if self.bias.shape != (p,):
-            raise InputError(f"transform: bias must have shape ({p},), got {self.bias.shape}")
+            raise InputError(f"{self.source}: bias must have shape ({p},), got {self.bias.shape}")
         for name in ("mean", "std"):
-            if getattr(self, name).shape not in ((), (p,)):
-                raise InputError(f"transform: {name} must be a scalar or shape ({p},), got {getattr(self, name).shape}")
+            shape = getattr(self, name).shape
+            if shape not in ((), (p,)):
+                raise InputError(f"{self.source}: {name} must be a scalar or shape ({p},), got {shape}")
 
     @property
     def dim(self) -> int:
@@ -49,7 +51,10 @@ class Transform:
         """features: (n, p) -> transformed (n, p)."""
         features = np.asarray(features, np.float32)
         if features.ndim != 2 or features.shape[1] != self.dim:
-            raise InputError(f"transform expects features of shape (n, {self.dim}), got {features.shape}")
+            raise InputError(
+                f"{self.source}: the transform expects features of shape (n, {self.dim}), got {features.shape}; "
+                "were they made by the same model and layer?"
+            )
         return self.standardize(features) @ self.weights + self.bias
 
     def save_npz(self, path: str | os.PathLike) -> None:
@@ -74,7 +79,7 @@ class Transform:
             if isinstance(e, InputError):
                 raise
             raise InputError(f"{path}: not a readable .npz transform ({e})") from e
-        return cls(weights=weights, bias=bias, mean=mean, std=std)
+        return cls(weights=weights, bias=bias, mean=mean, std=std, source=path)
 
     def save_orbax(self, directory: str | os.PathLike) -> None:
         """Saves as an orbax PyTree checkpoint (atomic: orbax writes to a temp dir, then renames)."""
@@ -93,4 +98,4 @@ class Transform:
             raise InputError(f"{directory}: orbax transform checkpoint not found")
         with ocp.PyTreeCheckpointer() as checkpointer:
             tree = checkpointer.restore(directory)
-        return cls(**{k: np.asarray(tree[k]) for k in _NPZ_KEYS})
+        return cls(**{k: np.asarray(tree[k]) for k in _NPZ_KEYS}, source=directory)

@@ -76,7 +76,7 @@ def rsa_rows_for(
                 row[f"{metric}{suffix}"] = None if np.isnan(value) else value  # nan: a constant RSM
             if bootstrap > 0:
                 for metric, ci in rsa.bootstrap_ci(model, human, bootstrap, seed).items():
-                    row[f"{metric}{suffix}_ci95"] = list(ci)
+                    row[f"{metric}{suffix}_ci95"] = [None if np.isnan(v) else v for v in ci]  # results.json: no NaN
         row["n_stimuli"] = dataset.n_stimuli
         rows.append(row)
     return rows
