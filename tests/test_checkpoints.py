@@ -1,6 +1,7 @@
 """Checkpoint files: npz / orbax round trips, legacy vit_jax layout, resampling, strict matching, errors."""
 
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -208,6 +209,9 @@ def test_clear_errors_for_truncated_file_wrong_variant_missing_key(tmp_path):
         load_model("mu/8", str(tmp_path / "nokernel.npz"))
     with pytest.raises(InputError, match="checkpoint not found"):
         load_model("mu/8", str(tmp_path / "absent.npz"))
+    np.save(tmp_path / "array.npy", np.zeros((2, 3), np.float32))  # a .npy given by mistake
+    with pytest.raises(InputError, match=r"array.npy: a single array \(2, 3\), not a checkpoint"):
+        load_model("mu/8", str(tmp_path / "array.npy"))
 
 
 def test_names_are_normalized_like_big_vision():
@@ -250,3 +254,19 @@ def test_remote_paths_are_cached_and_hashed_without_network(tmp_path, monkeypatc
 
 def _refuse(path):
     raise OSError("offline")
+
+
+class _Cut(io.BytesIO):
+    """A response whose connection dropped: it announces 1000 bytes and ends after 600."""
+
+    headers = {"Content-Length": "1000"}
+
+
+def test_a_download_that_ends_early_is_not_cached(tmp_path, monkeypatch):
+    cache = str(tmp_path / "cache")
+    monkeypatch.setattr(storage, "_openers", lambda path: [("cut", lambda url: _Cut(b"x" * 600))])
+    with pytest.raises(InputError, match="https://host/m.npz: download stopped after 600 of 1000 bytes"):
+        storage.fetch("https://host/m.npz", cache)
+    assert os.listdir(cache) == []  # nothing half-downloaded is served next time
+    monkeypatch.setattr(storage, "_openers", lambda path: [("whole", lambda url: _Cut(b"x" * 1000))])
+    assert open(storage.fetch("https://host/m.npz", cache), "rb").read() == b"x" * 1000

@@ -115,3 +115,35 @@ def test_features_for_images_caches_by_name_and_refuses_another_layer(tmp_path):
         features_for_images(config, paths, "peterson_animals", str(tmp_path / "run"))
     with pytest.raises(InputError, match="image file not found"):
         features_for_images(config, [str(tmp_path / "nope.jpg")], "other", str(tmp_path / "run"))
+
+
+def test_token_pooling_counts_the_class_token_only_where_the_layer_has_it(tmp_path):
+    """big_vision prepends the class token after `with_posemb`: its tokens are all patches (mean over all;
+    cls is an error), while `encoded` of the same "tok" model leads with the class token."""
+    import jax
+
+    from alignment_jax.extract.extractor import fetch
+    from alignment_jax.extract.pipeline import model_extractor
+    from alignment_jax.models.checkpoints import save_big_vision_npz
+    from alignment_jax.models.registry import load_model
+
+    model = load_model("mu/8", image_size=24, pool_type="tok", seed=3)
+    save_big_vision_npz(str(tmp_path / "tok.npz"), model.params)
+    images = np.random.default_rng(0).integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
+    out = jax.jit(model.apply)(model.preprocess.normalize(images))[1]
+    assert out["with_posemb"].shape[1] == 9 and out["encoded"].shape[1] == 10  # 3 x 3 patches; + class token
+    config = base_config()
+    config.model.variant, config.model.checkpoint = "mu/8", str(tmp_path / "tok.npz")
+    config.images.batch_size = 2
+    expected = {
+        ("with_posemb", "mean"): out["with_posemb"].mean(1),
+        ("encoded", "mean"): out["encoded"][:, 1:].mean(1),
+        ("encoded", "cls"): out["encoded"][:, 0],
+    }
+    for (layer, pooling), want in expected.items():
+        config.model.layer, config.images.token_pooling = layer, pooling
+        extractor, _, _ = model_extractor(config)
+        np.testing.assert_allclose(fetch(extractor(images)), want, atol=1e-5, err_msg=f"{layer} {pooling}")
+    config.model.layer, config.images.token_pooling = "with_posemb", "cls"
+    with pytest.raises(InputError, match="no class token"):
+        model_extractor(config)

@@ -176,6 +176,19 @@ def test_timm_state_dict_converts_to_a_big_vision_vit(tmp_path):
     np.testing.assert_allclose(run(model, IMAGES)["logits"], ref, atol=1e-4, rtol=1e-4)
 
 
+def test_a_timm_clip_tower_gets_clip_numerics(tmp_path):
+    """timm's CLIP ViTs (`norm_pre`, LayerNorm eps 1e-5, exact GELU) against the numpy reference."""
+    sd = timm_state_dict()
+    sd["norm_pre.weight"], sd["norm_pre.bias"] = sd["norm.weight"][::-1].copy(), sd["norm.bias"][::-1].copy()
+    path = str(tmp_path / "model.safetensors")
+    save_file(sd, path)
+    model = load_model("mu/8", path, depth=DEPTH)
+    assert (model.module.pre_norm, model.module.ln_eps, model.module.gelu) == (True, 1e-5, "exact")
+    ref = torch_semantics_forward({**sd, "ln_pre.weight": sd["norm_pre.weight"], "ln_pre.bias": sd["norm_pre.bias"]},
+                                  IMAGES, layout="timm", gelu="exact", eps=1e-5)  # fmt: skip
+    np.testing.assert_allclose(run(model, IMAGES)["logits"], ref, atol=1e-4, rtol=1e-4)
+
+
 def test_unknown_torch_keys_and_bad_files_are_reported(tmp_path):
     sd = openclip_state_dict()
     sd["visual.transformer.resblocks.0.ls_1.gamma"] = np.ones(WIDTH, np.float32)
@@ -306,3 +319,30 @@ def test_matches_timm_on_random_weights_and_reads_our_export(tmp_path):
     _load_weights(twin, exported)
     with torch.no_grad():
         np.testing.assert_allclose(twin(x).numpy(), want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant, layout", [("Ti/8", "openclip"), ("B/8", "openclip"), ("S/8", "timm")])
+def test_a_wrong_variant_for_a_torch_file_is_a_clear_error(tmp_path, variant, layout):
+    """Fused q/k/v weights are split by the variant's head count: a width it does not divide is reported."""
+    sd = openclip_state_dict() if layout == "openclip" else timm_state_dict()
+    path = str(tmp_path / "model.safetensors")
+    save_file(sd, path)
+    with pytest.raises(InputError, match=f"model.safetensors: the checkpoint's width {WIDTH} does not split"):
+        load_model(variant, path)
+
+
+def test_an_exported_openclip_tower_reloads_with_its_numerics(tmp_path):
+    """Our big_vision-named export of an OpenCLIP tower keeps eps 1e-5, exact GELU and CLIP preprocessing."""
+    from alignment_jax.models.checkpoints import save_big_vision_npz, save_orbax
+
+    path = str(tmp_path / "open_clip_model.safetensors")
+    save_file(openclip_state_dict(), path)
+    model = load_model("mu/8", path, depth=DEPTH)
+    want = run(model, IMAGES)["logits"]
+    save_big_vision_npz(str(tmp_path / "export.npz"), model.params)
+    save_orbax(str(tmp_path / "orbax"), model.params)
+    for exported in (str(tmp_path / "export.npz"), str(tmp_path / "orbax")):
+        again = load_model("mu/8", exported, depth=DEPTH)
+        assert (again.module.ln_eps, again.module.gelu, again.default_layer) == (1e-5, "exact", "logits"), exported
+        assert again.preprocess == model.preprocess
+        np.testing.assert_allclose(run(again, IMAGES)["logits"], want, atol=1e-5, err_msg=exported)

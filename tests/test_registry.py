@@ -145,3 +145,27 @@ def test_preprocess_rejects_bad_input():
         Preprocess(8, method="lanczos")
     with pytest.raises(InputError, match="crop_fraction"):
         Preprocess(8, crop=True, crop_fraction=1.5)
+
+
+def test_crop_resize_sizes_follow_torchvision():
+    """OpenCLIP / timm resize with torchvision's Resize(short): the longer side is truncated, not rounded,
+    and timm's crop_pct gives short = floor(size / crop_pct). A 500 x 375 photo -> 298 x 224, then crop."""
+    from PIL import Image
+
+    image = np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8)
+    for spec, (w, h) in (
+        (Preprocess(224, crop=True, method="bicubic"), (298, 224)),
+        (Preprocess(224, crop=True, crop_fraction=0.9, method="bicubic"), (330, 248)),
+    ):
+        resized = Image.fromarray(image).resize((w, h), Image.BICUBIC)
+        left, top = round((w - 224) / 2), round((h - 224) / 2)
+        want = np.asarray(resized.crop((left, top, left + 224, top + 224)))
+        np.testing.assert_array_equal(spec.fit_image(image), want)
+        np.testing.assert_array_equal(
+            spec.fit_image(image.transpose(1, 0, 2)),
+            np.asarray(
+                Image.fromarray(image.transpose(1, 0, 2))
+                .resize((h, w), Image.BICUBIC)
+                .crop((top, left, top + 224, left + 224))
+            ),
+        )

@@ -208,3 +208,7 @@ def test_bad_variants_and_options_raise_input_errors():
         abstract_params(make_vit("mu/8", pool_type="cls"), 16)
     with pytest.raises(InputError, match="posemb_with_cls"):
         abstract_params(make_vit("mu/8", pool_type="gap", posemb_with_cls=True), 16)
+    with pytest.raises(InputError, match="width 32 is not divisible by num_heads 3"):
+        abstract_params(make_vit("mu/8", num_heads=3), 16)
+    with pytest.raises(InputError, match="sincos2d' needs a width divisible by 4, got 30"):
+        abstract_params(make_vit("mu/8", width=30, posemb="sincos2d"), 16)

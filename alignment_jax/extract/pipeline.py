@@ -207,9 +207,17 @@ def _compiled_model(
         preprocess=model.preprocess.normalize,
         batch_size=batch_size,
         pooling=pooling,
-        n_prefix_tokens=1 if model.module.pool_type == "tok" else 0,  # the class token
+        n_prefix_tokens=class_tokens(model.module, layer or model.default_layer),
     )
     return model, extractor
+
+
+def class_tokens(module: Any, layer: str) -> int:
+    """How many class tokens lead the tokens of `layer`: 1 for a class-token ("tok") ViT, except in
+    `with_posemb` of big_vision's order, where the class token is prepended only after it."""
+    if module.pool_type != "tok":
+        return 0
+    return 0 if layer == "with_posemb" and not module.posemb_with_cls else 1
 
 
 def extract_with_config(

@@ -78,7 +78,8 @@ def read_checkpoint(path: str, *, num_heads: int, cache_dir: str | None = None, 
     file, subtree = split_subtree(path)
     if _is_orbax(file):
         local = file if storage.is_remote(file) else storage.fetch(file)
-        return RawCheckpoint(normalize_names(read_orbax(local, subtree, sharding)), {}, local, "orbax")
+        params = normalize_names(read_orbax(local, subtree, sharding))
+        return RawCheckpoint(params, clip_numerics(params), local, "orbax")
     local = storage.fetch(file, cache_dir)
     if file.endswith(TORCH_SUFFIXES):
         if subtree:
@@ -86,8 +87,17 @@ def read_checkpoint(path: str, *, num_heads: int, cache_dir: str | None = None, 
         state_dict = openclip.read_state_dict(local)
         layout = openclip.detect_layout(state_dict, file)
         params, arch = openclip.convert_state_dict(state_dict, num_heads, file)
-        return RawCheckpoint(normalize_names(params), arch, local, layout)
-    return RawCheckpoint(normalize_names(read_npz(local, subtree)), {}, local, "npz")
+        params = normalize_names(params)
+        return RawCheckpoint(params, arch or clip_numerics(params), local, layout)  # timm CLIP: norm_pre
+    params = normalize_names(read_npz(local, subtree))
+    return RawCheckpoint(params, clip_numerics(params), local, "npz")
+
+
+def clip_numerics(params: Params) -> dict:
+    """Options implied by a CLIP-style tower saved in big_vision names (e.g. our own export of an OpenCLIP
+    model): `ln_pre`, which big_vision ViTs never have, means OpenCLIP's LayerNorm eps 1e-5 and exact GELU
+    (OpenAI's own weights need gelu="quick", as for their .safetensors)."""
+    return {"ln_eps": 1e-5, "gelu": "exact"} if "ln_pre" in params else {}
 
 
 def _is_orbax(path: str) -> bool:
@@ -99,7 +109,10 @@ def _is_orbax(path: str) -> bool:
 def read_npz(path: str, subtree: str = "") -> Params:
     """A big_vision / vit_jax `.npz` -> nested numpy params (prefix dropped, sub-tree selected)."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a single .npy array
+            raise InputError(f"{path}: a single array {loaded.shape}, not a checkpoint of named parameters (.npz)")
+        with loaded as f:
             keys = list(f.files)
             prefix = next((p for p in ("params/", "opt/target/") if any(k.startswith(p) for k in keys)), "")
             if subtree:

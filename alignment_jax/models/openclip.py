@@ -56,6 +56,12 @@ def detect_layout(state_dict: dict[str, np.ndarray], source: str) -> str:
 def convert_state_dict(state_dict: dict[str, np.ndarray], num_heads: int, source: str) -> tuple[Params, dict]:
     """(nested params in big_vision names, architecture flags the weights imply)."""
     layout = detect_layout(state_dict, source)
+    width = np.shape(state_dict["conv1.weight" if layout == "openclip" else "patch_embed.proj.weight"])[0]
+    if width % num_heads:
+        raise InputError(
+            f"{source}: the checkpoint's width {width} does not split into the variant's {num_heads} heads; "
+            "pick the variant that matches the file (width 768: B, 1024: L, 1280: H, 1408: g, 1664: G)"
+        )
     rules = _OPENCLIP_RULES if layout == "openclip" else _TIMM_RULES
     params: Params = {}
     for key, value in state_dict.items():

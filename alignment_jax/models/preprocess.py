@@ -11,6 +11,7 @@ bit-identical with, the original pipelines (tf.image.resize, PIL via torchvision
 
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import jax
@@ -116,9 +117,12 @@ def _preprocess(images, size, crop, crop_fraction, method, antialias, value_rang
 
 
 def _shorter_side(h: int, w: int, size: int, crop_fraction: float) -> tuple[int, int]:
-    """(new_h, new_w) with the shorter side at size / crop_fraction, neither below `size`."""
-    scale = size / crop_fraction / min(h, w)
-    return max(size, round(h * scale)), max(size, round(w * scale))
+    """(new_h, new_w) as torchvision's `Resize(short)` (OpenCLIP; timm with short = floor(size / crop_pct)):
+    the shorter side at floor(size / crop_fraction), the longer one scaled by the same ratio, truncated."""
+    short = max(size, math.floor(size / crop_fraction))
+    if h <= w:
+        return short, max(short, int(short * w / h))
+    return max(short, int(short * h / w)), short
 
 
 def _scale(x: jax.Array, value_range: tuple[float, float], mean: Any, std: Any) -> jax.Array:

@@ -200,7 +200,7 @@ def load_model(
     params = jax.device_put(params, sharding) if sharding is not None else jax.tree.map(jnp.asarray, params)
     source = spec.source if spec else fmt
     preprocess = dataclasses.replace(spec.preprocess if spec else _default_preprocess(arch), size=size)
-    default_layer = spec.default_layer if spec else ("logits" if arch else "pre_logits")
+    default_layer = spec.default_layer if spec else ("logits" if arch and module.num_classes else "pre_logits")
     info = {
         "name": spec.name if spec else name_or_variant,
         "variant": variant,

@@ -55,12 +55,21 @@ def fetch(path: str, cache_dir: str | None = None) -> str:
             continue
         with src, atomic_path(local) as tmp, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, _CHUNK)
+            expected = _content_length(src)
+            if expected is not None and dst.tell() != expected:  # a dropped connection can end a read quietly
+                raise InputError(f"{path}: download stopped after {dst.tell()} of {expected} bytes; try again")
         return local
     tried = "; ".join(errors) or "no layer handles this scheme"
     raise InputError(
         f"{path}: cannot open ({tried}); install gcsfs or tensorflow for gs://, "
         "or download the file and give its local path"
     )
+
+
+def _content_length(response: Any) -> int | None:
+    """The size an HTTP(S) response announces (Content-Length), if any."""
+    length = getattr(response, "headers", None) and response.headers.get("Content-Length")
+    return int(length) if length and str(length).isdigit() else None
 
 
 def sha256(path: str) -> str:

@@ -272,6 +272,10 @@ class VisionTransformer(nn.Module):
             raise InputError(f"model.posemb {self.posemb!r}: unknown; use 'learn' or 'sincos2d'")
         if self.posemb == "sincos2d" and self.posemb_with_cls:
             raise InputError("model: posemb 'sincos2d' has no class-token row; set posemb_with_cls=False")
+        if self.width % self.num_heads:
+            raise InputError(f"model: width {self.width} is not divisible by num_heads {self.num_heads}")
+        if self.posemb == "sincos2d" and self.width % 4:
+            raise InputError(f"model: posemb 'sincos2d' needs a width divisible by 4, got {self.width}")
         if self.posemb_with_cls and self.pool_type != "tok":
             raise InputError("model: posemb_with_cls needs a class token; set pool_type='tok'")
         if images.ndim != 4 or images.shape[-1] != 3:
