@@ -6,6 +6,7 @@ A reader never sees a half-written file; an interrupted write leaves the old fil
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +29,24 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a fresh temporary folder beside `path` (not yet existing, for writers such as orbax that make
+    it); on success it replaces `path`. An old `path` is moved aside first and deleted last, so some
+    complete version is on disk at every moment."""
+    path = os.path.abspath(os.fspath(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    stage = tempfile.mkdtemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".")
+    new, old = os.path.join(stage, "new"), os.path.join(stage, "old")
+    try:
+        yield new
+        if os.path.exists(path):
+            os.replace(path, old)
+        os.replace(new, path)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

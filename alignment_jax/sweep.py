@@ -72,7 +72,7 @@ def run_model(spec: RunSpec, shared: ml_collections.ConfigDict | None, workdir: 
         if finished is not None:
             print(f"{spec.name}: finished before with the same config; skipped ({os.path.join(workdir, DONE)})")
             return ModelRun(spec, "cached", finished)
-        for stale in (DONE, "results.json", "error.log"):  # of an unfinished run or another config
+        for stale in (DONE, "results.json", "error.log", "transform.npz"):  # of an unfinished or other run
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(workdir, stale))
         started = True

@@ -21,7 +21,7 @@ import ml_dtypes
 import numpy as np
 import scipy.ndimage
 
-from alignment_jax.atomic import save_npz
+from alignment_jax import atomic
 from alignment_jax.errors import InputError
 from alignment_jax.models import openclip, storage
 from alignment_jax.models.vit import VARIANTS, pyloop_to_scan, scan_to_pyloop
@@ -331,16 +331,18 @@ def describe_config(c: dict[str, Any]) -> str:
 def save_big_vision_npz(path: str, params: Params, prefix: str = "params/", dtype: Any = np.float32) -> None:
     """Writes params as a big_vision `.npz` ('/'-joined keys under `prefix`), readable by timm's npz loader."""
     flat = {prefix + k: np.asarray(v).astype(dtype) for k, v in flatten(params).items()}
-    save_npz(path, **flat)
+    atomic.save_npz(path, **flat)
 
 
 def save_orbax(path: str, params: Params) -> None:
-    """Writes params as an orbax checkpoint folder (replaced if it exists; orbax commits atomically)."""
+    """Writes params as an orbax checkpoint folder; an existing one is replaced only once the new one is
+    complete."""
     import orbax.checkpoint as ocp
 
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.abspath(path), params, force=True)
-    checkpointer.wait_until_finished()
+    with atomic.atomic_directory(path) as tmp:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(tmp, params)
+        checkpointer.wait_until_finished()
 
 
 def read_orbax(path: str, subtree: str = "", sharding: Any = None) -> Params:

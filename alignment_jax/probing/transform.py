@@ -82,12 +82,12 @@ class Transform:
         return cls(weights=weights, bias=bias, mean=mean, std=std, source=path)
 
     def save_orbax(self, directory: str | os.PathLike) -> None:
-        """Saves as an orbax PyTree checkpoint (atomic: orbax writes to a temp dir, then renames)."""
+        """Saves as an orbax PyTree checkpoint folder; an existing one is replaced only once the new one is
+        complete."""
         import orbax.checkpoint as ocp
 
-        directory = os.path.abspath(os.fspath(directory))
-        with ocp.PyTreeCheckpointer() as checkpointer:
-            checkpointer.save(directory, {k: getattr(self, k) for k in _NPZ_KEYS}, force=True)
+        with atomic.atomic_directory(directory) as tmp, ocp.PyTreeCheckpointer() as checkpointer:
+            checkpointer.save(tmp, {k: getattr(self, k) for k in _NPZ_KEYS})
 
     @classmethod
     def load_orbax(cls, directory: str | os.PathLike) -> "Transform":
