@@ -2,6 +2,7 @@
 
 python extract_worker.py sharded OUT IMAGES           8-device vs 1-device features -> OUT/sharded.npz
 python extract_worker.py multihost OUT IMAGES PORT ID one of two jax.distributed processes
+python extract_worker.py multihost_bad OUT IMAGES PORT ID  the same, an image undecodable: OUT/error_ID.txt
 python extract_worker.py slow OUT IMAGES              slow extraction into OUT/store (to be killed)
 """
 
@@ -13,6 +14,7 @@ import jax
 import numpy as np
 from extract_testlib import extract_folder  # beside this script, so on sys.path
 
+from alignment_jax.errors import InputError
 from alignment_jax.extract.extractor import data_mesh
 from alignment_jax.extract.sources import folder_source
 
@@ -29,10 +31,24 @@ def sharded(out: str, images: str) -> None:
     np.savez(os.path.join(out, "sharded.npz"), **results)
 
 
-def multihost(out: str, images: str, port: str, process_id: str) -> None:
+def _initialize(port: str, process_id: str) -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=int(process_id))
     assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
+
+
+def multihost_bad(out: str, images: str, port: str, process_id: str) -> None:
+    _initialize(port, process_id)
+    try:
+        extract_folder(images, os.path.join(out, "store"), batch_size=6, shard_size=10)
+    except InputError as e:
+        with open(os.path.join(out, f"error_{process_id}.txt"), "w") as f:
+            f.write(str(e))
+    jax.distributed.shutdown()
+
+
+def multihost(out: str, images: str, port: str, process_id: str) -> None:
+    _initialize(port, process_id)
     source = folder_source(images)
     decoded = []
 
@@ -60,4 +76,6 @@ def slow(out: str, images: str) -> None:
 
 
 if __name__ == "__main__":
-    {"sharded": sharded, "multihost": multihost, "slow": slow}[sys.argv[1]](*sys.argv[2:])
+    {"sharded": sharded, "multihost": multihost, "multihost_bad": multihost_bad, "slow": slow}[sys.argv[1]](
+        *sys.argv[2:]
+    )

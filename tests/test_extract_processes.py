@@ -66,6 +66,21 @@ def test_two_processes_equal_one(tmp_path):
     assert not decoded[0] & decoded[1] and decoded[0] | decoded[1] == set(range(21))
 
 
+def test_an_undecodable_image_on_one_process_stops_both(tmp_path):
+    """Image 4 falls in process 1's rows of the first batch (batch 6 over 2 x 2 devices): process 1 names
+    the file, process 0 stops too instead of waiting in the next batch's collectives."""
+    images = str(tmp_path / "images")
+    paths = write_images(images, 12)
+    with open(paths[4], "wb") as f:
+        f.write(b"not a jpeg")
+    port = str(_free_port())
+    workers = [_worker("multihost_bad", str(tmp_path), images, port, str(i), devices=2) for i in range(2)]
+    for worker in workers:
+        _wait(worker, timeout=90)
+    assert "img_004.jpg: cannot decode image" in (tmp_path / "error_1.txt").read_text()
+    assert "another process could not decode an image" in (tmp_path / "error_0.txt").read_text()
+
+
 def test_killed_run_resumes_without_redoing_or_missing_an_image(tmp_path):
     images = str(tmp_path / "images")
     write_images(images, 20)

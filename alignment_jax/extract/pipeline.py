@@ -108,13 +108,16 @@ def extract(
     try:
         for (shard, t, stop), rows in zip(batches, mine, strict=True):
             local_batch = np.zeros((local_size, *extractor.image_shape), np.uint8)
+            error = None
             try:
                 for r in range(len(rows)):
                     local_batch[r] = next(images)
-            except InputError:  # an undecodable image: keep the shards that are computed, then stop
+            except InputError as e:
+                error = e
+            if _any_process(error is not None):  # an undecodable image: keep the finished shards, then stop
                 while in_flight:
                     finish_batch(*in_flight.popleft())
-                raise
+                raise error or InputError("another process could not decode an image (see its error); stopped")
             in_flight.append((shard, stop - t, extractor(local_batch)))  # runs while the next batch decodes
             if len(in_flight) > 1:
                 finish_batch(*in_flight.popleft())
@@ -130,6 +133,14 @@ def extract(
         features = np.concatenate([finished[s] if s in finished else store.read_shard(s) for s in range(len(shards))])
         store.finish(features)
     return Extraction(_broadcast(features), computed=todo, seconds=seconds)
+
+
+def _any_process(flag: bool) -> bool:
+    """True on every process if `flag` is true on any: all processes stop together instead of the others
+    waiting forever in the next batch's collectives."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.asarray(multihost_utils.process_allgather(np.array(flag))).any())
 
 
 def _broadcast(array: np.ndarray) -> np.ndarray:
