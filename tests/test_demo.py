@@ -37,11 +37,15 @@ def test_demo_model_training_reduces_the_loss():
     assert trained < 0.5 * untrained
 
 
-def test_demo_command_makes_the_papers_point(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "alignment_jax.probe", "--config=configs/demo.py", f"--workdir={tmp_path}"],
+def demo(workdir) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "alignment_jax.probe", "--config=configs/demo.py", f"--workdir={workdir}"],
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
+
+
+def test_demo_command_makes_the_papers_point(tmp_path):
+    done = demo(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) >= {"world", "extract", "zero_shot", "probe", "transfer", "concepts", "report"}
@@ -53,6 +57,11 @@ def test_demo_command_makes_the_papers_point(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert report.count(".png") >= 3 and all(os.path.exists(tmp_path / p) for p in results["report"]["plots"].values())
     assert "probe (test)" in done.stdout
+    assert results["extract"]["computed"] == 300
+    again = demo(tmp_path)  # the second run reuses the extracted features
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((tmp_path / "results.json").read_text())["extract"]["computed"] == 0
+    assert "extract: reused 300 x 64 features" in again.stdout
 
 
 @pytest.mark.parametrize("name", ["vit_b16", "vit_l16", "siglip_so400m", "vit_g"])

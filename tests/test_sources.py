@@ -64,6 +64,14 @@ def test_digest_changes_with_the_files(tmp_path):
     before = file_source(paths).description["digest"]
     Image.fromarray(np.zeros((50, 50, 3), np.uint8)).save(paths[1], quality=50)
     assert file_source(paths).description["digest"] != before
+    same_size = file_source(paths).description["digest"]
+    data = bytearray(open(paths[2], "rb").read())
+    data[-3] ^= 0xFF  # other content, same size: seen through the modification time
+    st = os.stat(paths[2])
+    with open(paths[2], "wb") as f:
+        f.write(bytes(data))
+    os.utime(paths[2], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert file_source(paths).description["digest"] != same_size
 
 
 def test_decode_resize_modes():

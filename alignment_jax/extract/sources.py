@@ -50,8 +50,9 @@ def file_source(paths: Sequence[str], ids: Sequence[str] | None = None, kind: st
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise InputError(f"{missing[0]}: image file not found ({len(missing)} of {len(paths)} missing)")
-    sizes = [os.path.getsize(p) for p in paths]
-    description = {"kind": kind, "n": len(paths), "digest": _digest(ids, sizes)}
+    stats = [os.stat(p) for p in paths]
+    signatures = [f"{st.st_size}:{st.st_mtime_ns}" for st in stats]
+    description = {"kind": kind, "n": len(paths), "digest": _digest(ids, signatures)}
     return ImageSource(ids=ids, names=paths, refs=lambda indices: (paths[i] for i in indices), description=description)
 
 
@@ -183,9 +184,10 @@ def _text(value: object) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _digest(ids: Sequence[str], sizes: Sequence[int]) -> str:
-    """sha256 over the ids and file sizes: what identifies the images without reading them."""
+def _digest(ids: Sequence[str], signatures: Sequence[str]) -> str:
+    """sha256 over the ids and the files' sizes and modification times: what identifies the images
+    without reading them (an image replaced in place changes its modification time)."""
     h = hashlib.sha256()
-    for item in (*ids, *map(str, sizes)):
+    for item in (*ids, *signatures):
         h.update(item.encode("utf-8") + b"\0")
     return h.hexdigest()

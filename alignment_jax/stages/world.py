@@ -7,6 +7,7 @@ with its labels (concepts stage); and a held-out dataset of further objects with
 matrix (transfer stage, generic `rsm` layout).
 """
 
+import io
 import os
 
 import numpy as np
@@ -76,10 +77,21 @@ def _write_transfer(world: World, folder: str, settings, seed: int) -> str:
 
 
 def _write_images(folder: str, names: list[str], images: np.ndarray) -> None:
-    """images: (n, H, W, 3) uint8 -> folder/<name>.png, each written atomically."""
+    """images: (n, H, W, 3) uint8 -> folder/<name>.png, each written atomically, and only when its bytes
+    change: a rerun leaves the files (and their modification times) alone, so the feature store is reused."""
     from PIL import Image
 
-    os.makedirs(folder, exist_ok=True)
     for name, image in zip(names, images, strict=True):
-        with atomic.atomic_path(os.path.join(folder, f"{name}.png"), suffix=".png") as tmp:
-            Image.fromarray(image).save(tmp, format="PNG")
+        path = os.path.join(folder, f"{name}.png")
+        encoded = io.BytesIO()
+        Image.fromarray(image).save(encoded, format="PNG")
+        if not _holds(path, encoded.getvalue()):
+            atomic.write_bytes(path, encoded.getvalue())
+
+
+def _holds(path: str, data: bytes) -> bool:
+    """Whether the file at `path` exists and holds exactly `data`."""
+    if not os.path.exists(path):
+        return False
+    with open(path, "rb") as f:
+        return f.read() == data
