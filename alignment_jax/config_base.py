@@ -37,6 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.probe.lambdas = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
     config.probe.lrs = ()  # learning rates to sweep too; () = just `lr`
     config.probe.folds = 3
+    config.probe.split = "objects"  # objects: the paper's CV over objects | triplets: plain k-fold over triplets
     config.probe.protocol = "fast"  # fast (object-level, large batch) | paper (batch 256 minibatches)
     config.probe.regularizer = "frobenius"  # frobenius | frobenius_sq | identity | orthonormal
     config.probe.optimizer = "adam"  # adam | adamw | sgd (momentum 0.9)

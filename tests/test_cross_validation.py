@@ -72,6 +72,7 @@ def test_paper_protocol_settings():
         ("lambdas", ("a", "b"), "expected numbers"),
         ("lambdas", (), "probe.lambdas is empty"),
         ("select_by", "luck", "probe.select_by"),
+        ("split", "pairs", "probe.split='pairs'"),
     ],
 )
 def test_bad_settings(field, value, message):
@@ -84,6 +85,14 @@ def test_paper_protocol_runs_minibatches(world):
     result = run_probe(world.features, world.train[:3000], world.test[:500], paper, progress=False)
     assert result.summary["protocol"] == "paper"
     assert result.summary["cv_accuracy"] > 0.4
+
+
+def test_triplet_split_cross_validates_over_triplets(world):
+    chosen = settings(split="triplets", lambdas=(1e-3,), folds=2)
+    result = run_probe(world.features, world.train, None, chosen, progress=False)
+    by_objects = run_probe(world.features, world.train, None, settings(lambdas=(1e-3,), folds=2), progress=False)
+    # triplet folds share objects between the sides: validation sets are larger and easier than object folds
+    assert result.summary["cv_accuracy"] > by_objects.summary["cv_accuracy"]
 
 
 def test_too_few_triplets_for_folds():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from alignment_jax.data.noise_ceiling import noise_ceiling
-from alignment_jax.data.splits import object_folds, object_kfold_masks, random_split_mask
+from alignment_jax.data.splits import object_folds, object_kfold_masks, random_split_mask, triplet_kfold_masks
 from alignment_jax.data.synthetic import random_triplets
 from alignment_jax.errors import InputError
 
@@ -34,6 +34,17 @@ def test_folds_depend_on_seed_and_are_reproducible():
     np.testing.assert_array_equal(object_folds(30, 3, 7), object_folds(30, 3, 7))
     with pytest.raises(InputError, match="folds=1"):
         object_folds(30, 1)
+
+
+def test_triplet_kfold_covers_every_triplet_once():
+    train, val = triplet_kfold_masks(1001, 3, seed=4)
+    assert val.shape == (3, 1001)
+    np.testing.assert_array_equal(val.sum(axis=0), np.ones(1001))
+    np.testing.assert_array_equal(train, ~val)
+    assert sorted(val.sum(axis=1)) == [333, 334, 334]
+    assert not np.array_equal(val, triplet_kfold_masks(1001, 3, seed=5)[1])
+    with pytest.raises(InputError, match="probe.folds=1"):
+        triplet_kfold_masks(10, 1)
 
 
 def test_random_split():

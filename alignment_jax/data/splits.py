@@ -35,6 +35,19 @@ def object_kfold_masks(
     return train, val
 
 
+def triplet_kfold_masks(n_triplets: int, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Plain shuffled k-fold over triplets (objects are shared between the sides) -> (train, val) masks,
+    each (k, T) bool; every triplet is in exactly one validation fold."""
+    if k < 2 or k > n_triplets:
+        raise InputError(f"probe.folds={k}: need 2 <= folds <= number of triplets ({n_triplets})")
+    sizes = np.full(k, n_triplets // k)
+    sizes[: n_triplets % k] += 1
+    fold_of_triplet = np.empty(n_triplets, np.int8)
+    fold_of_triplet[np.random.default_rng(seed).permutation(n_triplets)] = np.repeat(np.arange(k), sizes)
+    val = fold_of_triplet[None] == np.arange(k, dtype=np.int8)[:, None]
+    return ~val, val
+
+
 def random_split_mask(n_triplets: int, val_fraction: float, seed: int = 0) -> np.ndarray:
     """(T,) bool, True for the validation side of a plain random triplet split."""
     if not 0.0 < val_fraction < 1.0:

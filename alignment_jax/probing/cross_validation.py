@@ -11,7 +11,7 @@ import time
 import ml_collections
 import numpy as np
 
-from alignment_jax.data.splits import object_kfold_masks
+from alignment_jax.data.splits import object_kfold_masks, triplet_kfold_masks
 from alignment_jax.errors import InputError
 from alignment_jax.probing import objective
 from alignment_jax.probing.optimizers import OPTIMIZERS
@@ -20,6 +20,7 @@ from alignment_jax.probing.sweep import TrainSettings, stack_folds, train_sweep
 from alignment_jax.probing.transform import Transform
 
 PROTOCOLS = ("fast", "paper")
+SPLITS = ("objects", "triplets")
 SELECT_BY = ("cross_entropy", "accuracy")
 
 
@@ -30,6 +31,7 @@ class ProbeSettings:
     lambdas: tuple[float, ...]
     lrs: tuple[float, ...]
     folds: int
+    split: str
     train: TrainSettings
     standardize: str
     select_by: str
@@ -49,6 +51,8 @@ class ProbeSettings:
             raise InputError(f"probe.optimizer={probe.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if probe.select_by not in SELECT_BY:
             raise InputError(f"probe.select_by={probe.select_by!r} is not one of {', '.join(SELECT_BY)}")
+        if probe.split not in SPLITS:
+            raise InputError(f"probe.split={probe.split!r} is not one of {', '.join(SPLITS)}")
         if probe.init not in ("normal", "identity"):
             raise InputError(f"probe.init={probe.init!r} is not one of normal, identity")
         paper = probe.protocol == "paper"
@@ -73,7 +77,7 @@ class ProbeSettings:
             init=probe.init,
             init_scale=probe.init_scale,
         )
-        return cls(lambdas, lrs, probe.folds, train, probe.standardize, probe.select_by, probe.protocol)
+        return cls(lambdas, lrs, probe.folds, probe.split, train, probe.standardize, probe.select_by, probe.protocol)
 
 
 def _floats(value, field: str) -> tuple[float, ...]:
@@ -111,7 +115,10 @@ def run_probe(
     lambdas, lrs = (np.array(v, np.float32).ravel() for v in np.meshgrid(settings.lambdas, settings.lrs, indexing="ij"))
     multiple = settings.train.batch_size or 1
 
-    train_masks, val_masks = object_kfold_masks(train_triplets, n_objects, settings.folds, seed)
+    if settings.split == "objects":
+        train_masks, val_masks = object_kfold_masks(train_triplets, n_objects, settings.folds, seed)
+    else:
+        train_masks, val_masks = triplet_kfold_masks(len(train_triplets), settings.folds, seed)
     if (val_masks.sum(axis=1) == 0).any() or (train_masks.sum(axis=1) == 0).any():
         raise InputError(
             f"too few triplets for {settings.folds}-fold object cross-validation: a fold has no triplet with all "
