@@ -10,22 +10,28 @@ import numpy as np
 from alignment_jax.errors import InputError
 
 
+def shuffled_folds(n: int, k: int, seed: int = 0, what: str = "objects") -> np.ndarray:
+    """(n,) int8: the fold of each of n items, as sklearn's shuffled KFold assigns them; fold sizes differ by
+    at most one (the first n % k are larger)."""
+    if k < 2 or k > n:
+        raise InputError(f"probe.folds={k}: need 2 <= folds <= number of {what} ({n})")
+    sizes = np.full(k, n // k)
+    sizes[: n % k] += 1
+    fold = np.empty(n, np.int8)
+    fold[np.random.default_rng(seed).permutation(n)] = np.repeat(np.arange(k), sizes)
+    return fold
+
+
 def object_folds(n_objects: int, k: int, seed: int = 0) -> np.ndarray:
-    """(n_objects,) int: the fold of each object; fold sizes differ by at most one (the first n % k are larger)."""
-    if k < 2 or k > n_objects:
-        raise InputError(f"probe.folds={k}: need 2 <= folds <= number of objects ({n_objects})")
-    sizes = np.full(k, n_objects // k)
-    sizes[: n_objects % k] += 1
-    fold_of_object = np.empty(n_objects, np.int32)
-    fold_of_object[np.random.default_rng(seed).permutation(n_objects)] = np.repeat(np.arange(k), sizes)
-    return fold_of_object
+    """(n_objects,) int8: the fold of each object."""
+    return shuffled_folds(n_objects, k, seed, "objects")
 
 
 def object_kfold_masks(
     triplets: np.ndarray, n_objects: int, k: int = 3, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """triplets: (T, 3) -> (train, val) masks, each (k, T) bool; train[f] and val[f] share no object."""
-    fold_of_object = object_folds(n_objects, k, seed).astype(np.int8)
+    fold_of_object = object_folds(n_objects, k, seed)
     triplets = np.asarray(triplets)
     f0, f1, f2 = (fold_of_object[triplets[:, c]] for c in range(3))
     one_fold = (f0 == f1) & (f1 == f2)
@@ -38,12 +44,7 @@ def object_kfold_masks(
 def triplet_kfold_masks(n_triplets: int, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Plain shuffled k-fold over triplets (objects are shared between the sides) -> (train, val) masks,
     each (k, T) bool; every triplet is in exactly one validation fold."""
-    if k < 2 or k > n_triplets:
-        raise InputError(f"probe.folds={k}: need 2 <= folds <= number of triplets ({n_triplets})")
-    sizes = np.full(k, n_triplets // k)
-    sizes[: n_triplets % k] += 1
-    fold_of_triplet = np.empty(n_triplets, np.int8)
-    fold_of_triplet[np.random.default_rng(seed).permutation(n_triplets)] = np.repeat(np.arange(k), sizes)
+    fold_of_triplet = shuffled_folds(n_triplets, k, seed, "triplets")
     val = fold_of_triplet[None] == np.arange(k, dtype=np.int8)[:, None]
     return ~val, val
 
