@@ -29,6 +29,11 @@ def test_object_folds_are_disjoint_and_nothing_leaks(k):
     assert (val.sum(axis=0) <= 1).all()
 
 
+def test_many_folds():
+    folds = object_folds(1000, 500, seed=0)  # more folds than an int8 holds
+    np.testing.assert_array_equal(np.bincount(folds), np.full(500, 2))
+
+
 def test_folds_depend_on_seed_and_are_reproducible():
     assert not np.array_equal(object_folds(30, 3, 0), object_folds(30, 3, 1))
     np.testing.assert_array_equal(object_folds(30, 3, 7), object_folds(30, 3, 7))

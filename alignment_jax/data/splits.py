@@ -11,19 +11,19 @@ from alignment_jax.errors import InputError
 
 
 def shuffled_folds(n: int, k: int, seed: int = 0, what: str = "objects") -> np.ndarray:
-    """(n,) int8: the fold of each of n items, as sklearn's shuffled KFold assigns them; fold sizes differ by
-    at most one (the first n % k are larger)."""
+    """(n,) ints (the smallest type that holds k - 1): the fold of each of n items, as sklearn's shuffled
+    KFold assigns them; fold sizes differ by at most one (the first n % k are larger)."""
     if k < 2 or k > n:
         raise InputError(f"probe.folds={k}: need 2 <= folds <= number of {what} ({n})")
     sizes = np.full(k, n // k)
     sizes[: n % k] += 1
-    fold = np.empty(n, np.int8)
+    fold = np.empty(n, np.min_scalar_type(k - 1))
     fold[np.random.default_rng(seed).permutation(n)] = np.repeat(np.arange(k), sizes)
     return fold
 
 
 def object_folds(n_objects: int, k: int, seed: int = 0) -> np.ndarray:
-    """(n_objects,) int8: the fold of each object."""
+    """(n_objects,) ints: the fold of each object."""
     return shuffled_folds(n_objects, k, seed, "objects")
 
 
@@ -35,7 +35,7 @@ def object_kfold_masks(
     triplets = np.asarray(triplets)
     f0, f1, f2 = (fold_of_object[triplets[:, c]] for c in range(3))
     one_fold = (f0 == f1) & (f1 == f2)
-    fold_ids = np.arange(k, dtype=np.int8)[:, None]
+    fold_ids = np.arange(k, dtype=fold_of_object.dtype)[:, None]
     val = one_fold[None] & (f0[None] == fold_ids)
     train = (f0[None] != fold_ids) & (f1[None] != fold_ids) & (f2[None] != fold_ids)
     return train, val
@@ -45,7 +45,7 @@ def triplet_kfold_masks(n_triplets: int, k: int = 3, seed: int = 0) -> tuple[np.
     """Plain shuffled k-fold over triplets (objects are shared between the sides) -> (train, val) masks,
     each (k, T) bool; every triplet is in exactly one validation fold."""
     fold_of_triplet = shuffled_folds(n_triplets, k, seed, "triplets")
-    val = fold_of_triplet[None] == np.arange(k, dtype=np.int8)[:, None]
+    val = fold_of_triplet[None] == np.arange(k, dtype=fold_of_triplet.dtype)[:, None]
     return ~val, val
 
 
