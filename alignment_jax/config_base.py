@@ -61,6 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.checkpoint = ""  # local path, gs:// path, or orbax directory
     config.model.layer = ""  # named intermediate output; "" = the registry default
     config.model.dtype = "float32"  # float32 | bfloat16 matmuls
+    config.model.normalization = ""  # "" = the model's own | minus_one_one | imagenet | clip (mean/std)
     config.model.image_size = 0  # input side in pixels; 0 = the registry's, else the checkpoint's grid, else 224
     config.model.cache_dir = ""  # where remote checkpoints are copied; "" = $ALIGNMENT_JAX_CACHE or ~/.cache/...
 

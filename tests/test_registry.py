@@ -11,7 +11,14 @@ import pytest
 
 from alignment_jax.errors import InputError
 from alignment_jax.models import checkpoints, storage
-from alignment_jax.models.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocess, preprocess_images
+from alignment_jax.models.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    Preprocess,
+    preprocess_images,
+)
 from alignment_jax.models.registry import MODELS, list_models, load_model
 from alignment_jax.models.vit import decode_variant
 
@@ -169,3 +176,14 @@ def test_crop_resize_sizes_follow_torchvision():
                 .crop((top, left, top + 224, left + 224))
             ),
         )
+
+
+def test_normalization_option():
+    imagenet = load_model("mu/8", image_size=16, normalization="imagenet").preprocess
+    white = np.full((1, 16, 16, 3), 255, np.uint8)
+    np.testing.assert_allclose(
+        np.asarray(imagenet.normalize(white))[0, 0, 0], (1 - np.array(IMAGENET_MEAN)) / IMAGENET_STD, rtol=1e-5
+    )
+    assert load_model("mu/8", image_size=16).preprocess.normalize(white).max() == 1.0  # [-1, 1] by default
+    with pytest.raises(InputError, match="model.normalization 'zscore'"):
+        load_model("mu/8", image_size=16, normalization="zscore")

@@ -186,8 +186,9 @@ def model_extractor(config: ml_collections.ConfigDict) -> tuple[Extractor, Decod
     if not name:
         raise InputError("no model: set model.name (a registry entry) or model.variant (e.g. B/16)")
     model, extractor = _compiled_model(
-        name, m.checkpoint, m.dtype, m.image_size, m.cache_dir, m.layer, images.batch_size, images.token_pooling
-    )
+        name, m.checkpoint, m.dtype, m.image_size, m.cache_dir, m.normalization, m.layer, images.batch_size,
+        images.token_pooling,
+    )  # fmt: skip
     layer = m.layer or model.default_layer
     if images.resize == "model":
         record = {"size": model.image_size, "resize": "model", **model.preprocess.options()}
@@ -205,11 +206,22 @@ def model_extractor(config: ml_collections.ConfigDict) -> tuple[Extractor, Decod
 
 @functools.lru_cache(maxsize=1)
 def _compiled_model(
-    name: str, checkpoint: str, dtype: str, image_size: int, cache_dir: str, layer: str, batch_size: int, pooling: str
+    name: str,
+    checkpoint: str,
+    dtype: str,
+    image_size: int,
+    cache_dir: str,
+    normalization: str,
+    layer: str,
+    batch_size: int,
+    pooling: str,
 ) -> tuple[LoadedModel, Extractor]:
     """The loaded model and its Extractor, kept for the next call with the same settings (the transfer
     stage extracts several datasets with one model: it is loaded and compiled once)."""
-    model = load_model(name, checkpoint, dtype=dtype, image_size=image_size or None, cache_dir=cache_dir or None)
+    model = load_model(
+        name, checkpoint, dtype=dtype, image_size=image_size or None, cache_dir=cache_dir or None,
+        normalization=normalization,
+    )  # fmt: skip
     extractor = Extractor(
         lambda params, x: model.module.apply({"params": params}, x)[1],
         model.params,

@@ -20,7 +20,7 @@ from alignment_jax import demo_model
 from alignment_jax.errors import InputError
 from alignment_jax.models import checkpoints, storage
 from alignment_jax.models.openclip import OPENCLIP_ARCH
-from alignment_jax.models.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocess
+from alignment_jax.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocess
 from alignment_jax.models.vit import VARIANTS, VisionTransformer, decode_variant, make_vit
 
 Params = dict
@@ -121,6 +121,11 @@ _SPECS = [
               description="the bundled demo model, trained on rendered objects (alignment_jax/demo_model.py)"),
 ]  # fmt: skip
 MODELS: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
+NORMALIZATIONS = {
+    "minus_one_one": (None, None),
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "clip": (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +161,7 @@ def load_model(
     dont_load: Sequence[str] = (),
     sharding: Any = None,
     cache_dir: str | None = None,
+    normalization: str = "",
     **overrides: Any,
 ) -> LoadedModel:
     """A registry name ("augreg-b16-i21k") or a variant ("B/16", "mu/8") -> LoadedModel.
@@ -167,6 +173,8 @@ def load_model(
     dtype: "float32" or "bfloat16" matmuls (parameters stay float32).
     dont_load: regexes of parameter names to leave at their initialization (e.g. "head/.*").
     sharding: one jax Sharding for every parameter (orbax restores straight onto it).
+    normalization: "" = the model's own pixel scaling; else one of NORMALIZATIONS ("minus_one_one": [-1, 1],
+    "imagenet" / "clip": (x/255 - mean) / std with those statistics), for checkpoints trained otherwise.
     overrides: VisionTransformer options (pool_type, num_classes, gelu, scan, ...).
     """
     if dtype not in ("float32", "bfloat16"):
@@ -200,6 +208,11 @@ def load_model(
     params = jax.device_put(params, sharding) if sharding is not None else jax.tree.map(jnp.asarray, params)
     source = spec.source if spec else fmt
     preprocess = dataclasses.replace(spec.preprocess if spec else _default_preprocess(arch), size=size)
+    if normalization:
+        if normalization not in NORMALIZATIONS:
+            raise InputError(f"model.normalization {normalization!r}: use one of {', '.join(NORMALIZATIONS)}")
+        mean, std = NORMALIZATIONS[normalization]
+        preprocess = dataclasses.replace(preprocess, mean=mean, std=std)
     default_layer = spec.default_layer if spec else ("logits" if arch and module.num_classes else "pre_logits")
     info = {
         "name": spec.name if spec else name_or_variant,
