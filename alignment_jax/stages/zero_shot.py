@@ -6,7 +6,7 @@ from alignment_jax.data.noise_ceiling import CHANCE, noise_ceiling
 from alignment_jax.run_context import RunContext
 from alignment_jax.similarity import check_kind
 from alignment_jax.stages.inputs import has_features, has_things
-from alignment_jax.zero_shot import odd_one_out
+from alignment_jax.zero_shot import bootstrap_ci, odd_one_out
 
 
 def has_inputs(config) -> bool:
@@ -22,9 +22,14 @@ def run(ctx: RunContext) -> dict:
     result = odd_one_out(ctx.features, everything, similarity, config.zero_shot.bootstrap, config.seed)
     section = result.summary()
     section["chance"] = CHANCE
-    if things.test is not None:
-        test = odd_one_out(ctx.features, things.test.triplets, similarity, config.zero_shot.bootstrap, config.seed)
-        section.update(test_accuracy=test.accuracy, test_ci95=list(test.ci95), test_n_triplets=test.n_triplets)
+    if things.test is not None:  # the test triplets are the tail of `everything`: reuse their decisions
+        test_correct = result.correct[len(things.train) :]
+        test_ci95 = bootstrap_ci(test_correct, config.zero_shot.bootstrap, config.seed)
+        section.update(
+            test_accuracy=float(test_correct.mean()) if len(test_correct) else float("nan"),
+            test_ci95=list(test_ci95),
+            test_n_triplets=len(test_correct),
+        )
     ceiling = noise_ceiling(everything, things.n_objects)
     if ceiling.n_repeated_sets:
         section.update(noise_ceiling=ceiling.accuracy, noise_ceiling_sets=ceiling.n_repeated_sets)
