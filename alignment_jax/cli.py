@@ -48,7 +48,7 @@ def _parse(argv: list[str]) -> list[str]:
         remaining = flags.FLAGS(argv)
         flags.FLAGS.config.keys()  # config_flags defers a file that failed to load until first use
     except (AttributeError, KeyError) as e:
-        _fail(f"--config: unknown config field {str(e).strip(chr(34))} (see alignment_jax/config_base.py)")
+        _fail(f"--config: unknown config field {str(e).strip(chr(34))} (see alignment_jax/config/base.py)")
     except (flags.Error, *_CONFIG_ERRORS) as e:
         lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]  # the cause comes last
         _fail(f"{lines[-1] if lines else type(e).__name__} (--helpfull lists the flags)")

@@ -11,9 +11,9 @@ import ml_collections
 
 from alignment_jax import cli, stages
 from alignment_jax.errors import InputError
+from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.probing.cross_validation import ProbeSettings
 from alignment_jax.run_context import RunContext
-from alignment_jax.similarity import check_kind
 
 
 def requested_stages(config: ml_collections.ConfigDict) -> list[str] | None:

@@ -3,13 +3,13 @@
     python -m alignment_jax.sweep --config=configs/sweep.py --workdir=DIR \
         --config.models="configs/vit_b16.py,configs/vit_l16.py" --config.shared.things.root=THINGS
 
-config.models: specs `[NAME=]PATH[:ARG][ KEY=VALUE ...]` (alignment_jax/config_files.py), comma-separated
+config.models: specs `[NAME=]PATH[:ARG][ KEY=VALUE ...]` (alignment_jax/config/files.py), comma-separated
   (or a tuple, one spec per item); config.shared: fields set in every model's config (nested like it; None
   leaves a field alone); config.plot: draw DIR/summary.png.
 Each model runs in DIR/<name>/ with alignment_jax.probe.run. A finished run leaves DIR/<name>/DONE with
 its config's fingerprint; a rerun skips it while the config is unchanged (delete DONE to force a rerun,
 e.g. after replacing a data file in place). A model that fails is reported (non-InputErrors with a
-traceback in DIR/<name>/error.log) and the others go on. Writes DIR/summary.csv (alignment_jax/sweep_summary.py)
+traceback in DIR/<name>/error.log) and the others go on. Writes DIR/summary.csv (alignment_jax/report/sweep_summary.py)
 after every model, and prints it as a table. Exit status: 2 for a bad sweep config, 1 if a model failed.
 """
 
@@ -23,9 +23,11 @@ from typing import Any
 
 import ml_collections
 
-from alignment_jax import atomic, cli, config_files, probe, sweep_summary
-from alignment_jax.config_files import RunSpec
+from alignment_jax import atomic, cli, probe
+from alignment_jax.config import files as config_files
+from alignment_jax.config.files import RunSpec
 from alignment_jax.errors import InputError
+from alignment_jax.report import sweep_summary
 
 DONE = "DONE"
 

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from alignment_jax.config_base import base_config
+from alignment_jax.config.base import base_config
 from alignment_jax.extract.decode import decode_image
 from alignment_jax.extract.extractor import fetch
 from alignment_jax.extract.pipeline import extract, model_extractor

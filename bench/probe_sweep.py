@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from alignment_jax.config_base import base_config
+from alignment_jax.config.base import base_config
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.data.synthetic import make_world
 from alignment_jax.probing.cross_validation import ProbeSettings

@@ -8,7 +8,7 @@ import time
 
 import jax
 
-from alignment_jax.config_base import base_config
+from alignment_jax.config.base import base_config
 from alignment_jax.data.synthetic import make_world
 from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.data.synthetic import random_triplets
-from alignment_jax.zero_shot import odd_one_out
+from alignment_jax.evaluation.zero_shot import odd_one_out
 
 
 def numpy_baseline(features: np.ndarray, triplets: np.ndarray) -> np.ndarray:

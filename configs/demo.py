@@ -10,8 +10,8 @@ transfer and concepts run on them as on THINGS, and report.md gathers the plots 
 CPU). Argument `features=True` skips the images and the model and uses planted features instead.
 """
 
-from alignment_jax.config_args import parse_arg, run_locally
-from alignment_jax.config_base import base_config
+from alignment_jax.config.args import parse_arg, run_locally
+from alignment_jax.config.base import base_config
 
 
 def get_config(arg: str = ""):

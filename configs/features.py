@@ -8,7 +8,7 @@ THINGS odd-one-out data (Hebart et al. 2023) from OSF (https://osf.io/f5rn6/): R
 ROOT/triplets/test_10.npy (0-based, column 2 = odd one out) and ROOT/things_concepts.tsv.
 """
 
-from alignment_jax.config_base import base_config
+from alignment_jax.config.base import base_config
 
 
 def get_config(arg: str = ""):

@@ -9,8 +9,8 @@ MAP-pooled `head_input` by default. THINGS from OSF (https://osf.io/f5rn6/): set
 Arguments: runlocal, res (224 | 384), siglip2 (the SigLIP 2 checkpoint at 224).
 """
 
-from alignment_jax.config_args import parse_arg, run_locally
-from alignment_jax.config_base import base_config
+from alignment_jax.config.args import parse_arg, run_locally
+from alignment_jax.config.base import base_config
 
 
 def get_config(arg: str = ""):

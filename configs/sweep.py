@@ -9,7 +9,7 @@ with dot-product similarity, and on another random world. Real models on THINGS:
         --config.models="configs/vit_b16.py,configs/vit_l16.py" --config.shared.things.root=/data/things
 
 A model spec is `[NAME=]PATH[:ARG][ KEY=VALUE ...]`: get_config(ARG) of PATH, then the fields of `shared`,
-then the spec's own KEY=VALUE fields (alignment_jax/config_files.py). Each model runs in DIR/NAME; a rerun
+then the spec's own KEY=VALUE fields (alignment_jax/config/files.py). Each model runs in DIR/NAME; a rerun
 skips finished models whose config did not change.
 """
 

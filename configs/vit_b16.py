@@ -13,8 +13,8 @@ Keys to set: things.root (and images.root if the images are elsewhere); optional
 Arguments: runlocal (tiny model on the bundled demo world), variant (i21k = without fine-tuning).
 """
 
-from alignment_jax.config_args import parse_arg, run_locally
-from alignment_jax.config_base import base_config
+from alignment_jax.config.args import parse_arg, run_locally
+from alignment_jax.config.base import base_config
 
 
 def get_config(arg: str = ""):

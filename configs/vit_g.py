@@ -13,8 +13,8 @@ things_concepts.tsv). On several accelerators extraction shards the batch over a
 matmuls by default. Arguments: runlocal, model, res, data.
 """
 
-from alignment_jax.config_args import parse_arg, run_locally
-from alignment_jax.config_base import base_config
+from alignment_jax.config.args import parse_arg, run_locally
+from alignment_jax.config.base import base_config
 
 
 def get_config(arg: str = ""):

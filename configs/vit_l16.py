@@ -8,8 +8,8 @@ THINGS from OSF (https://osf.io/f5rn6/, https://osf.io/jum2f/): set things.root 
 things_concepts.tsv). Arguments: runlocal, variant (i21k | i21k-ft-i1k).
 """
 
-from alignment_jax.config_args import parse_arg, run_locally
-from alignment_jax.config_base import base_config
+from alignment_jax.config.args import parse_arg, run_locally
+from alignment_jax.config.base import base_config
 
 
 def get_config(arg: str = ""):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from alignment_jax import probe
-from alignment_jax.config_base import base_config
+from alignment_jax.config.base import base_config
 from alignment_jax.errors import InputError
 
 

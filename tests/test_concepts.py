@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from alignment_jax import concepts
-from alignment_jax.config_base import base_config
+from alignment_jax.config.base import base_config
 from alignment_jax.data.concept_embedding import load_concept_embedding
 from alignment_jax.errors import InputError
+from alignment_jax.evaluation import concepts
 from alignment_jax.probing.transform import Transform
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import concepts as concepts_stage

@@ -4,9 +4,9 @@ import ml_collections
 import pytest
 from ml_collections.config_dict import placeholder
 
-from alignment_jax import config_files
-from alignment_jax.config_base import base_config
-from alignment_jax.config_files import parse_spec, parse_specs, split_specs
+from alignment_jax.config import files as config_files
+from alignment_jax.config.base import base_config
+from alignment_jax.config.files import parse_spec, parse_specs, split_specs
 from alignment_jax.errors import InputError
 
 
@@ -92,7 +92,7 @@ def test_text_values_take_the_field_type():
 
 def test_shared_overrides_then_spec_overrides(tmp_path):
     (tmp_path / "m.py").write_text(
-        "from alignment_jax.config_base import base_config\n"
+        "from alignment_jax.config.base import base_config\n"
         "def get_config(arg=''):\n"
         "    config = base_config()\n"
         "    config.probe.folds = 5\n"

@@ -2,11 +2,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from alignment_jax.config_base import base_config
+from alignment_jax.config.base import base_config
 from alignment_jax.errors import InputError
+from alignment_jax.evaluation.zero_shot import odd_one_out
 from alignment_jax.probing.cross_validation import ProbeSettings, probe_scores, run_probe
 from alignment_jax.probing.transform import Transform
-from alignment_jax.zero_shot import odd_one_out
 
 
 def settings(**overrides) -> ProbeSettings:

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from alignment_jax import demo_model, probe
+from alignment_jax import probe
+from alignment_jax.models import demo as demo_model
 from alignment_jax.models.registry import load_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

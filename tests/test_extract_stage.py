@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from extract_testlib import write_images
 
-from alignment_jax.config_base import base_config
+from alignment_jax.config.base import base_config
 from alignment_jax.errors import InputError
 from alignment_jax.extract.pipeline import features_for_images
 from alignment_jax.probe import run

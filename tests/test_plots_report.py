@@ -6,8 +6,9 @@ import os
 import pytest
 from PIL import Image
 
-from alignment_jax import plots, report
-from alignment_jax.config_base import base_config
+from alignment_jax.config.base import base_config
+from alignment_jax.report import markdown as report
+from alignment_jax.report import plots
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import report as report_stage
 

@@ -8,10 +8,10 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from alignment_jax import rsa
-from alignment_jax.config_base import base_config
+from alignment_jax.config.base import base_config
 from alignment_jax.data import rsm_datasets as rd
 from alignment_jax.errors import InputError
+from alignment_jax.evaluation import rsa
 from alignment_jax.probing.transform import Transform
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import transfer

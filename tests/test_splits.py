@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from alignment_jax.data.noise_ceiling import noise_ceiling
 from alignment_jax.data.splits import object_folds, object_kfold_masks, random_split_mask, triplet_kfold_masks
 from alignment_jax.data.synthetic import random_triplets
 from alignment_jax.errors import InputError
+from alignment_jax.evaluation.noise_ceiling import noise_ceiling
 
 
 @pytest.mark.parametrize("k", [2, 3, 5])

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from alignment_jax import config_files, sweep
+from alignment_jax import sweep
+from alignment_jax.config import files as config_files
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = f"{REPO / 'configs' / 'demo.py'}:features=True"

@@ -3,8 +3,8 @@ import pytest
 
 from alignment_jax.data.synthetic import random_triplets
 from alignment_jax.errors import InputError
-from alignment_jax.similarity import similarity_matrix, triplet_similarities
-from alignment_jax.zero_shot import bootstrap_ci, odd_one_out
+from alignment_jax.evaluation.similarity import similarity_matrix, triplet_similarities
+from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 
 
 def numpy_baseline(features, triplets, kind):
@@ -55,7 +55,7 @@ def test_chunks_give_the_same_answer():
     features = rng.normal(size=(30, 8)).astype(np.float32)
     triplets = random_triplets(30, 1001, rng)
     whole = triplet_similarities(features, triplets, "dot")
-    from alignment_jax.similarity import _as_tuple, map_triplets
+    from alignment_jax.evaluation.similarity import _as_tuple, map_triplets
 
     (chunked,) = map_triplets(_as_tuple, features, triplets, "dot", chunk_size=64)
     np.testing.assert_allclose(chunked, whole, rtol=1e-6)

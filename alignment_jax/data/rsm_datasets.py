@@ -31,7 +31,7 @@ import numpy as np
 from alignment_jax.data.npy import read_npy
 from alignment_jax.data.triplets import TripletSet, load_triplets
 from alignment_jax.errors import InputError
-from alignment_jax.rsa import as_similarity
+from alignment_jax.evaluation.rsa import as_similarity
 
 PETERSON_CATEGORIES = ("animals", "automobiles", "fruits", "furniture", "various", "vegetables")
 KING_SETS = ("set1", "set2")

@@ -8,6 +8,7 @@ variants are for tests and demos. `checkpoint="random"` gives random weights for
 """
 
 import dataclasses
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment_jax import demo_model
 from alignment_jax.errors import InputError
 from alignment_jax.models import checkpoints, storage
 from alignment_jax.models.openclip import OPENCLIP_ARCH
@@ -24,6 +24,7 @@ from alignment_jax.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, OPENAI_
 from alignment_jax.models.vit import VARIANTS, VisionTransformer, decode_variant, make_vit
 
 Params = dict
+_ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 _AUGREG = "gs://vit_models/augreg/"
 _SIGLIP = "gs://big_vision/siglip/"
 _SIGLIP2 = "gs://big_vision/siglip2/"
@@ -116,9 +117,10 @@ _SPECS = [
     _openclip("openclip-vit-g14-laion2b-s12b", "g/14", "laion/CLIP-ViT-g-14-laion2B-s12B-b42K", 1024),
     _openclip("openclip-vit-g14-laion2b-s34b", "g/14", "laion/CLIP-ViT-g-14-laion2B-s34B-b88K", 1024),
     _openclip("openclip-vit-bigg14-laion2b-s39b", "G/14", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", 1280),
-    ModelSpec("demo-vit", demo_model.VARIANT, demo_model.CHECKPOINT, demo_model.IMAGE_SIZE, "big_vision",
-              demo_model.OPTIONS, default_layer="head_input",
-              description="the bundled demo model, trained on rendered objects (alignment_jax/demo_model.py)"),
+    # the bundled demo model (alignment_jax/models/demo.py trains it): 10 concept strengths + 4 x 3 colours out
+    ModelSpec("demo-vit", "mu/8", os.path.join(_ASSETS, "demo_vit.npz"), 32, "big_vision",
+              {"width": 64, "depth": 2, "mlp_dim": 128, "num_heads": 4, "pool_type": "gap", "num_classes": 22},
+              default_layer="head_input", description="the bundled demo model, trained on rendered objects"),
 ]  # fmt: skip
 MODELS: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
 NORMALIZATIONS = {

@@ -8,11 +8,11 @@ mapped by `workdir/transform.npz` when the probe stage wrote one.
 
 import ml_collections
 
-from alignment_jax.concepts import assign_concepts, concept_rows
 from alignment_jax.data.concept_embedding import load_concept_embedding
 from alignment_jax.errors import InputError
+from alignment_jax.evaluation.concepts import assign_concepts, concept_rows
+from alignment_jax.evaluation.zero_shot import odd_one_out
 from alignment_jax.run_context import RunContext
-from alignment_jax.zero_shot import odd_one_out
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:

@@ -2,10 +2,10 @@
 
 import os
 
+from alignment_jax.evaluation.zero_shot import odd_one_out
 from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages.inputs import has_features, has_things
-from alignment_jax.zero_shot import odd_one_out
 
 
 def has_inputs(config) -> bool:

@@ -7,7 +7,7 @@ import os
 
 import ml_collections
 
-from alignment_jax import report
+from alignment_jax.report import markdown as report
 from alignment_jax.run_context import RunContext
 
 

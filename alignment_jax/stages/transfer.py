@@ -15,13 +15,13 @@ import os
 import ml_collections
 import numpy as np
 
-from alignment_jax import rsa
 from alignment_jax.data.features import load_features
 from alignment_jax.data.rsm_datasets import RSMDataset, TripletDataset, load_datasets
 from alignment_jax.errors import InputError
+from alignment_jax.evaluation import rsa
+from alignment_jax.evaluation.zero_shot import odd_one_out
 from alignment_jax.probing.transform import Transform
 from alignment_jax.run_context import RunContext
-from alignment_jax.zero_shot import odd_one_out
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:

@@ -2,11 +2,11 @@
 
 import numpy as np
 
-from alignment_jax.data.noise_ceiling import CHANCE, noise_ceiling
+from alignment_jax.evaluation.noise_ceiling import CHANCE, noise_ceiling
+from alignment_jax.evaluation.similarity import check_kind
+from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.run_context import RunContext
-from alignment_jax.similarity import check_kind
 from alignment_jax.stages.inputs import has_features, has_things
-from alignment_jax.zero_shot import bootstrap_ci, odd_one_out
 
 
 def has_inputs(config) -> bool:

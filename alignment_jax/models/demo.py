@@ -4,7 +4,7 @@ A random ViT sees little in the demo images, so the package ships a tiny "pretra
 report both what people care about (the strength of each concept blob) and what they do not (the colours
 of the coarse background). Its representation mixes the two, as a real network's mixes human-relevant
 and irrelevant features: zero-shot alignment is moderate and a linear probe can re-weight it.
-Rebuild the shipped file with `python -m alignment_jax.demo_model`.
+Rebuild the shipped file with `python -m alignment_jax.models.demo`.
 """
 
 import os
@@ -16,12 +16,12 @@ import optax
 
 from alignment_jax.data.render import render_with_background
 from alignment_jax.data.synthetic import concept_embedding
+from alignment_jax.models.checkpoints import save_big_vision_npz
+from alignment_jax.models.registry import MODELS, load_model
 
-CHECKPOINT = os.path.join(os.path.dirname(__file__), "assets", "demo_vit.npz")
-VARIANT = "mu/8"
+SPEC = MODELS["demo-vit"]  # architecture, image size and file of the shipped model
+CHECKPOINT, VARIANT, IMAGE_SIZE, OPTIONS = SPEC.checkpoint, SPEC.variant, SPEC.image_size, SPEC.config
 N_CONCEPTS = 10  # the demo world's concepts: blob layout and colours depend on their number
-IMAGE_SIZE = 32
-OPTIONS = {"width": 64, "depth": 2, "mlp_dim": 128, "num_heads": 4, "pool_type": "gap", "num_classes": 22}
 
 
 def training_data(n_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -37,8 +37,6 @@ def training_data(n_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def train(steps: int = 1500, batch_size: int = 128, n_images: int = 8192, seed: int = 0, lr: float = 2e-3):
     """Trains the demo ViT by mean squared error; returns (params, loss over all training images)."""
-    from alignment_jax.models.registry import load_model
-
     model = load_model(VARIANT, image_size=IMAGE_SIZE, seed=seed, **OPTIONS)
     images, targets = training_data(n_images, seed + 1)
     inputs = np.asarray(model.preprocess.normalize(images))
@@ -63,8 +61,6 @@ def train(steps: int = 1500, batch_size: int = 128, n_images: int = 8192, seed: 
 
 
 def main() -> None:
-    from alignment_jax.models.checkpoints import save_big_vision_npz
-
     params, loss = train()
     os.makedirs(os.path.dirname(CHECKPOINT), exist_ok=True)
     save_big_vision_npz(CHECKPOINT, jax.device_get(params))

@@ -10,8 +10,9 @@ import csv
 import io
 from typing import Any
 
-from alignment_jax import atomic, plots
-from alignment_jax.report import Table, text_table
+from alignment_jax import atomic
+from alignment_jax.report import plots
+from alignment_jax.report.markdown import Table, text_table
 
 FIXED = (
     "name",

@@ -32,7 +32,7 @@ def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
 
 def run_locally(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Shrinks a real model config to run in a minute on a laptop CPU: the demo world with rendered images
-    and the bundled tiny ViT (`demo-vit`, alignment_jax/demo_model.py) instead of the real checkpoint and
+    and the bundled tiny ViT (`demo-vit`, alignment_jax/models/demo.py) instead of the real checkpoint and
     THINGS; the probe settings stay."""
     config.world.enabled = True
     config.world.images = True

@@ -11,7 +11,8 @@ import dataclasses
 import os
 from typing import Any
 
-from alignment_jax import atomic, plots
+from alignment_jax import atomic
+from alignment_jax.report import plots
 
 PLOT_DIR = "plots"
 

@@ -9,7 +9,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from alignment_jax.similarity import map_triplets
+from alignment_jax.evaluation.similarity import map_triplets
 
 
 @dataclasses.dataclass(frozen=True)
