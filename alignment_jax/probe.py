@@ -11,8 +11,6 @@ import ml_collections
 
 from alignment_jax import cli, stages
 from alignment_jax.errors import InputError
-from alignment_jax.evaluation.similarity import check_kind
-from alignment_jax.probing.cross_validation import ProbeSettings
 from alignment_jax.run_context import RunContext
 
 
@@ -34,8 +32,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunContext:
     earlier stage provides (the demo world, extracted features) count.
     """
     requested = requested_stages(config)
-    check_kind(config.similarity)  # settings are checked before anything slow runs
-    ProbeSettings.from_config(config.probe, n_dims=1)
+    check_settings(config)
     if requested is None and not any(stages.load(s).has_inputs(config) for s in stages.ORDER if s != "report"):
         raise InputError(_missing_data_message(config))
     ctx = RunContext(config, workdir)
@@ -47,6 +44,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunContext:
                 ctx.record(name, section)
     print(f"results: {ctx.results_path}")
     return ctx
+
+
+def check_settings(config: ml_collections.ConfigDict) -> None:
+    """Every stage's settings, checked before any stage runs (nothing slow has run when one is bad)."""
+    for name in stages.ORDER:
+        check = getattr(stages.load(name), "check", None)
+        if check is not None:
+            check(config)
 
 
 def _missing_data_message(config: ml_collections.ConfigDict) -> str:

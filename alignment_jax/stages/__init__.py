@@ -3,6 +3,8 @@
 Each stage module defines:
   has_inputs(config) -> bool  whether the config names what the stage needs (used when `config.stages`
                               is empty: a stage runs if its inputs are there when its turn comes);
+  check(config) -> None       optional: raises InputError for a bad setting of the stage; every stage's
+                              check runs before the first stage does anything;
   run(ctx: RunContext)        returns the stage's section of results.json: a dict, or a list of rows
                               (transfer, concepts); None writes nothing.
 

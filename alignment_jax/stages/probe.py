@@ -12,6 +12,10 @@ def has_inputs(config) -> bool:
     return has_things(config) and has_features(config)
 
 
+def check(config) -> None:
+    ProbeSettings.from_config(config.probe, n_dims=1)
+
+
 def run(ctx: RunContext) -> dict:
     config, things, features = ctx.config, ctx.things, ctx.features
     settings = ProbeSettings.from_config(config.probe, features.shape[1])

@@ -13,6 +13,10 @@ def has_inputs(config) -> bool:
     return has_things(config) and has_features(config)
 
 
+def check(config) -> None:
+    check_kind(config.similarity)
+
+
 def run(ctx: RunContext) -> dict:
     config, things = ctx.config, ctx.things
     similarity = check_kind(config.similarity)
