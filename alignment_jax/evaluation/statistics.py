@@ -127,10 +127,14 @@ def paired_comparisons(correct: np.ndarray, n_resamples: int = 1000, seed: int =
     if n_triplets >= _MAX_TRIPLETS:
         raise ValueError(f"{n_triplets} triplets: counts are exact only below {_MAX_TRIPLETS}")
     first, second = (a.astype(np.int32) for a in np.triu_indices(n_methods, k=1))
-    key = jax.random.key(seed)
-    right, a_only, b_only, net = _paired_bootstrap(jnp.asarray(correct), first, second, key, max(n_resamples, 1))
+    if n_resamples > 0:
+        key = jax.random.key(seed)
+        right, a_only, b_only, net = _paired_bootstrap(jnp.asarray(correct), first, second, key, n_resamples)
+        ci95 = np.asarray(net, np.float64) / n_triplets
+    else:
+        right, a_only, b_only = _paired_counts(jnp.asarray(correct), first, second)
+        ci95 = np.full((len(first), 2), np.nan)
     right, a_only, b_only = (np.asarray(x).astype(np.int64) for x in (right, a_only, b_only))
-    ci95 = np.asarray(net, np.float64) / n_triplets if n_resamples > 0 else np.full((len(first), 2), np.nan)
     return PairedComparisons(
         first=first,
         second=second,
@@ -144,19 +148,24 @@ def paired_comparisons(correct: np.ndarray, n_resamples: int = 1000, seed: int =
     )
 
 
-@functools.partial(jax.jit, static_argnames="n_resamples")
-def _paired_bootstrap(correct: jax.Array, first: jax.Array, second: jax.Array, key: jax.Array, n_resamples: int):
-    """correct: (T, M) bool; first, second: (P,) -> (right (M,), a_only (P,), b_only (P,), net (P, 2)): the 2.5th
-    and 97.5th percentiles of the resampled n_ab - n_ba (the difference times T).
+@jax.jit
+def _paired_counts(correct: jax.Array, first: jax.Array, second: jax.Array):
+    """correct: (T, M) bool; first, second: (P,) -> (right (M,), a_only (P,), b_only (P,)) as float32 counts.
 
-    Counts are float32 sums of 0/1 (exact below 2^24 triplets) through one matmul of the (T, M) matrix.
+    Sums of 0/1 in float32 are exact below 2^24 triplets; one matmul of the (T, M) matrix gives all pairs.
     """
     x = correct.astype(jnp.float32)
-    n = jnp.float32(correct.shape[0])
     right = jnp.sum(x, axis=0)
     both = jnp.dot(x.T, x, precision=jax.lax.Precision.HIGHEST)  # (M, M): both right
-    a_only = right[first] - both[first, second]
-    b_only = right[second] - both[first, second]
+    return right, right[first] - both[first, second], right[second] - both[first, second]
+
+
+@functools.partial(jax.jit, static_argnames="n_resamples")
+def _paired_bootstrap(correct: jax.Array, first: jax.Array, second: jax.Array, key: jax.Array, n_resamples: int):
+    """The counts of _paired_counts and net (P, 2): the 2.5th and 97.5th percentiles of the resampled
+    n_ab - n_ba (the difference times T) over n_resamples multinomial resamples of the T triplets."""
+    right, a_only, b_only = _paired_counts(correct, first, second)
+    n = jnp.float32(correct.shape[0])
     p_a, p_b = a_only / n, b_only / n
     key_a, key_b = jax.random.split(key)
     draws_a = jax.random.binomial(key_a, n, p_a, shape=(n_resamples, first.shape[0]))

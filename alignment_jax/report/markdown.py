@@ -197,7 +197,7 @@ def _comparisons_table(rows: list[dict[str, Any]]) -> Table:
         (
             f"{_METHOD_NAMES.get(r['a'], r['a'])} - {_METHOD_NAMES.get(r['b'], r['b'])}",
             f"{r['difference']:+.3f}",
-            _fmt(r.get("ci95")) if any(v is not None for v in r.get("ci95") or ()) else "-",
+            f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]" if _interval(r.get("ci95")) else "-",
             _p_value(r["p_value"]),
             f"{r['a_only']:,} / {r['b_only']:,}",
         )
