@@ -156,11 +156,10 @@ def _accuracy_table(results: dict[str, Any]) -> Table | None:
     if not bars:
         return None
     zero_shot, probe = results.get("zero_shot") or {}, results.get("probe") or {}
-    rows = [(label, _fmt(value), _fmt(list(ci)) if ci else "-") for label, value, ci in bars]
-    folds = [_is_number(probe.get(f"cv_accuracy_{k}")) for k in ("min", "max")]
+    spread = all(_is_number(probe.get(f"cv_accuracy_{k}")) for k in ("min", "max"))
     rows = [
-        (label, value, _fold_spread(probe) if label == "probe (CV)" and all(folds) else interval)
-        for label, value, interval in rows
+        (label, _fmt(value), _fold_spread(probe) if label == "probe (CV)" and spread else _fmt(list(ci)) if ci else "-")
+        for label, value, ci in bars
     ]
     note = f"Chance: {plots.CHANCE:.3f}."
     ceiling = noise_ceiling(results)

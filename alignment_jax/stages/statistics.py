@@ -11,6 +11,7 @@ bootstrap interval, exact McNemar p-value).
 
 import os
 
+import jax
 import numpy as np
 
 from alignment_jax.data.triplets import load_triplets
@@ -59,8 +60,9 @@ def noise_ceiling(ctx: RunContext, everything: np.ndarray) -> dict:
 
 
 def save_test_decisions(ctx: RunContext, **correct: np.ndarray) -> None:
-    """Methods' (T,) outcomes on the THINGS test triplets into DIR/decisions.npz."""
-    decisions.save_decisions(ctx.workdir, ctx.things.test.triplets, **correct)
+    """Methods' (T,) outcomes on the THINGS test triplets into DIR/decisions.npz (by the first process)."""
+    if jax.process_index() == 0:
+        decisions.save_decisions(ctx.workdir, ctx.things.test.triplets, **correct)
 
 
 def probe_statistics(ctx: RunContext, section: dict, transform: Transform, transformed: ZeroShotResult | None) -> None:
@@ -80,12 +82,14 @@ def probe_statistics(ctx: RunContext, section: dict, transform: Transform, trans
     )
     section["test_zero_shot_transformed_ci95"] = _json_interval(transformed.ci95)
     saved = decisions.load_decisions(ctx.workdir)
-    if saved is None or saved.triplets_sha256 != decisions.triplets_sha256(test) or "zero_shot" not in saved.correct:
+    if saved is not None and saved.triplets_sha256 == decisions.triplets_sha256(test) and "zero_shot" in saved.correct:
+        correct["zero_shot"] = saved.correct["zero_shot"]  # the zero_shot stage's, behind its test accuracy
+    else:
         correct["zero_shot"] = odd_one_out(ctx.features, test, config.similarity, bootstrap=0).correct
-    saved = decisions.save_decisions(ctx.workdir, test, **correct)
-    names = [m for m in decisions.METHODS if m in saved.correct]
-    matrix = np.stack([saved.correct[m] for m in names], axis=1)
-    rows = paired_comparisons(matrix, config.zero_shot.bootstrap, config.seed).rows(names)
+    if jax.process_index() == 0:
+        decisions.save_decisions(ctx.workdir, test, **correct)
+    matrix = np.stack([correct[m] for m in decisions.METHODS], axis=1)
+    rows = paired_comparisons(matrix, config.zero_shot.bootstrap, config.seed).rows(list(decisions.METHODS))
     ctx.record("comparisons", rows)
     for row in rows:
         ctx.log(comparison_line(row))
