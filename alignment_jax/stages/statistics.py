@@ -68,7 +68,7 @@ def save_test_decisions(ctx: RunContext, **correct: np.ndarray) -> None:
 def probe_statistics(ctx: RunContext, section: dict, transform: Transform, transformed: ZeroShotResult | None) -> None:
     """Adds the probe section's intervals, saves the test outcomes and records results.json `comparisons`.
 
-    section: the probe section (with `cv_accuracy_folds`, and `test_accuracy` when there is a test split);
+    section: the complete probe section (with `cv_accuracy_folds`, and `test_accuracy` when there is a test split);
     transformed: config.similarity on the transformed features over the test triplets (None without them).
     """
     config = ctx.config
@@ -90,6 +90,7 @@ def probe_statistics(ctx: RunContext, section: dict, transform: Transform, trans
         decisions.save_decisions(ctx.workdir, test, **correct)
     matrix = np.stack([correct[m] for m in decisions.METHODS], axis=1)
     rows = paired_comparisons(matrix, config.zero_shot.bootstrap, config.seed).rows(list(decisions.METHODS))
+    ctx.record("probe", section)  # complete by now; recorded first so that results.json reads probe, comparisons
     ctx.record("comparisons", rows)
     for row in rows:
         ctx.log(comparison_line(row))
