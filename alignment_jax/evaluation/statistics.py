@@ -127,12 +127,16 @@ def paired_comparisons(correct: np.ndarray, n_resamples: int = 1000, seed: int =
     if n_triplets >= _MAX_TRIPLETS:
         raise ValueError(f"{n_triplets} triplets: counts are exact only below {_MAX_TRIPLETS}")
     first, second = (a.astype(np.int32) for a in np.triu_indices(n_methods, k=1))
+    # Rows of zeros (wrong for every method) up to a power of two change no count used here, and let problems of
+    # similar size share one compilation; the true T is passed as a value.
+    padded = np.zeros((max(1024, 1 << (n_triplets - 1).bit_length()), n_methods), bool)
+    padded[:n_triplets] = correct
     if n_resamples > 0:
         key = jax.random.key(seed)
-        right, a_only, b_only, net = _paired_bootstrap(jnp.asarray(correct), first, second, key, n_resamples)
+        right, a_only, b_only, net = _paired_bootstrap(padded, first, second, n_triplets, key, n_resamples)
         ci95 = np.asarray(net, np.float64) / n_triplets
     else:
-        right, a_only, b_only = _paired_counts(jnp.asarray(correct), first, second)
+        right, a_only, b_only = _paired_counts(padded, first, second)
         ci95 = np.full((len(first), 2), np.nan)
     right, a_only, b_only = (np.asarray(x).astype(np.int64) for x in (right, a_only, b_only))
     return PairedComparisons(
@@ -161,11 +165,14 @@ def _paired_counts(correct: jax.Array, first: jax.Array, second: jax.Array):
 
 
 @functools.partial(jax.jit, static_argnames="n_resamples")
-def _paired_bootstrap(correct: jax.Array, first: jax.Array, second: jax.Array, key: jax.Array, n_resamples: int):
+def _paired_bootstrap(
+    correct: jax.Array, first: jax.Array, second: jax.Array, n_triplets: jax.Array, key: jax.Array, n_resamples: int
+):
     """The counts of _paired_counts and net (P, 2): the 2.5th and 97.5th percentiles of the resampled
-    n_ab - n_ba (the difference times T) over n_resamples multinomial resamples of the T triplets."""
+    n_ab - n_ba (the difference times T) over n_resamples multinomial resamples of the n_triplets triplets
+    (correct may have rows of zeros beyond them)."""
     right, a_only, b_only = _paired_counts(correct, first, second)
-    n = jnp.float32(correct.shape[0])
+    n = jnp.asarray(n_triplets, jnp.float32)
     p_a, p_b = a_only / n, b_only / n
     key_a, key_b = jax.random.split(key)
     draws_a = jax.random.binomial(key_a, n, p_a, shape=(n_resamples, first.shape[0]))
