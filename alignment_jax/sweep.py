@@ -5,12 +5,15 @@
 
 config.models: specs `[NAME=]PATH[:ARG][ KEY=VALUE ...]` (alignment_jax/config/files.py), comma-separated
   (or a tuple, one spec per item); config.shared: fields set in every model's config (nested like it; None
-  leaves a field alone); config.plot: draw DIR/summary.png.
+  leaves a field alone); config.plot: draw DIR/summary.png and DIR/comparisons.png; config.bootstrap: paired
+  bootstrap resamples for DIR/comparisons.csv (default 1000).
 Each model runs in DIR/<name>/ with alignment_jax.probe.run. A finished run leaves DIR/<name>/DONE with
 its config's fingerprint; a rerun skips it while the config is unchanged (delete DONE to force a rerun,
 e.g. after replacing a data file in place). A model that fails is reported (non-InputErrors with a
 traceback in DIR/<name>/error.log) and the others go on. Writes DIR/summary.csv (alignment_jax/report/sweep_summary.py)
-after every model, and prints it as a table. Exit status: 2 for a bad sweep config, 1 if a model failed.
+after every model, and prints it as a table; at the end DIR/comparisons.csv and DIR/comparisons.png, the
+paired comparisons of the finished models on shared test triplets (alignment_jax/report/comparisons.py;
+config.bootstrap resamples, default 1000). Exit status: 2 for a bad sweep config, 1 if a model failed.
 """
 
 import contextlib
@@ -27,7 +30,8 @@ from alignment_jax import atomic, cli, probe
 from alignment_jax.config import files as config_files
 from alignment_jax.config.files import RunSpec
 from alignment_jax.errors import InputError
-from alignment_jax.report import sweep_summary
+from alignment_jax.evaluation.decisions import FILE
+from alignment_jax.report import comparisons, sweep_summary
 
 DONE = "DONE"
 
@@ -45,6 +49,9 @@ class ModelRun:
 def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[ModelRun]:
     """Runs (or skips, when finished) every model of config.models; rewrites summary.csv after each."""
     specs = config_files.parse_specs(config.get("models", ""))
+    bootstrap = config.get("bootstrap", 1000)
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise InputError(f"bootstrap={bootstrap!r}: the number of paired bootstrap resamples, a whole number >= 0")
     shared = config.get("shared")
     runs: list[ModelRun] = []
     for i, spec in enumerate(specs):
@@ -58,6 +65,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[ModelRun]
     if config.get("plot", True) and sweep_summary.plot(os.path.join(workdir, "summary.png"), rows):
         print(f"plot: {os.path.join(workdir, 'summary.png')}")
     print(f"summary: {os.path.join(workdir, 'summary.csv')}")
+    finished = [(r.spec.name, r.results) for r in runs if r.status != "failed"]
+    for line in comparisons.write(workdir, finished, bootstrap, draw=config.get("plot", True)) if finished else ():
+        print(line)
     return runs
 
 
@@ -74,7 +84,7 @@ def run_model(spec: RunSpec, shared: ml_collections.ConfigDict | None, workdir: 
         if finished is not None:
             print(f"{spec.name}: finished before with the same config; skipped ({os.path.join(workdir, DONE)})")
             return ModelRun(spec, "cached", finished)
-        for stale in (DONE, "results.json", "error.log", "transform.npz"):  # of an unfinished or other run
+        for stale in (DONE, "results.json", "error.log", "transform.npz", FILE):  # of an unfinished or other run
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(workdir, stale))
         started = True

@@ -27,12 +27,14 @@ def get_config(arg: str = ""):
             "demo_seed1=configs/demo.py:features=True seed=1",
         )
     )
-    config.plot = True  # DIR/summary.png: zero-shot vs probe per model
+    config.plot = True  # DIR/summary.png: zero-shot vs probe per model; DIR/comparisons.png: accuracies with CIs
+    config.bootstrap = 1000  # paired bootstrap resamples for DIR/comparisons.csv
 
     # Set in every model's config; None (a placeholder) leaves the model's own value.
     config.shared = ml_collections.ConfigDict()
     config.shared.things = ml_collections.ConfigDict()
     config.shared.things.root = placeholder(str)  # THINGS from OSF (https://osf.io/f5rn6/): ROOT/triplets/...
+    config.shared.things.noise_ceiling_triplets = placeholder(str)  # THINGS' repeated triplets, for the ceiling
     config.shared.probe = ml_collections.ConfigDict()
     config.shared.probe.lambdas = placeholder(tuple)
     config.shared.probe.folds = placeholder(int)

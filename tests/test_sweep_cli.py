@@ -80,7 +80,7 @@ def test_summary_has_one_row_per_model_from_its_results(first_sweep):
             "probe_cv_accuracy": results["probe"]["cv_accuracy"],
             "probe_test_accuracy": results["probe"]["test_accuracy"],
             "best_lambda": results["probe"]["best_lambda"],
-            "noise_ceiling": results["zero_shot"]["noise_ceiling"],
+            "noise_ceiling": results["zero_shot"]["noise_ceiling"]["accuracy"],
         }
         for r in results["transfer"]:
             expected[f"spearman_{r['dataset']}_{r['kernel']}"] = r["spearman"]

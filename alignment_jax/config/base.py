@@ -29,6 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.things.test = ""
     config.things.objects = ""  # things_concepts.tsv (uniqueID column) or a plain list, one id per line
     config.things.one_based = False  # the triplet files count objects from 1
+    # triplets asked repeatedly, for the human noise ceiling (same formats as train/test; THINGS publishes them)
+    config.things.noise_ceiling_triplets = ""
+    config.things.noise_ceiling_min_sets = 30  # without that file: repeated sets the train/test data need for one
 
     config.zero_shot = ml_collections.ConfigDict()
     config.zero_shot.bootstrap = 1000  # resamples for the 95% CI (0 = none)

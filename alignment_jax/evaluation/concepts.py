@@ -8,6 +8,8 @@ fraction the model gets right.
 
 import numpy as np
 
+from alignment_jax.evaluation.statistics import proportion_ci
+
 _CHUNK = 1 << 18  # triplets per step: bounds the (chunk, d) working array
 
 
@@ -33,13 +35,19 @@ def assign_concepts(weights: np.ndarray, triplets: np.ndarray, top_k: int = 1) -
 
 def concept_accuracy(assignment: np.ndarray, correct: np.ndarray, n_concepts: int) -> tuple[np.ndarray, np.ndarray]:
     """assignment: (T, k) dimensions; correct: (T,) bool -> (counts (d,) int, accuracy (d,), nan where empty)."""
+    counts, right = _concept_counts(assignment, correct, n_concepts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(counts > 0, right / np.maximum(counts, 1), np.nan)
+    return counts, accuracy
+
+
+def _concept_counts(assignment: np.ndarray, correct: np.ndarray, n_concepts: int) -> tuple[np.ndarray, np.ndarray]:
+    """(triplets (d,), of them right (d,)) per concept, int64."""
     dims = np.asarray(assignment).reshape(len(assignment), -1)
     hits = np.broadcast_to(np.asarray(correct, bool)[:, None], dims.shape)
     counts = np.bincount(dims.ravel(), minlength=n_concepts)
     right = np.bincount(dims.ravel(), weights=hits.ravel().astype(np.float64), minlength=n_concepts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = np.where(counts > 0, right / np.maximum(counts, 1), np.nan)
-    return counts, accuracy
+    return counts.astype(np.int64), np.rint(right).astype(np.int64)
 
 
 def concept_rows(
@@ -47,27 +55,30 @@ def concept_rows(
     assignment: np.ndarray,
     correct: np.ndarray,
     correct_transformed: np.ndarray | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> list[dict]:
     """The results.json `concepts` section: one row per dimension, in embedding order.
 
     Rows: {"concept", "n_triplets", "accuracy", "accuracy_transformed"}; accuracies are None for a
-    dimension without triplets, and `accuracy_transformed` is None without a transform.
+    dimension without triplets, and `accuracy_transformed` is None without a transform. With bootstrap > 0
+    resamples, also "accuracy_ci95" and "accuracy_transformed_ci95": 95% bootstrap intervals over the
+    concept's triplets ([low, high]; None for a dimension without triplets or without a transform).
     """
-    counts, accuracy = concept_accuracy(assignment, correct, len(labels))
-    if correct_transformed is not None:
-        _, transformed = concept_accuracy(assignment, correct_transformed, len(labels))
+    counts, _ = _concept_counts(assignment, correct, len(labels))
+    outcomes = {}  # column -> (right (d,), intervals (d, 2)), or None without outcomes
+    for column, values in (("accuracy", correct), ("accuracy_transformed", correct_transformed)):
+        if values is not None:
+            _, right = _concept_counts(assignment, values, len(labels))
+            outcomes[column] = (right, proportion_ci(right, counts, bootstrap, seed))
+        else:
+            outcomes[column] = None
     rows = []
     for d, label in enumerate(labels):
-        rows.append(
-            {
-                "concept": label,
-                "n_triplets": int(counts[d]),
-                "accuracy": _number(accuracy[d]),
-                "accuracy_transformed": _number(transformed[d]) if correct_transformed is not None else None,
-            }
-        )
+        row = {"concept": label, "n_triplets": int(counts[d])}
+        for column, outcome in outcomes.items():
+            row[column] = float(outcome[0][d] / counts[d]) if outcome is not None and counts[d] else None
+        for column, outcome in outcomes.items() if bootstrap > 0 else ():
+            row[f"{column}_ci95"] = [float(v) for v in outcome[1][d]] if outcome is not None and counts[d] else None
+        rows.append(row)
     return rows
-
-
-def _number(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from alignment_jax.evaluation.similarity import map_triplets
+from alignment_jax.evaluation.statistics import accuracy_ci
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +37,7 @@ class ZeroShotResult:
     def summary(self) -> dict:
         return {
             "accuracy": self.accuracy,
-            "ci95": list(self.ci95),
+            "ci95": [None if np.isnan(v) else v for v in self.ci95],  # results.json: no NaN
             "n_triplets": self.n_triplets,
             "similarity": self.similarity,
         }
@@ -69,14 +70,9 @@ def odd_one_out(
 
 
 def bootstrap_ci(correct: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the accuracy over triplets.
+    """95% percentile bootstrap interval of the accuracy over triplets (statistics.accuracy_ci).
 
     The mean of T resampled 0/1 outcomes is Binomial(T, accuracy) / T, so each resample is one binomial
     draw (exactly the triplet bootstrap's distribution, without T x n_resamples work).
     """
-    n = len(correct)
-    if n == 0 or n_resamples <= 0:
-        return (float("nan"), float("nan"))
-    draws = np.random.default_rng(seed).binomial(n, correct.mean(), size=n_resamples) / n
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return (float(lo), float(hi))
+    return accuracy_ci(correct, n_resamples, seed)

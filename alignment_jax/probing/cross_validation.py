@@ -159,6 +159,7 @@ def run_probe(
         "best_lambda": float(lambdas[best]),
         "best_lr": float(lrs[best]),
         "cv_accuracy": float(outcome.val_accuracy[:, best].mean()),
+        "cv_accuracy_folds": [float(v) for v in outcome.val_accuracy[:, best]],
         "cv_cross_entropy": float(outcome.val_cross_entropy[:, best].mean()),
         "protocol": settings.protocol,
         "regularizer": settings.train.regularizer,
@@ -207,3 +208,15 @@ def probe_scores(
 
 def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
+
+
+def probe_decisions(transform: Transform, features: np.ndarray, triplets: np.ndarray) -> np.ndarray:
+    """(T,) bool: whether the probe's dot-product choice on each triplet is the human one; the same computation
+    as probe_scores' accuracy (whose mean it is)."""
+    import jax.numpy as jnp
+
+    params = {"weights": jnp.asarray(transform.weights), "bias": jnp.asarray(transform.bias)}
+    x = jnp.asarray(transform.standardize(features))
+    triplets = jnp.asarray(triplets, jnp.int32)
+    formulation = objective.choose_formulation(x.shape[0], len(triplets), x.shape[1])
+    return np.asarray(objective.triplet_correct(objective.pair_similarities(params, x, triplets, formulation)))

@@ -1,10 +1,14 @@
 """The run's report: results.json sections as tables (plain text for the log, Markdown for `report.md`)
 and the figures, from whichever sections exist.
 
-Sections read (each optional): `zero_shot` {accuracy, ci95, n_triplets, similarity, noise_ceiling?},
-`probe` {best_lambda, cv_accuracy, test_accuracy, ...}, `transfer` [{dataset, kernel, spearman, pearson,
-spearman_transformed, pearson_transformed}], `transfer_triplets` [{dataset, n_triplets, accuracy,
-accuracy_transformed}], `concepts` [{concept, n_triplets, accuracy, accuracy_transformed}].
+Sections read (each optional): `zero_shot` {accuracy, ci95, n_triplets, similarity, test_accuracy?,
+test_ci95?, noise_ceiling? {accuracy, ci95, source, n_sets, n_responses, note?}}, `probe` {best_lambda,
+cv_accuracy, cv_accuracy_{std,min,max}?, test_accuracy, test_accuracy_ci95?, test_zero_shot_transformed?,
+test_zero_shot_transformed_ci95?, ...}, `comparisons` [{a, b, n_triplets, difference, ci95, p_value, a_only,
+b_only}], `transfer` [{dataset, kernel, spearman, pearson, spearman_transformed, pearson_transformed,
+<metric>_ci95?}], `transfer_triplets` [{dataset, n_triplets, accuracy, ci95?, accuracy_transformed,
+ci95_transformed?}], `concepts` [{concept, n_triplets, accuracy, accuracy_transformed, accuracy_ci95?,
+accuracy_transformed_ci95?}]. Every key marked ? may be missing (older results, settings without it).
 """
 
 import dataclasses
@@ -36,20 +40,25 @@ def tables(results: dict[str, Any]) -> list[Table]:
         out.append(accuracy)
     if results.get("probe"):
         probe = results["probe"]
-        keys = [
-            k
-            for k in ("best_lambda", "cv_cross_entropy", "test_cross_entropy", "test_zero_shot_transformed", "seconds")
-            if k in probe
-        ]
+        keys = [k for k in ("best_lambda", "cv_cross_entropy", "test_cross_entropy", "seconds") if k in probe]
         out.append(Table("Probe", ("setting", "value"), [(k, _fmt(probe[k])) for k in keys]))
+    if results.get("comparisons"):
+        out.append(_comparisons_table(results["comparisons"]))
     if results.get("transfer"):
         columns = ("dataset", "kernel", "spearman", "spearman_transformed", "pearson", "pearson_transformed")
         rows = [tuple(_with_ci(r, c) for c in columns) for r in results["transfer"]]
         headers = ("dataset", "kernel", "Spearman", "Spearman (transformed)", "Pearson", "Pearson (transformed)")
         out.append(Table("Transfer: RSA with other human datasets", headers, rows, plot="rsa"))
     if results.get("transfer_triplets"):
-        columns = ("dataset", "n_triplets", "accuracy", "accuracy_transformed")
-        rows = [tuple(_fmt(r.get(c)) for c in columns) for r in results["transfer_triplets"]]
+        rows = [
+            (
+                _fmt(r.get("dataset")),
+                _fmt(r.get("n_triplets")),
+                _fmt(r.get("accuracy")) + _ci_suffix(r.get("ci95")),
+                _fmt(r.get("accuracy_transformed")) + _ci_suffix(r.get("ci95_transformed")),
+            )
+            for r in results["transfer_triplets"]
+        ]
         headers = ("dataset", "triplets", "zero-shot", "transformed")
         out.append(Table("Transfer: odd-one-out on other triplet datasets", headers, rows))
     if results.get("concepts"):
@@ -57,7 +66,7 @@ def tables(results: dict[str, Any]) -> list[Table]:
             results["concepts"], key=lambda r: -1.0 if r["accuracy"] is None else r["accuracy"], reverse=True
         )
         columns = ("concept", "n_triplets", "accuracy", "accuracy_transformed")
-        rows = [tuple(_fmt(r.get(c)) for c in columns) for r in ordered]
+        rows = [tuple(_with_ci(r, c) for c in columns) for r in ordered]
         headers = ("concept", "triplets", "zero-shot", "transformed")
         out.append(Table("Per-concept accuracy", headers, rows, plot="concepts"))
     return out
@@ -70,7 +79,9 @@ def make_plots(results: dict[str, Any], workdir: str) -> dict[str, str]:
     if bars:
         made["accuracy"] = os.path.join(PLOT_DIR, "accuracy.png")
         baselines = sum(label.startswith("zero-shot") for label, _, _ in bars)
-        plots.plot_accuracy(os.path.join(workdir, made["accuracy"]), bars, _noise_ceiling(results), baselines)
+        plots.plot_accuracy(
+            os.path.join(workdir, made["accuracy"]), bars, noise_ceiling(results), baselines, _ceiling_interval(results)
+        )
     if results.get("transfer"):
         made["rsa"] = os.path.join(PLOT_DIR, "rsa.png")
         plots.plot_rsa(os.path.join(workdir, made["rsa"]), results["transfer"])
@@ -126,9 +137,13 @@ def _accuracy_bars(results: dict[str, Any]) -> list[tuple[str, float, tuple[floa
         if _is_number(zero_shot.get(f"{key}accuracy")):
             bars.append((label, zero_shot[f"{key}accuracy"], _interval(zero_shot.get(f"{key}ci95"))))
     probe = results.get("probe") or {}
-    for key, label in (("cv_accuracy", "probe (CV)"), ("test_accuracy", "probe (test)")):
+    for key, label in (
+        ("cv_accuracy", "probe (CV)"),
+        ("test_accuracy", "probe (test)"),
+        ("test_zero_shot_transformed", "transformed zero-shot (test)"),
+    ):
         if _is_number(probe.get(key)):
-            bars.append((label, probe[key], None))
+            bars.append((label, probe[key], _interval(probe.get(f"{key}_ci95"))))
     return bars
 
 
@@ -140,14 +155,67 @@ def _accuracy_table(results: dict[str, Any]) -> Table | None:
     bars = _accuracy_bars(results)
     if not bars:
         return None
-    zero_shot = results.get("zero_shot") or {}
-    rows = [(label, _fmt(value), _fmt(list(ci)) if ci else "-") for label, value, ci in bars]
+    zero_shot, probe = results.get("zero_shot") or {}, results.get("probe") or {}
+    spread = all(_is_number(probe.get(f"cv_accuracy_{k}")) for k in ("min", "max"))
+    rows = [
+        (label, _fmt(value), _fold_spread(probe) if label == "probe (CV)" and spread else _fmt(list(ci)) if ci else "-")
+        for label, value, ci in bars
+    ]
     note = f"Chance: {plots.CHANCE:.3f}."
-    if _noise_ceiling(results) is not None:
-        note += f" Noise ceiling: {_noise_ceiling(results):.3f}."
+    ceiling = noise_ceiling(results)
+    entry = zero_shot.get("noise_ceiling")
+    if ceiling is not None:
+        note += f" Noise ceiling: {ceiling:.3f}"
+        if isinstance(entry, dict):
+            interval = _ceiling_interval(results)
+            note += (f" {_fmt(list(interval))}" if interval else "") + (
+                f" ({_fmt(entry.get('n_sets'))} repeated sets, {_fmt(entry.get('n_responses'))} responses, "
+                f"from {entry.get('source')})"
+            )
+        note += "."
+    elif isinstance(entry, dict) and entry.get("note"):
+        note += f" {entry['note'][0].upper()}{entry['note'][1:]}."
     if zero_shot.get("similarity"):
         note += f" Zero-shot similarity: {zero_shot['similarity']}, {_fmt(zero_shot.get('n_triplets'))} triplets."
-    return Table("Odd-one-out accuracy (THINGS)", ("", "accuracy", "95% CI"), rows, note=note, plot="accuracy")
+    note += (
+        " Intervals: 95% bootstrap over triplets (noise ceiling: over repeated sets); probe (CV): range and sd over"
+        " folds; transformed: the zero-shot similarity on the probe's transformed features."
+    )
+    return Table("Odd-one-out accuracy (THINGS)", ("", "accuracy", "interval"), rows, note=note, plot="accuracy")
+
+
+def _fold_spread(probe: dict[str, Any]) -> str:
+    """The CV accuracy's spread over folds: "folds [min, max], sd x"."""
+    text = f"folds {_fmt([probe['cv_accuracy_min'], probe['cv_accuracy_max']])}"
+    return text + (f", sd {_fmt(probe['cv_accuracy_std'])}" if _is_number(probe.get("cv_accuracy_std")) else "")
+
+
+def _comparisons_table(rows: list[dict[str, Any]]) -> Table:
+    """results.json `comparisons`: every two methods on the same test triplets."""
+    cells = [
+        (
+            f"{_METHOD_NAMES.get(r['a'], r['a'])} - {_METHOD_NAMES.get(r['b'], r['b'])}",
+            f"{r['difference']:+.3f}",
+            f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]" if _interval(r.get("ci95")) else "-",
+            _p_value(r["p_value"]),
+            f"{r['a_only']:,} / {r['b_only']:,}",
+        )
+        for r in rows
+    ]
+    n_triplets = rows[0]["n_triplets"]
+    note = (
+        f"On the same {n_triplets:,} test triplets: difference in accuracy, 95% paired bootstrap interval over "
+        "triplets, exact two-sided McNemar test on the discordant triplets (right by only the first / only the second)."
+    )
+    headers = ("comparison", "difference", "95% CI", "McNemar p", "discordant")
+    return Table("Paired comparisons (test triplets)", headers, cells, note=note)
+
+
+_METHOD_NAMES = {"probe": "probe", "zero_shot": "zero-shot", "zero_shot_transformed": "transformed zero-shot"}
+
+
+def _p_value(p: float) -> str:
+    return f"{p:.3f}" if p >= 1e-3 else ("< 1e-300" if p == 0 else f"{p:.1e}")
 
 
 def _with_ci(row: dict[str, Any], column: str) -> str:
@@ -156,11 +224,23 @@ def _with_ci(row: dict[str, Any], column: str) -> str:
     return _fmt(row.get(column)) + (f" {_fmt(list(ci))}" if ci else "")
 
 
-def _noise_ceiling(results: dict[str, Any]) -> float | None:
+def noise_ceiling(results: dict[str, Any]) -> float | None:
+    """The human noise ceiling of results.json's zero_shot section (an entry {"accuracy", "ci95", ...}, or a
+    plain number in older files); None when there is none."""
     value = (results.get("zero_shot") or {}).get("noise_ceiling")
-    if isinstance(value, dict):  # a section of its own, e.g. {"accuracy": ..., "n_triplets": ...}
+    if isinstance(value, dict):
         value = value.get("accuracy")
     return float(value) if _is_number(value) else None
+
+
+def _ceiling_interval(results: dict[str, Any]) -> tuple[float, float] | None:
+    entry = (results.get("zero_shot") or {}).get("noise_ceiling")
+    return _interval(entry.get("ci95")) if isinstance(entry, dict) and noise_ceiling(results) is not None else None
+
+
+def _ci_suffix(ci: Any) -> str:
+    interval = _interval(ci)
+    return f" {_fmt(list(interval))}" if interval else ""
 
 
 def _is_number(value: Any) -> bool:

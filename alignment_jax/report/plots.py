@@ -4,6 +4,7 @@ Each function takes plain numbers (as stored in results.json) and a path, and wr
 """
 
 import os
+import textwrap
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -19,10 +20,11 @@ def plot_accuracy(
     bars: list[tuple[str, float, tuple[float, float] | None]],
     noise_ceiling: float | None = None,
     baselines: int = 1,
+    noise_ceiling_ci: tuple[float, float] | None = None,
     chance: float = CHANCE,
 ) -> None:
     """Odd-one-out accuracies as bars: bars = [(label, accuracy, (lo, hi) or None)], the first `baselines`
-    of them untransformed (drawn grey), with chance and noise-ceiling lines."""
+    of them untransformed (drawn grey), with chance and noise-ceiling lines (the ceiling's interval shaded)."""
     fig = Figure(figsize=(1.6 + 1.3 * len(bars), 3.6))
     ax = fig.add_subplot()
     positions = range(len(bars))
@@ -33,9 +35,16 @@ def plot_accuracy(
             ax.errorbar(x, value, yerr=[[value - ci[0]], [ci[1] - value]], color="black", capsize=4)
     ax.axhline(chance, color="black", linestyle=":", linewidth=1, label=f"chance ({chance:.3f})")
     if noise_ceiling is not None:
+        shaded = ", 95% CI shaded" if noise_ceiling_ci is not None else ""
         ax.axhline(
-            noise_ceiling, color="black", linestyle="--", linewidth=1, label=f"noise ceiling ({noise_ceiling:.3f})"
+            noise_ceiling,
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"noise ceiling ({noise_ceiling:.3f}{shaded})",
         )
+        if noise_ceiling_ci is not None:
+            ax.axhspan(*noise_ceiling_ci, color="black", alpha=0.12, linewidth=0)
     for x, value in zip(positions, values, strict=True):
         ax.annotate(
             f"{value:.3f}",
@@ -46,7 +55,7 @@ def plot_accuracy(
             textcoords="offset points",
             bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
         )
-    ax.set_xticks(list(positions), [label for label, _, _ in bars])
+    ax.set_xticks(list(positions), [textwrap.fill(label, 16) for label, _, _ in bars])
     ax.set_ylabel("odd-one-out accuracy")
     ax.set_ylim(0, 1)
     _legend_above(ax, 2)
@@ -55,7 +64,8 @@ def plot_accuracy(
 
 def plot_concepts(path: str, rows: list[dict]) -> None:
     """Per-concept accuracy as horizontal bars sorted by zero-shot accuracy (rows: results.json `concepts`);
-    a second bar per concept after the transform when there is one. Concepts without triplets are left out."""
+    a second bar per concept after the transform when there is one; error bars from the rows' `<column>_ci95`
+    intervals where they have them. Concepts without triplets are left out."""
     rows = sorted((r for r in rows if r["n_triplets"] > 0), key=lambda r: r["accuracy"])
     transformed = any(r["accuracy_transformed"] is not None for r in rows)
     fig = Figure(figsize=(6.4, 1.2 + 0.28 * len(rows)))
@@ -68,10 +78,20 @@ def plot_concepts(path: str, rows: list[dict]) -> None:
         height,
         color=_BEFORE,
         label="zero-shot",
+        xerr=_errors(rows, "accuracy"),
+        error_kw={"elinewidth": 0.8, "capsize": 2},
     )
     if transformed:
         after = [r["accuracy_transformed"] or 0.0 for r in rows]
-        ax.barh([i + height / 2 for i in y], after, height, color=_AFTER, label="transformed")
+        ax.barh(
+            [i + height / 2 for i in y],
+            after,
+            height,
+            color=_AFTER,
+            label="transformed",
+            xerr=_errors(rows, "accuracy_transformed"),
+            error_kw={"elinewidth": 0.8, "capsize": 2},
+        )
     ax.axvline(CHANCE, color="black", linestyle=":", linewidth=1, label="chance")
     ax.set_yticks(list(y), [f"{r['concept']} ({r['n_triplets']})" for r in rows], fontsize="small")
     ax.set_xlabel("odd-one-out accuracy")
@@ -120,6 +140,60 @@ def plot_models(
     ax.set_ylim(0, 1)
     _legend_above(ax, 4)
     _save(fig, path)
+
+
+def plot_model_intervals(
+    path: str,
+    models: list[tuple[str, list[tuple[str, float, tuple[float, float] | None]]]],
+    noise_ceilings: list[tuple[float, tuple[float, float] | None] | None],
+    chance: float = CHANCE,
+) -> None:
+    """Each model's accuracies with their 95% intervals: models = [(name, [(method, accuracy, (lo, hi) or None)])],
+    one marker colour per method; noise_ceilings: per model (ceiling, its interval or None) or None, drawn as a
+    shaded band with a dashed line (one band across all models when they share it)."""
+    methods = list(dict.fromkeys(method for _, points in models for method, _, _ in points))
+    palette = (_BEFORE, _AFTER, "#3a7ca5", "#e8a33d", "#5b8c5a")
+    colours = {method: palette[k % len(palette)] for k, method in enumerate(methods)}
+    fig = Figure(figsize=(2.4 + 0.9 * len(models), 3.8))
+    ax = fig.add_subplot()
+    shared = len({c for c in noise_ceilings if c is not None}) == 1 and all(c is not None for c in noise_ceilings)
+    for i, ceiling in enumerate(noise_ceilings):
+        if ceiling is None or (shared and i > 0):
+            continue
+        left, right = (-0.5, len(models) - 0.5) if shared else (i - 0.45, i + 0.45)
+        value, interval = ceiling
+        if interval is not None:
+            ax.fill_between([left, right], *interval, color="black", alpha=0.12, linewidth=0)
+        ax.hlines(value, left, right, color="black", linestyle="--", linewidth=1)
+    if any(c is not None for c in noise_ceilings):
+        ax.plot([], [], color="black", linestyle="--", linewidth=1, label="noise ceiling (95% CI shaded)")
+    offsets = {m: (k - (len(methods) - 1) / 2) * 0.22 for k, m in enumerate(methods)}
+    for i, (_, points) in enumerate(models):
+        for method, value, interval in points:
+            error = None if interval is None else [[value - interval[0]], [interval[1] - value]]
+            ax.errorbar(i + offsets[method], value, yerr=error, fmt="o", color=colours[method], capsize=3, markersize=5)
+    for method in methods:
+        ax.plot([], [], "o", color=colours[method], label=method)
+    ax.axhline(chance, color="black", linestyle=":", linewidth=1, label=f"chance ({chance:.3f})")
+    tilt = len(models) > 3
+    ax.set_xticks(
+        range(len(models)), [name for name, _ in models], rotation=30 if tilt else 0, ha="right" if tilt else "center"
+    )
+    ax.set_xlim(-0.6, len(models) - 0.4)
+    ax.set_ylabel("test odd-one-out accuracy (95% CI)")
+    _legend_above(ax, 3)
+    _save(fig, path)
+
+
+def _errors(rows: list[dict], column: str) -> list[list[float]] | None:
+    """(2, n) error-bar lengths of the rows' `<column>_ci95` intervals; None when no row has one."""
+    intervals = [r.get(f"{column}_ci95") for r in rows]
+    if not any(i and None not in i for i in intervals):
+        return None
+    values = [r[column] or 0.0 for r in rows]
+    low = [v - i[0] if i and None not in i else 0.0 for v, i in zip(values, intervals, strict=True)]
+    high = [i[1] - v if i and None not in i else 0.0 for v, i in zip(values, intervals, strict=True)]
+    return [low, high]
 
 
 def _nan(value: float | None) -> float:

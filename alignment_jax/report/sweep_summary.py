@@ -12,7 +12,7 @@ from typing import Any
 
 from alignment_jax import atomic
 from alignment_jax.report import plots
-from alignment_jax.report.markdown import Table, text_table
+from alignment_jax.report.markdown import Table, noise_ceiling, text_table
 
 FIXED = (
     "name",
@@ -38,7 +38,7 @@ def row(name: str, status: str, results: dict[str, Any], config: str = "", error
         "probe_cv_accuracy": probe.get("cv_accuracy"),
         "probe_test_accuracy": probe.get("test_accuracy"),
         "best_lambda": probe.get("best_lambda"),
-        "noise_ceiling": zero_shot.get("noise_ceiling"),
+        "noise_ceiling": noise_ceiling(results),
     }
     for r in results.get("transfer") or ():
         column = f"spearman_{r['dataset']}_{r['kernel']}"

@@ -20,7 +20,8 @@ def has_inputs(config: ml_collections.ConfigDict) -> bool:
 
 
 def run(ctx: RunContext) -> list[dict]:
-    """Returns the `concepts` section: [{"concept", "n_triplets", "accuracy", "accuracy_transformed"}]."""
+    """Returns the `concepts` section: [{"concept", "n_triplets", "accuracy", "accuracy_transformed"}] (+ their
+    "<column>_ci95" bootstrap intervals over the concept's triplets with zero_shot.bootstrap > 0)."""
     config = ctx.config.concepts
     things = ctx.things
     embedding = load_concept_embedding(config.embedding, config.labels, n_objects=things.n_objects)
@@ -36,7 +37,12 @@ def run(ctx: RunContext) -> list[dict]:
     if transform is not None:
         correct_transformed = odd_one_out(transform.apply(ctx.features), triplets, ctx.config.similarity, 0).correct
     rows = concept_rows(
-        embedding.labels, assign_concepts(embedding.weights, triplets, config.top_k), correct, correct_transformed
+        embedding.labels,
+        assign_concepts(embedding.weights, triplets, config.top_k),
+        correct,
+        correct_transformed,
+        bootstrap=ctx.config.zero_shot.bootstrap,
+        seed=ctx.config.seed,
     )
     ranked = sorted((r for r in rows if r["n_triplets"]), key=lambda r: r["accuracy"])
     ctx.log(

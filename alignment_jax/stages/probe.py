@@ -5,6 +5,7 @@ import os
 from alignment_jax.evaluation.zero_shot import odd_one_out
 from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import statistics
 from alignment_jax.stages.inputs import has_features, has_things
 
 
@@ -28,8 +29,11 @@ def run(ctx: RunContext) -> dict:
         f"probe ({settings.protocol}, {settings.train.regularizer}): best lambda {section['best_lambda']:g}, "
         f"CV accuracy {section['cv_accuracy']:.4f}"
     )
+    transformed = None
     if test is not None:
-        transformed = odd_one_out(result.transform.apply(features), test, config.similarity, bootstrap=0)
+        transformed = odd_one_out(
+            result.transform.apply(features), test, config.similarity, config.zero_shot.bootstrap, config.seed
+        )
         section["test_zero_shot_transformed"] = transformed.accuracy
         line += f", test accuracy {section['test_accuracy']:.4f}"
         line += f" ({config.similarity} after transform {transformed.accuracy:.4f})"
@@ -38,4 +42,5 @@ def run(ctx: RunContext) -> dict:
     if failed:
         listed = ", ".join(f"lambda {r['lambda']:g} lr {r['lr']:g} fold {r['fold']}" for r in failed)
         ctx.log(f"probe: {len(failed)} configuration(s) diverged (loss NaN/inf) and were left out: {listed}")
+    statistics.probe_statistics(ctx, section, result.transform, transformed)
     return section

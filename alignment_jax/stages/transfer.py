@@ -151,14 +151,17 @@ def _triplet_row(
 ) -> dict:
     triplets = dataset.triplets.triplets
     before = odd_one_out(features, triplets, config.similarity, config.zero_shot.bootstrap, config.seed)
-    after = odd_one_out(transformed, triplets, config.similarity, 0) if transformed is not None else None
+    after = None
+    if transformed is not None:
+        after = odd_one_out(transformed, triplets, config.similarity, config.zero_shot.bootstrap, config.seed)
     return {
         "dataset": dataset.name,
         "similarity": config.similarity,
         "n_triplets": before.n_triplets,
         "accuracy": before.accuracy,
-        "ci95": list(before.ci95),
+        "ci95": before.summary()["ci95"],
         "accuracy_transformed": after.accuracy if after is not None else None,
+        "ci95_transformed": after.summary()["ci95"] if after is not None else None,
     }
 
 

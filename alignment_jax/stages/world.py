@@ -1,10 +1,10 @@
 """Stage world: writes the bundled synthetic THINGS-like world to WORKDIR/world and points the config at it.
 
-It makes the demo runnable on a fresh machine with no download. In the THINGS layout: triplets (with
-repeated triplets for a noise ceiling), object ids, and either images rendered from the objects' concepts
-(`world.images`, for the extract stage's model) or ready-made features; the planted concept embedding
-with its labels (concepts stage); and a held-out dataset of further objects with a human similarity
-matrix (transfer stage, generic `rsm` layout).
+It makes the demo runnable on a fresh machine with no download. In the THINGS layout: train and test
+triplets, a separate set of triplets each asked several times (for the noise ceiling), object ids, and
+either images rendered from the objects' concepts (`world.images`, for the extract stage's model) or
+ready-made features; the planted concept embedding with its labels (concepts stage); and a held-out
+dataset of further objects with a human similarity matrix (transfer stage, generic `rsm` layout).
 """
 
 import io
@@ -36,14 +36,17 @@ def run(ctx: RunContext) -> dict:
     )
     root = os.path.join(ctx.workdir, "world")
     ids = [f"object_{i:04d}" for i in range(settings.n_objects)]
-    atomic.save_npy(os.path.join(root, "triplets", "train_90.npy"), np.concatenate([world.train, world.repeats]))
+    atomic.save_npy(os.path.join(root, "triplets", "train_90.npy"), world.train)
     atomic.save_npy(os.path.join(root, "triplets", "test_10.npy"), world.test)
+    atomic.save_npy(os.path.join(root, "triplets", "noise_ceiling.npy"), world.repeats)
     atomic.write_text(os.path.join(root, "things_concepts.tsv"), "uniqueID\n" + "\n".join(ids) + "\n")
     atomic.save_npy(os.path.join(root, "concept_embedding.npy"), world.embedding)
     atomic.write_text(os.path.join(root, "concept_labels.txt"), "\n".join(world.concept_names) + "\n")
     transfer = _write_transfer(world, os.path.join(root, "transfer_rsm"), settings, config.seed)
 
     config.things.root = root
+    if not config.things.noise_ceiling_triplets:
+        config.things.noise_ceiling_triplets = os.path.join(root, "triplets", "noise_ceiling.npy")
     if settings.images:
         _write_images(os.path.join(root, "images"), ids, render(world.embedding, settings.image_size, config.seed))
         config.images.source, config.images.root = "things", os.path.join(root, "images")

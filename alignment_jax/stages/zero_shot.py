@@ -2,10 +2,11 @@
 
 import numpy as np
 
-from alignment_jax.evaluation.noise_ceiling import CHANCE, noise_ceiling
+from alignment_jax.evaluation.noise_ceiling import CHANCE
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import statistics
 from alignment_jax.stages.inputs import has_features, has_things
 
 
@@ -15,6 +16,7 @@ def has_inputs(config) -> bool:
 
 def check(config) -> None:
     check_kind(config.similarity)
+    statistics.check(config)
 
 
 def run(ctx: RunContext) -> dict:
@@ -31,15 +33,14 @@ def run(ctx: RunContext) -> dict:
         test_ci95 = bootstrap_ci(test_correct, config.zero_shot.bootstrap, config.seed)
         section.update(
             test_accuracy=float(test_correct.mean()) if len(test_correct) else float("nan"),
-            test_ci95=list(test_ci95),
+            test_ci95=[None if np.isnan(v) else v for v in test_ci95],  # results.json: no NaN
             test_n_triplets=len(test_correct),
         )
-    ceiling = noise_ceiling(everything, things.n_objects)
-    if ceiling.n_repeated_sets:
-        section.update(noise_ceiling=ceiling.accuracy, noise_ceiling_sets=ceiling.n_repeated_sets)
     ctx.log(
         f"zero-shot ({similarity}): {result.accuracy:.4f} [{result.ci95[0]:.4f}, {result.ci95[1]:.4f}] "
-        f"on {result.n_triplets:,} triplets (chance {CHANCE:.3f}"
-        + (f", noise ceiling {ceiling.accuracy:.3f})" if ceiling.n_repeated_sets else ")")
+        f"on {result.n_triplets:,} triplets (chance {CHANCE:.3f})"
     )
+    section["noise_ceiling"] = statistics.noise_ceiling(ctx, everything)
+    if things.test is not None and len(things.test):
+        statistics.save_test_decisions(ctx, zero_shot=test_correct)
     return section
