@@ -4,7 +4,8 @@ and the figures, from whichever sections exist.
 Sections read (each optional): `zero_shot` {accuracy, ci95, n_triplets, similarity, noise_ceiling?},
 `probe` {best_lambda, cv_accuracy, test_accuracy, ...}, `transfer` [{dataset, kernel, spearman, pearson,
 spearman_transformed, pearson_transformed}], `transfer_triplets` [{dataset, n_triplets, accuracy,
-accuracy_transformed}], `concepts` [{concept, n_triplets, accuracy, accuracy_transformed}].
+accuracy_transformed}], `concepts` [{concept, n_triplets, accuracy, accuracy_transformed}], `transform` (a
+given transform: {source, test_accuracy, local_*}).
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ from alignment_jax import atomic
 from alignment_jax.report import plots
 
 PLOT_DIR = "plots"
+LOCAL_KEYS = ("local_knn_overlap", "local_heldout_loss", "local_tau", "local_n_heldout")  # locality of a transform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +42,12 @@ def tables(results: dict[str, Any]) -> list[Table]:
             k
             for k in ("best_lambda", "cv_cross_entropy", "test_cross_entropy", "test_zero_shot_transformed", "seconds")
             if k in probe
-        ]
+        ] + [k for k in LOCAL_KEYS if k in probe]
         out.append(Table("Probe", ("setting", "value"), [(k, _fmt(probe[k])) for k in keys]))
+    if results.get("transform"):  # a given transform (config.transform)
+        given = results["transform"]
+        keys = [k for k in ("source", "test_accuracy", "test_cross_entropy", *LOCAL_KEYS) if k in given]
+        out.append(Table("Given transform", ("", "value"), [(k, _fmt(given[k])) for k in keys]))
     if results.get("transfer"):
         columns = ("dataset", "kernel", "spearman", "spearman_transformed", "pearson", "pearson_transformed")
         rows = [tuple(_with_ci(r, c) for c in columns) for r in results["transfer"]]
@@ -129,6 +135,11 @@ def _accuracy_bars(results: dict[str, Any]) -> list[tuple[str, float, tuple[floa
     for key, label in (("cv_accuracy", "probe (CV)"), ("test_accuracy", "probe (test)")):
         if _is_number(probe.get(key)):
             bars.append((label, probe[key], None))
+    for key, label in (("", "given transform (all)"), ("test_", "given transform (test)")):  # config.transform
+        if _is_number(zero_shot.get(f"{key}accuracy_transformed")):
+            bars.append(
+                (label, zero_shot[f"{key}accuracy_transformed"], _interval(zero_shot.get(f"{key}ci95_transformed")))
+            )
     return bars
 
 

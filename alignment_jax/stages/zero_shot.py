@@ -6,6 +6,7 @@ from alignment_jax.evaluation.noise_ceiling import CHANCE, noise_ceiling
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import given_transform
 from alignment_jax.stages.inputs import has_features, has_things
 
 
@@ -15,6 +16,7 @@ def has_inputs(config) -> bool:
 
 def check(config) -> None:
     check_kind(config.similarity)
+    given_transform.check(config)
 
 
 def run(ctx: RunContext) -> dict:
@@ -42,4 +44,8 @@ def run(ctx: RunContext) -> dict:
         f"on {result.n_triplets:,} triplets (chance {CHANCE:.3f}"
         + (f", noise ceiling {ceiling.accuracy:.3f})" if ceiling.n_repeated_sets else ")")
     )
+    if config.transform:
+        section.update(given_transform.zero_shot_transformed(ctx, everything, len(things.train)))
+        ctx.log(given_transform.log_line(section))
+        ctx.record("transform", given_transform.section(ctx))
     return section
