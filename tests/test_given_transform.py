@@ -51,6 +51,7 @@ def test_a_given_transform_is_evaluated_everywhere_and_the_probe_skipped(things_
     config.report.plots = False
     ctx = probe.run(config, str(tmp_path / "run"))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["zero_shot"]["ci95_transformed"] == [None, None]  # no resamples: null, not NaN
 
     assert "probe" not in results and not (tmp_path / "run" / "transform.npz").exists()
     z = ((world.features - mean) / std) @ weights + bias

@@ -37,14 +37,19 @@ def zero_shot_transformed(ctx: RunContext, triplets: np.ndarray, n_train: int) -
     config = ctx.config
     transformed = ctx.transform.apply(ctx.features)
     result = odd_one_out(transformed, triplets, config.similarity, config.zero_shot.bootstrap, config.seed)
-    section = {"accuracy_transformed": result.accuracy, "ci95_transformed": list(result.ci95)}
+    section = {"accuracy_transformed": result.accuracy, "ci95_transformed": _interval(result.ci95)}
     if n_train < len(triplets):
         test_correct = result.correct[n_train:]
         section.update(
             test_accuracy_transformed=float(test_correct.mean()),
-            test_ci95_transformed=list(bootstrap_ci(test_correct, config.zero_shot.bootstrap, config.seed)),
+            test_ci95_transformed=_interval(bootstrap_ci(test_correct, config.zero_shot.bootstrap, config.seed)),
         )
     return section
+
+
+def _interval(ci: tuple[float, float]) -> list[float | None]:
+    """A bootstrap interval for results.json: null, not NaN, without resamples (zero_shot.bootstrap = 0)."""
+    return [None if np.isnan(v) else float(v) for v in ci]
 
 
 def section(ctx: RunContext) -> dict:
