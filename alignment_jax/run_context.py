@@ -12,7 +12,7 @@ from alignment_jax import atomic
 from alignment_jax.data.features import load_features
 from alignment_jax.data.triplets import ThingsData, load_things
 from alignment_jax.errors import InputError
-from alignment_jax.probing.transform import Transform
+from alignment_jax.probing.transform import Transform, given_transform_path
 
 
 class RunContext:
@@ -21,7 +21,8 @@ class RunContext:
     features: THINGS features (n_objects, p), from `config.features` or from the extract stage
       (which sets `features_path`).
     things: the THINGS triplets (train/test/object ids).
-    transform: the learned transform in `workdir/transform.npz`, once the probe stage wrote it.
+    transform: the learned transform in `workdir/transform.npz`, once the probe stage wrote it, or the
+      given one (`config.transform`).
     """
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
@@ -57,6 +58,11 @@ class RunContext:
 
     @property
     def transform_path(self) -> str:
+        """workdir/transform.npz, or the given transform (`config.transform`) that replaces the probe."""
+        if self.config.transform:
+            return given_transform_path(
+                self.config.transform, self.config.transform_model, self.config.transform_module
+            )
         return os.path.join(self.workdir, "transform.npz")
 
     @property

@@ -8,6 +8,8 @@ matrix and the concept labels under WORKDIR/world. The bundled tiny ViT (`demo-v
 rendered objects; nothing is downloaded) extracts features from the images; zero-shot, the probe sweep,
 transfer and concepts run on them as on THINGS, and report.md gathers the plots (about 10 s on a 2-core
 CPU). Argument `features=True` skips the images and the model and uses planted features instead.
+Argument `glocal=True` adds gLocal's local image set (1,000 further rendered objects, or their features)
+under WORKDIR/world/local and trains with gLocal's objective (docs/glocal.md).
 """
 
 from alignment_jax.config.args import parse_arg, run_locally
@@ -15,8 +17,11 @@ from alignment_jax.config.base import base_config
 
 
 def get_config(arg: str = ""):
-    args = parse_arg(arg, features=False)
+    args = parse_arg(arg, features=False, glocal=False)
     config = base_config()
+    if args.glocal:
+        config.probe.objective = "glocal"
+        config.world.n_local = 1000
     if args.features:
         config.world.enabled = True
         return config

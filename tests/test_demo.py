@@ -1,5 +1,6 @@
 """The bundled demo and every real config in its runlocal form, end to end on the synthetic world."""
 
+import glob
 import importlib.util
 import json
 import os
@@ -10,8 +11,12 @@ import numpy as np
 import pytest
 
 from alignment_jax import probe
+from alignment_jax.data.features import load_features
+from alignment_jax.data.local_set import split_heldout
+from alignment_jax.evaluation.locality import transform_locality
 from alignment_jax.models import demo as demo_model
 from alignment_jax.models.registry import load_model
+from alignment_jax.probing.transform import Transform
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,10 +75,15 @@ def test_real_configs_run_locally(name, tmp_path):
     real = get_config(name)
     assert real.model.name and not real.world.enabled
     config = get_config(name, "runlocal=True")
-    config.world.update(n_objects=80, n_train=4000, n_test=1000, n_repeated_sets=50, n_transfer=20)
+    config.world.update(n_objects=80, n_train=4000, n_test=1000, n_repeated_sets=50, n_transfer=20, n_local=120)
     config.probe.lambdas = (1e-3,)
     config.probe.folds = 2
     config.images.progress = False
     ctx = probe.run(config, str(tmp_path))
     assert {"extract", "zero_shot", "probe", "transfer", "concepts"} <= set(ctx.results)
     assert ctx.results["extract"]["p"] == demo_model.OPTIONS["width"]
+    # the world's local images, extracted with the run's model, and the global probe's locality on them
+    _, held = split_heldout(120, config.probe.local.heldout, config.seed)
+    local = load_features(glob.glob(str(tmp_path / "features" / "folder-*" / "features.npy"))[0])
+    want = transform_locality(Transform.load_npz(tmp_path / "transform.npz"), local[held], config.probe.taus[0])
+    assert {k: ctx.results["probe"][k] for k in want} == pytest.approx(want)

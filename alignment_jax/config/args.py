@@ -47,4 +47,8 @@ def run_locally(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.model.dtype = "float32"
     config.transfer.datasets = config.transfer.features = ""
     config.concepts.embedding = config.concepts.labels = ""
+    local = config.probe.local
+    if config.probe.objective == "glocal" or local.features or local.images:  # the world's local images instead
+        config.world.n_local = config.world.n_local or 1000
+        local.features = local.images = local.test_features = ""
     return config

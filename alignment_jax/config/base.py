@@ -10,6 +10,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.seed = 0
     config.features = ""  # THINGS features (n_objects, p): .npy or .h5 (dataset "features"); row i = object i
     config.similarity = "cosine"  # cosine | dot | euclidean
+    # evaluate a given transform instead of training the probe: a transform.npz (keys weights, bias, mean, std;
+    # gLocal, thingsvision or an earlier run), or a folder in gLocal's layout FOLDER/<model>/<module>/transform.npz
+    # with transform_model (e.g. clip_ViT-L/14) and transform_module (e.g. visual)
+    config.transform = ""
+    config.transform_model = ""
+    config.transform_module = ""
 
     config.world = ml_collections.ConfigDict()  # the bundled synthetic world (configs/demo.py)
     config.world.enabled = False
@@ -20,6 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.world.n_test = 10_000
     config.world.n_repeated_sets = 500
     config.world.n_transfer = 60  # further objects with a human RSM: the transfer dataset
+    config.world.n_local = 0  # further objects without human data: gLocal's local image set (probe.local points at it)
     config.world.images = False  # render images for the extract stage instead of writing features
     config.world.image_size = 32
 
@@ -57,6 +64,16 @@ def base_config() -> ml_collections.ConfigDict:
     config.probe.standardize = "global"  # global (one scalar mean/std) | per_dim | none
     config.probe.select_by = "cross_entropy"  # cross_entropy | accuracy
     config.probe.temperature = 1.0
+    config.probe.objective = "global"  # global (the paper's) | glocal: (1 - alpha) triplet + alpha local + lambda R
+    config.probe.alphas = (0.1, 0.25)  # glocal: weights of the local term, swept like lambdas
+    config.probe.taus = (0.1, 1.0)  # glocal: temperatures of the local term; the first also scores given transforms
+    config.probe.local = ml_collections.ConfigDict()  # gLocal's local image set (docs/glocal.md)
+    config.probe.local.batch_size = 1024  # local images per step (gLocal's)
+    config.probe.local.features = ""  # features of the local images (n_local, p): .npy or .h5; row = image
+    config.probe.local.images = ""  # or the images, extracted with config.model: FOLDER | tfds:NAME:SPLIT
+    config.probe.local.test_features = ""  # held-out local features for evaluation ("" = hold out `heldout`)
+    config.probe.local.heldout = 0.1  # fraction of the local images held out for evaluation (random, by seed)
+    config.probe.local.standardize = "none"  # none: raw rows into W (gLocal) | things: THINGS mean/std first
 
     config.model = ml_collections.ConfigDict()
     config.model.name = ""  # a registry entry (alignment_jax.models.registry), or "" for a custom model

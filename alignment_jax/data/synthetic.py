@@ -22,7 +22,9 @@ CONCEPT_NAMES = (
 class World:
     """embedding: (n, d) planted concepts; features: (n, p) what a model sees; train/test/repeats: (T, 3)
     triplets with column 2 = odd one out (repeats: sets of three objects asked several times);
-    transfer_embedding / transfer_features: (m, d) / (m, p) for m further objects, a held-out dataset."""
+    transfer_embedding / transfer_features: (m, d) / (m, p) for m further objects, a held-out dataset;
+    local_embedding / local_features: (l, d) / (l, p) for l further objects without human data, gLocal's
+    local image set (drawn after everything else, so the rest of the world does not depend on l)."""
 
     embedding: np.ndarray
     concept_names: tuple[str, ...]
@@ -32,6 +34,8 @@ class World:
     repeats: np.ndarray
     transfer_embedding: np.ndarray
     transfer_features: np.ndarray
+    local_embedding: np.ndarray
+    local_features: np.ndarray
 
 
 def concept_embedding(n_objects: int, n_concepts: int, rng: np.random.Generator, density: float = 0.3) -> np.ndarray:
@@ -76,10 +80,11 @@ def make_world(
     beta: float = 3.0,
     nuisance: float = 1.0,
     n_transfer: int = 0,
+    n_local: int = 0,
     seed: int = 0,
 ) -> World:
-    """A world of n_objects (+ n_transfer held-out objects) with features of n_dims = n_concepts planted +
-    nuisance dimensions."""
+    """A world of n_objects (+ n_transfer held-out objects, + n_local local objects) with features of
+    n_dims = n_concepts planted + nuisance dimensions."""
     if n_dims < n_concepts:
         raise ValueError(f"n_dims={n_dims} must be >= n_concepts={n_concepts}")
     rng = np.random.default_rng(seed)
@@ -91,13 +96,18 @@ def make_world(
     triplets = simulate_choices(embedding, random_triplets(n_objects, n_train + n_test, rng), beta, rng)
     sets = np.repeat(random_triplets(n_objects, n_repeated_sets, rng), repeats_per_set, axis=0)
     names = tuple(CONCEPT_NAMES[i] if i < len(CONCEPT_NAMES) else f"Concept {i}" for i in range(n_concepts))
+    repeats = simulate_choices(embedding, sets, beta, rng).astype(np.int32)
+    local_embedding = concept_embedding(n_local, n_concepts, rng)
+    local_mixed = np.concatenate([local_embedding, nuisance * rng.normal(size=(n_local, n_dims - n_concepts))], axis=1)
     return World(
         embedding=embedding.astype(np.float32),
         concept_names=names,
         features=features,
         train=triplets[:n_train].astype(np.int32),
         test=triplets[n_train:].astype(np.int32),
-        repeats=simulate_choices(embedding, sets, beta, rng).astype(np.int32),
+        repeats=repeats,
         transfer_embedding=everything[n_objects:].astype(np.float32),
         transfer_features=all_features[n_objects:],
+        local_embedding=local_embedding.astype(np.float32),
+        local_features=(local_mixed @ rotation).astype(np.float32),
     )

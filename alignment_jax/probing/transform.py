@@ -2,7 +2,8 @@
 
 Stored as `transform.npz` with keys `weights` (p, p), `bias` (p,), `mean`, `std` (scalars, or (p,) for
 per-dimension standardization): the gLocal/thingsvision convention, applied as
-`((x - mean) / std) @ weights + bias`. Also saved as an orbax checkpoint directory.
+`((x - mean) / std) @ weights + bias`. Also saved as an orbax checkpoint directory. A given transform
+(`config.transform`) is such a file, or a folder in gLocal's layout `FOLDER/<model>/<module>/transform.npz`.
 """
 
 import dataclasses
@@ -14,6 +15,7 @@ from alignment_jax import atomic
 from alignment_jax.errors import InputError
 
 _NPZ_KEYS = ("weights", "bias", "mean", "std")
+GIVEN_FILE = "transform.npz"  # the file name in gLocal's layout transforms/<model>/<module>/
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +30,12 @@ class Transform:
 
     def __post_init__(self):
         for name in _NPZ_KEYS:
-            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float32))
-        p = self.weights.shape[0]
-        if self.weights.shape != (p, p):
+            value = np.asarray(getattr(self, name))
+            if value.dtype.kind not in "fiu":
+                raise InputError(f"{self.source}: {name} must be numeric, got dtype {value.dtype}")
+            object.__setattr__(self, name, value.astype(np.float32))
+        p = self.weights.shape[0] if self.weights.ndim else 0
+        if self.weights.ndim != 2 or self.weights.shape != (p, p) or p == 0:
             raise InputError(f"{self.source}: weights must be square (p, p), got {self.weights.shape}")
         if self.bias.shape != (p,):
             raise InputError(f"{self.source}: bias must have shape ({p},), got {self.bias.shape}")
@@ -38,6 +43,11 @@ class Transform:
             shape = getattr(self, name).shape
             if shape not in ((), (p,)):
                 raise InputError(f"{self.source}: {name} must be a scalar or shape ({p},), got {shape}")
+        for name in _NPZ_KEYS:
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise InputError(f"{self.source}: {name} holds NaN or inf values")
+        if np.any(self.std == 0):
+            raise InputError(f"{self.source}: std is 0; features cannot be standardized with it")
 
     @property
     def dim(self) -> int:
@@ -62,24 +72,30 @@ class Transform:
 
     @classmethod
     def load_npz(cls, path: str | os.PathLike) -> "Transform":
+        """Reads a transform.npz: `weights`, `mean` and `std` are required (a transform learned on
+        standardized features is wrong without them), `bias` is optional (gLocal writes none for a probe
+        without one)."""
         path = os.fspath(path)
-        if not os.path.exists(path):
+        if not os.path.isfile(path):
             raise InputError(f"{path}: transform file not found")
         try:
-            with np.load(path) as data:
-                missing = [k for k in ("weights",) if k not in data]
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise InputError(f"{path}: not an .npz archive (a single array); expected keys {list(_NPZ_KEYS)}")
+            with data:
+                missing = [k for k in ("weights", "mean", "std") if k not in data]
                 if missing:
-                    raise InputError(f"{path}: missing key(s) {missing}; expected {list(_NPZ_KEYS)}")
-                weights = data["weights"]
-                p = weights.shape[0]
-                bias = data["bias"] if "bias" in data else np.zeros(p)
-                mean = data["mean"] if "mean" in data else np.zeros(())
-                std = data["std"] if "std" in data else np.ones(())
-        except (OSError, ValueError) as e:
-            if isinstance(e, InputError):
-                raise
+                    raise InputError(
+                        f"{path}: missing key(s) {missing}; a transform needs weights, mean, std (bias optional)"
+                    )
+                arrays = {k: data[k] for k in _NPZ_KEYS if k in data}
+        except InputError:
+            raise
+        except (OSError, ValueError, EOFError) as e:
             raise InputError(f"{path}: not a readable .npz transform ({e})") from e
-        return cls(weights=weights, bias=bias, mean=mean, std=std, source=path)
+        weights = arrays["weights"]
+        bias = arrays.get("bias", np.zeros(weights.shape[:1]))
+        return cls(weights=weights, bias=bias, mean=arrays["mean"], std=arrays["std"], source=path)
 
     def save_orbax(self, directory: str | os.PathLike) -> None:
         """Saves as an orbax PyTree checkpoint folder; an existing one is replaced only once the new one is
@@ -99,3 +115,33 @@ class Transform:
         with ocp.PyTreeCheckpointer() as checkpointer:
             tree = checkpointer.restore(directory)
         return cls(**{k: np.asarray(tree[k]) for k in _NPZ_KEYS}, source=directory)
+
+
+def given_transform_path(path: str, model: str = "", module: str = "") -> str:
+    """The transform file named by `config.transform`: the file itself, or, for a folder in gLocal's layout
+    (its repository's `transforms/`), `path/<model>/<module>/transform.npz` (a model name may hold a '/',
+    e.g. clip_ViT-L/14)."""
+    if os.path.isfile(path):
+        if model or module:
+            raise InputError(
+                f"transform={path} is a file: transform_model/transform_module only pick a file inside a folder "
+                "of gLocal's layout; unset them"
+            )
+        return path
+    if not os.path.isdir(path):
+        raise InputError(f"transform={path}: no such file or folder (a transform.npz, or gLocal's transforms/ folder)")
+    available = sorted(
+        os.path.relpath(folder, path).replace(os.sep, "/")
+        for folder, _, files in os.walk(path)
+        if GIVEN_FILE in files and os.path.abspath(folder) != os.path.abspath(path)
+    )
+    listed = ", ".join(available[:6]) + (", ..." if len(available) > 6 else "") if available else "none"
+    if not (model and module):
+        raise InputError(
+            f"transform={path} is a folder: set transform_model and transform_module to pick "
+            f"<model>/<module>/{GIVEN_FILE} (there: {listed})"
+        )
+    file = os.path.join(path, *model.split("/"), *module.split("/"), GIVEN_FILE)
+    if not os.path.isfile(file):
+        raise InputError(f"{file}: no transform for model {model!r}, module {module!r} (there: {listed})")
+    return file

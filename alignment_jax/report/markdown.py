@@ -8,7 +8,8 @@ test_zero_shot_transformed_ci95?, ...}, `comparisons` [{a, b, n_triplets, differ
 b_only}], `transfer` [{dataset, kernel, spearman, pearson, spearman_transformed, pearson_transformed,
 <metric>_ci95?}], `transfer_triplets` [{dataset, n_triplets, accuracy, ci95?, accuracy_transformed,
 ci95_transformed?}], `concepts` [{concept, n_triplets, accuracy, accuracy_transformed, accuracy_ci95?,
-accuracy_transformed_ci95?}]. Every key marked ? may be missing (older results, settings without it).
+accuracy_transformed_ci95?}], `transform` (a given transform: {source, test_accuracy, local_*}). Every key
+marked ? may be missing (older results, settings without it).
 """
 
 import dataclasses
@@ -19,6 +20,7 @@ from alignment_jax import atomic
 from alignment_jax.report import plots
 
 PLOT_DIR = "plots"
+LOCAL_KEYS = ("local_knn_overlap", "local_heldout_loss", "local_tau", "local_n_heldout")  # locality of a transform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,10 +42,15 @@ def tables(results: dict[str, Any]) -> list[Table]:
         out.append(accuracy)
     if results.get("probe"):
         probe = results["probe"]
-        keys = [k for k in ("best_lambda", "cv_cross_entropy", "test_cross_entropy", "seconds") if k in probe]
+        shown = ("best_lambda", "cv_cross_entropy", "test_cross_entropy", "seconds", *LOCAL_KEYS)
+        keys = [k for k in shown if k in probe]
         out.append(Table("Probe", ("setting", "value"), [(k, _fmt(probe[k])) for k in keys]))
     if results.get("comparisons"):
         out.append(_comparisons_table(results["comparisons"]))
+    if results.get("transform"):  # a given transform (config.transform)
+        given = results["transform"]
+        keys = [k for k in ("source", "test_accuracy", "test_cross_entropy", *LOCAL_KEYS) if k in given]
+        out.append(Table("Given transform", ("", "value"), [(k, _fmt(given[k])) for k in keys]))
     if results.get("transfer"):
         columns = ("dataset", "kernel", "spearman", "spearman_transformed", "pearson", "pearson_transformed")
         rows = [tuple(_with_ci(r, c) for c in columns) for r in results["transfer"]]
@@ -144,6 +151,11 @@ def _accuracy_bars(results: dict[str, Any]) -> list[tuple[str, float, tuple[floa
     ):
         if _is_number(probe.get(key)):
             bars.append((label, probe[key], _interval(probe.get(f"{key}_ci95"))))
+    for key, label in (("", "given transform (all)"), ("test_", "given transform (test)")):  # config.transform
+        if _is_number(zero_shot.get(f"{key}accuracy_transformed")):
+            bars.append(
+                (label, zero_shot[f"{key}accuracy_transformed"], _interval(zero_shot.get(f"{key}ci95_transformed")))
+            )
     return bars
 
 

@@ -3,8 +3,10 @@
 It makes the demo runnable on a fresh machine with no download. In the THINGS layout: train and test
 triplets, a separate set of triplets each asked several times (for the noise ceiling), object ids, and
 either images rendered from the objects' concepts (`world.images`, for the extract stage's model) or
-ready-made features; the planted concept embedding with its labels (concepts stage); and a held-out
-dataset of further objects with a human similarity matrix (transfer stage, generic `rsm` layout).
+ready-made features; the planted concept embedding with its labels (concepts stage); a held-out
+dataset of further objects with a human similarity matrix (transfer stage, generic `rsm` layout); and,
+with `world.n_local`, a local image set of further objects without human data for gLocal
+(WORKDIR/world/local: images/ or features.npy; probe.local points at it).
 """
 
 import io
@@ -32,6 +34,7 @@ def run(ctx: RunContext) -> dict:
         n_test=settings.n_test,
         n_repeated_sets=settings.n_repeated_sets,
         n_transfer=settings.n_transfer,
+        n_local=settings.n_local,
         seed=config.seed,
     )
     root = os.path.join(ctx.workdir, "world")
@@ -54,6 +57,8 @@ def run(ctx: RunContext) -> dict:
         config.features = ctx.features_path = os.path.join(root, "features.npy")
         atomic.save_npy(config.features, world.features)
         config.transfer.features = f"transfer_rsm:{os.path.join(transfer, 'features.npy')}"
+    if settings.n_local:
+        _write_local(world, os.path.join(root, "local"), config)
     if not config.concepts.embedding:
         config.concepts.embedding = os.path.join(root, "concept_embedding.npy")
         config.concepts.labels = os.path.join(root, "concept_labels.txt")
@@ -62,7 +67,9 @@ def run(ctx: RunContext) -> dict:
     ctx.log(
         f"world: {settings.n_objects} objects ({'images' if settings.images else 'features'}), "
         f"{len(world.train):,} train / {len(world.test):,} test triplets, {settings.n_concepts} planted concepts, "
-        f"{settings.n_transfer} held-out objects for transfer -> {root}"
+        f"{settings.n_transfer} held-out objects for transfer"
+        + (f", {settings.n_local} local images" if settings.n_local else "")
+        + f" -> {root}"
     )
     return {"root": root, "n_objects": settings.n_objects, "n_concepts": settings.n_concepts, "images": settings.images}
 
@@ -77,6 +84,25 @@ def _write_transfer(world: World, folder: str, settings, seed: int) -> str:
     else:
         atomic.save_npy(os.path.join(folder, "features.npy"), world.transfer_features)
     return folder
+
+
+def _write_local(world: World, folder: str, config) -> None:
+    """gLocal's local set: rendered images (for the run's model) or features; probe.local points at them
+    unless it names a local set already."""
+    local = config.probe.local
+    if config.world.images:
+        names = [f"local_{i:05d}" for i in range(len(world.local_embedding))]
+        _write_images(
+            os.path.join(folder, "images"),
+            names,
+            render(world.local_embedding, config.world.image_size, config.seed + 2),
+        )
+        if not (local.features or local.images):
+            local.images = os.path.join(folder, "images")
+    else:
+        atomic.save_npy(os.path.join(folder, "features.npy"), world.local_features)
+        if not (local.features or local.images):
+            local.features = os.path.join(folder, "features.npy")
 
 
 def _write_images(folder: str, names: list[str], images: np.ndarray) -> None:

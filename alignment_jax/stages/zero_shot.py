@@ -6,7 +6,7 @@ from alignment_jax.evaluation.noise_ceiling import CHANCE
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import statistics
+from alignment_jax.stages import given_transform, statistics
 from alignment_jax.stages.inputs import has_features, has_things
 
 
@@ -17,6 +17,7 @@ def has_inputs(config) -> bool:
 def check(config) -> None:
     check_kind(config.similarity)
     statistics.check(config)
+    given_transform.check(config)
 
 
 def run(ctx: RunContext) -> dict:
@@ -43,4 +44,8 @@ def run(ctx: RunContext) -> dict:
     section["noise_ceiling"] = statistics.noise_ceiling(ctx, everything)
     if things.test is not None and len(things.test):
         statistics.save_test_decisions(ctx, zero_shot=test_correct)
+    if config.transform:
+        section.update(given_transform.zero_shot_transformed(ctx, everything, len(things.train)))
+        ctx.log(given_transform.log_line(section))
+        ctx.record("transform", given_transform.section(ctx))
     return section

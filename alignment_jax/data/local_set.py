@@ -1,0 +1,71 @@
+"""gLocal's local image set: features of other natural images (ImageNet in gLocal), one row per image,
+split into the rows the local term trains on and held-out rows for evaluation.
+
+Held out: a separate file (`probe.local.test_features`), or a random fraction of the rows
+(`probe.local.heldout`), drawn from the run's seed so a rerun holds out the same images.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from alignment_jax.data.features import load_features
+from alignment_jax.errors import InputError
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalSet:
+    """train: (n_train, p) features the local term trains on; heldout: (n_heldout, p) for evaluation
+    (None when nothing is held out); source: what error messages call the set."""
+
+    train: np.ndarray
+    heldout: np.ndarray | None
+    source: str
+
+    @property
+    def dim(self) -> int:
+        return self.train.shape[1]
+
+
+def split_heldout(n_images: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, heldout), each sorted: round(fraction * n) random rows held out (at least one
+    when fraction > 0), and at least one row left to train on."""
+    if not 0.0 <= fraction < 1.0:
+        raise InputError(f"probe.local.heldout={fraction}: must be a fraction in [0, 1)")
+    n_heldout = 0 if fraction == 0 else min(n_images - 1, max(1, round(fraction * n_images)))
+    order = np.random.default_rng([seed, n_images]).permutation(n_images)
+    return np.sort(order[n_heldout:]), np.sort(order[:n_heldout])
+
+
+def make_local_set(
+    features: np.ndarray, source: str, test_features: np.ndarray | None, heldout: float, seed: int
+) -> LocalSet:
+    """features: (n, p) of the local images; test_features: (m, p) held out as given, else a `heldout`
+    fraction of `features` (probe.local.heldout)."""
+    if features.shape[0] < 2:
+        raise InputError(f"{source}: {features.shape[0]} local image(s); the local term needs at least 2")
+    if test_features is not None:
+        if test_features.shape[1] != features.shape[1]:
+            raise InputError(
+                f"probe.local.test_features: {test_features.shape[1]} dimensions but {source} has "
+                f"{features.shape[1]}; both must come from the same model and layer"
+            )
+        return LocalSet(features, test_features, source)
+    train, held = split_heldout(features.shape[0], heldout, seed)
+    return LocalSet(features[train], features[held] if len(held) else None, source)
+
+
+def load_local_set(features_path: str, test_path: str, heldout: float, seed: int) -> LocalSet:
+    """The local set from feature files (.npy, or .h5 with a `features` dataset; row = image)."""
+    features = load_features(features_path)
+    test = load_features(test_path) if test_path else None
+    return make_local_set(features, features_path, test, heldout, seed)
+
+
+def check_dims(local: LocalSet, dim: int, things_source: str) -> None:
+    """The local features must live in the space of the THINGS features the transform maps."""
+    if local.dim != dim:
+        raise InputError(
+            f"{local.source}: local features have {local.dim} dimensions but the THINGS features "
+            f"({things_source}) have {dim}; extract both with the same model and layer"
+        )
