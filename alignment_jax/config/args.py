@@ -31,7 +31,7 @@ def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
 
 
 def run_locally(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Shrinks a real model config to run in a minute on a laptop CPU: the demo world (rendered images,
+    """Shrinks a real model config to run in a minute or two on a laptop CPU: the demo world (rendered images,
     simulated triplets, a transfer dataset, concepts) instead of THINGS and the user's data.
 
     A registry model keeps its own path: `model.standin` replaces only its weights by a tiny random
