@@ -25,6 +25,7 @@ from alignment_jax.extract.decode import decode_image
 from alignment_jax.extract.extractor import fetch
 from alignment_jax.extract.pipeline import extract, model_extractor
 from alignment_jax.extract.sources import folder_source
+from alignment_jax.models.registry import DTYPES
 
 
 def write_jpegs(folder: str, n: int, size: int, seed: int = 0) -> None:
@@ -58,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="Ti/16")
     parser.add_argument("--layer", default="pre_logits")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
     parser.add_argument("--n", type=int, default=256, help="images")
     parser.add_argument("--jpeg_size", type=int, default=800)
     parser.add_argument("--batch_size", type=int, default=32)

@@ -6,13 +6,18 @@
 features.npy: (1854, p) float, row i = the i-th object of things_concepts.tsv (e.g. from thingsvision).
 THINGS odd-one-out data (Hebart et al. 2023) from OSF (https://osf.io/f5rn6/): ROOT/triplets/train_90.npy,
 ROOT/triplets/test_10.npy (0-based, column 2 = odd one out) and ROOT/things_concepts.tsv.
+Argument runlocal: the bundled demo world's planted features and triplets instead (no files needed).
 """
 
+from alignment_jax.config.args import parse_arg
 from alignment_jax.config.base import base_config
 
 
 def get_config(arg: str = ""):
-    del arg
+    args = parse_arg(arg, runlocal=False)
     config = base_config()
     config.stages = "zero_shot,probe"
+    if args.runlocal:  # the bundled demo world's planted features and triplets instead of files
+        config.world.enabled = True
+        config.stages = "world,zero_shot,probe"
     return config

@@ -10,7 +10,8 @@ THINGS (Hebart et al. 2023, OSF https://osf.io/f5rn6/ and https://osf.io/jum2f/)
 (one folder of images per object), ROOT/things_concepts.tsv, ROOT/triplets/{train_90,test_10}.npy.
 Keys to set: things.root (and images.root if the images are elsewhere); optional transfer.datasets
 (e.g. peterson:/data/peterson,cichy:/data/cichy118), concepts.embedding / concepts.labels (VICE).
-Arguments: runlocal (tiny model on the bundled demo world), variant (i21k = without fine-tuning).
+Arguments: runlocal (the bundled demo world, the entry's tiny random stand-in read as its real checkpoint
+would be; alignment_jax/models/standins.py), variant (i21k = without fine-tuning).
 """
 
 from alignment_jax.config.args import parse_arg, run_locally

@@ -15,7 +15,8 @@ from alignment_jax.data.features import load_features
 from alignment_jax.data.local_set import split_heldout
 from alignment_jax.evaluation.locality import transform_locality
 from alignment_jax.models import demo as demo_model
-from alignment_jax.models.registry import load_model
+from alignment_jax.models.registry import MODELS, load_model
+from alignment_jax.models.standins import STANDIN_DIMS
 from alignment_jax.probing.transform import Transform
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,18 +71,50 @@ def test_demo_command_makes_the_papers_point(tmp_path):
     assert "extract: reused 300 x 64 features" in again.stdout
 
 
-@pytest.mark.parametrize("name", ["vit_b16", "vit_l16", "siglip_so400m", "vit_g"])
-def test_real_configs_run_locally(name, tmp_path):
-    real = get_config(name)
-    assert real.model.name and not real.world.enabled
-    config = get_config(name, "runlocal=True")
+RUNLOCAL = [  # every config file with runlocal, and the arguments that pick another registry entry
+    ("vit_b16", ""),
+    ("vit_l16", ""),
+    ("vit_g", ""),
+    ("vit_g", "model=openclip"),
+    ("siglip_so400m", ""),
+    ("siglip_so400m", "res=384"),
+    ("features", ""),
+]
+
+
+def test_every_config_file_is_run_locally_here():
+    files = {f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py")}
+    # demo.py is local already (test_demo_command_makes_the_papers_point); sweep.py runs configs (test_sweep_cli.py)
+    assert files - {"demo", "sweep"} == {name for name, _ in RUNLOCAL}
+
+
+@pytest.mark.parametrize("name, arg", RUNLOCAL)
+def test_real_configs_run_locally_on_their_own_path(name, arg, tmp_path):
+    """runlocal keeps the model's own path: its registry entry's stand-in (file format, reader, image size,
+    preprocessing, dtype, default layer) extracts the demo world's images, then every stage runs."""
+    real = get_config(name, arg)
+    assert not real.world.enabled
+    config = get_config(name, ",".join(filter(None, ["runlocal=True", arg])))
     config.world.update(n_objects=80, n_train=4000, n_test=1000, n_repeated_sets=50, n_transfer=20, n_local=120)
     config.probe.lambdas = (1e-3,)
     config.probe.folds = 2
     config.images.progress = False
+    config.report.plots = False
     ctx = probe.run(config, str(tmp_path))
-    assert {"extract", "zero_shot", "probe", "transfer", "concepts"} <= set(ctx.results)
-    assert ctx.results["extract"]["p"] == demo_model.OPTIONS["width"]
+    assert {"zero_shot", "probe"} <= set(ctx.results)
+    if not real.model.name:  # configs/features.py: the demo world's planted features
+        assert "extract" not in ctx.results and ctx.results["probe"]["test_accuracy"] > 0.5
+        return
+    spec = MODELS[real.model.name]
+    assert config.model.standin and config.model.name == real.model.name and config.model.dtype == real.model.dtype
+    record = json.loads(open(os.path.join(ctx.results["extract"]["store"], "record.json")).read())
+    key = record["key"]
+    assert key["model"]["standin"] and key["model"]["name"] == spec.name and key["model"]["source"] == spec.source
+    assert key["layer"] == spec.default_layer and key["model"]["image_size"] == spec.image_size
+    assert key["model"]["dtype"] == real.model.dtype and key["model"]["preprocess"]["crop"] == spec.preprocess.crop
+    width = spec.config["num_classes"] if spec.default_layer == "logits" else STANDIN_DIMS["width"]
+    assert ctx.results["extract"]["p"] == width and ctx.results["extract"]["n"] == 80
+    assert {"transfer", "concepts"} <= set(ctx.results)
     # the world's local images, extracted with the run's model, and the global probe's locality on them
     _, held = split_heldout(120, config.probe.local.heldout, config.seed)
     local = load_features(glob.glob(str(tmp_path / "features" / "folder-*" / "features.npy"))[0])

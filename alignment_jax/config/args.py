@@ -31,9 +31,14 @@ def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
 
 
 def run_locally(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Shrinks a real model config to run in a minute on a laptop CPU: the demo world with rendered images
-    and the bundled tiny ViT (`demo-vit`, alignment_jax/models/demo.py) instead of the real checkpoint and
-    THINGS; the probe settings stay."""
+    """Shrinks a real model config to run in a minute or two on a laptop CPU: the demo world (rendered images,
+    simulated triplets, a transfer dataset, concepts) instead of THINGS and the user's data.
+
+    A registry model keeps its own path: `model.standin` replaces only its weights by a tiny random
+    stand-in written in its checkpoint's file format (alignment_jax/models/standins.py), so the entry's
+    reader, architecture options, image size, preprocessing, dtype and layer run as in the real run.
+    Without a registry model (configs/demo.py) the bundled demo ViT (`demo-vit`) extracts. The probe
+    settings stay."""
     config.world.enabled = True
     config.world.images = True
     config.things.root = config.things.train = config.things.test = config.things.objects = ""
@@ -41,10 +46,11 @@ def run_locally(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.images.source = "things"
     config.images.batch_size = 64
     config.features = ""
-    config.model.name = "demo-vit"
-    config.model.variant = config.model.checkpoint = config.model.layer = ""
-    config.model.image_size = 0
-    config.model.dtype = "float32"
+    config.model.standin = bool(config.model.name) and config.model.name != "demo-vit"
+    if not config.model.standin:
+        config.model.name, config.model.layer, config.model.image_size = "demo-vit", "", 0
+        config.model.dtype = "float32"
+    config.model.variant = config.model.checkpoint = ""
     config.transfer.datasets = config.transfer.features = ""
     config.concepts.embedding = config.concepts.labels = ""
     local = config.probe.local

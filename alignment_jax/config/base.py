@@ -80,9 +80,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.variant = ""  # e.g. "B/16" when no registry name is given
     config.model.checkpoint = ""  # local path, gs:// path, or orbax directory
     config.model.layer = ""  # named intermediate output; "" = the registry default
-    config.model.dtype = "float32"  # float32 | bfloat16 matmuls
+    # float32: full float32 matmuls on every device (the CPU's numbers on a GPU) | tensorfloat32: TF32 tensor
+    # cores on NVIDIA GPUs (faster, ~1e-3 relative error) | bfloat16: bfloat16 inputs (fastest); README: Precision
+    config.model.dtype = "float32"
     config.model.normalization = ""  # "" = the model's own | minus_one_one | imagenet | clip (mean/std)
     config.model.image_size = 0  # input side in pixels; 0 = the registry's, else the checkpoint's grid, else 224
+    # runlocal: a tiny random stand-in of the registry entry, written in its checkpoint's file format and read
+    # through the real loader, preprocessing and layer selection (alignment_jax/models/standins.py)
+    config.model.standin = False
     config.model.cache_dir = ""  # where remote checkpoints are copied; "" = $ALIGNMENT_JAX_CACHE or ~/.cache/...
 
     config.images = ml_collections.ConfigDict()

@@ -4,6 +4,8 @@ Kinds: `cosine` (default), `dot`, `euclidean` (negative squared distance: the sa
 distance, without a square root). Two ways to get a triplet's three similarities, chosen by cost
 (../shared/DESIGN.md): the object-level n x n matrix S = X X^T costs 2 n^2 p FLOPs once, then three gathers
 per triplet; per-triplet dot products of gathered rows cost 6 T p. S wins once T > n^2 / 3.
+S is computed at full float32 precision on every device (not TF32 on a GPU): a near-tie decides the same way
+everywhere.
 """
 
 import functools
@@ -35,7 +37,7 @@ def prepare(features: jax.Array, kind: str) -> jax.Array:
 def similarity_matrix(features: jax.Array, kind: str = "cosine") -> jax.Array:
     """features: (n, p) -> S: (n, n) with S[a, b] = sim(x_a, x_b)."""
     x = prepare(jnp.asarray(features, jnp.float32), kind)
-    gram = x @ x.T
+    gram = jnp.matmul(x, x.T, precision=jax.lax.Precision.HIGHEST)
     if kind == "euclidean":
         sq = jnp.diag(gram)
         return -jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)

@@ -29,6 +29,7 @@ from alignment_jax.extract.extractor import Extractor, fetch
 from alignment_jax.extract.sources import ImageSource, file_source, folder_source, tfds_source, things_source
 from alignment_jax.extract.store import FeatureStore
 from alignment_jax.models.registry import LoadedModel, load_model
+from alignment_jax.models.standins import standin_model
 
 SOURCES = ("things", "folder", "tfds")
 
@@ -175,8 +176,8 @@ def image_source(config: ml_collections.ConfigDict) -> ImageSource:
 
 def model_extractor(config: ml_collections.ConfigDict) -> tuple[Extractor, Decoding, dict[str, Any]]:
     """config.model as an Extractor over every device, the decoding its inputs need, and the key
-    that identifies features made this way (model info incl. checkpoint sha256, image size, dtype;
-    layer, pooling, decoding; the caller adds the images).
+    that identifies features made this way (model info incl. checkpoint sha256, image size, dtype and
+    matmul precision, stand-in or not; layer, pooling, decoding; the caller adds the images).
 
     Decoding: images.resize=model uses the model's own resizing (its preprocessing's `fit_image`,
     e.g. bicubic shorter side + centre crop for CLIP); full / center_crop override it. Values are
@@ -187,7 +188,7 @@ def model_extractor(config: ml_collections.ConfigDict) -> tuple[Extractor, Decod
         raise InputError("no model: set model.name (a registry entry) or model.variant (e.g. B/16)")
     model, extractor = _compiled_model(
         name, m.checkpoint, m.dtype, m.image_size, m.cache_dir, m.normalization, m.layer, images.batch_size,
-        images.token_pooling,
+        images.token_pooling, m.standin,
     )  # fmt: skip
     layer = m.layer or model.default_layer
     if images.resize == "model":
@@ -215,13 +216,16 @@ def _compiled_model(
     layer: str,
     batch_size: int,
     pooling: str,
+    standin: bool,
 ) -> tuple[LoadedModel, Extractor]:
     """The loaded model and its Extractor, kept for the next call with the same settings (the transfer
-    stage extracts several datasets with one model: it is loaded and compiled once)."""
-    model = load_model(
-        name, checkpoint, dtype=dtype, image_size=image_size or None, cache_dir=cache_dir or None,
-        normalization=normalization,
-    )  # fmt: skip
+    stage extracts several datasets with one model: it is loaded and compiled once). `standin`: the
+    registry entry's stand-in weights (models/standins.py) instead of its checkpoint."""
+    options = dict(dtype=dtype, image_size=image_size or None, normalization=normalization)
+    if standin:
+        model = standin_model(name, **options)
+    else:
+        model = load_model(name, checkpoint, cache_dir=cache_dir or None, **options)
     extractor = Extractor(
         lambda params, x: model.module.apply({"params": params}, x)[1],
         model.params,

@@ -32,6 +32,12 @@ _HF = "https://huggingface.co/{}/resolve/main/{}"
 _BV_PREPROCESS = Preprocess(224)  # squash-resize, values in [-1, 1]
 _CLIP_PREPROCESS = Preprocess(224, crop=True, method="bicubic", mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD)
 _DIMENSIONS = ("width", "depth", "mlp_dim", "num_heads", "patch_size")
+# model.dtype -> (matmul input dtype, matmul precision for float32 inputs; models/vit.py explains them)
+DTYPES = {
+    "float32": ("float32", "float32"),  # full float32 on every device: the CPU's numbers on a GPU or TPU
+    "tensorfloat32": ("float32", "tensorfloat32"),  # TF32 tensor cores (NVIDIA), 3-pass bfloat16 (TPU)
+    "bfloat16": ("bfloat16", "bfloat16"),  # bfloat16 inputs, float32 accumulation
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,15 +178,16 @@ def load_model(
     optional ':sub/tree' for .npz and orbax; "" = the registry's checkpoint, or random weights from `seed`
     for a bare variant; "random" = random weights even for a registry name.
     image_size: input side in pixels (default: the registry's, else the checkpoint's grid, else 224).
-    dtype: "float32" or "bfloat16" matmuls (parameters stay float32).
+    dtype: how matmuls are computed (parameters stay float32): "float32" at full float32 precision on every
+    device, "tensorfloat32" (TF32 on NVIDIA GPUs), "bfloat16" (bfloat16 inputs); see DTYPES.
     dont_load: regexes of parameter names to leave at their initialization (e.g. "head/.*").
     sharding: one jax Sharding for every parameter (orbax restores straight onto it).
     normalization: "" = the model's own pixel scaling; else one of NORMALIZATIONS ("minus_one_one": [-1, 1],
     "imagenet" / "clip": (x/255 - mean) / std with those statistics), for checkpoints trained otherwise.
     overrides: VisionTransformer options (pool_type, num_classes, gelu, scan, ...).
     """
-    if dtype not in ("float32", "bfloat16"):
-        raise InputError(f"model.dtype {dtype!r}: use 'float32' or 'bfloat16'")
+    if dtype not in DTYPES:
+        raise InputError(f"model.dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     spec = MODELS.get(name_or_variant)
     if spec is None and not _looks_like_variant(name_or_variant):
         known = ", ".join(MODELS)
@@ -196,7 +203,8 @@ def load_model(
         found = checkpoints.infer_config(raw, path)
         _check_variant(found, chosen, path, variant)
         config = chosen if spec else {**found, **arch, **chosen}  # registry entries are complete
-    module = make_vit(variant, **{**config, "dtype_mm": dtype})
+    dtype_mm, precision = DTYPES[dtype]
+    module = make_vit(variant, **{**config, "dtype_mm": dtype_mm, "matmul_precision": precision})
     size = image_size or (spec.image_size if spec else 0) or _grid_size(raw, module) or 224
     abstract = jax.eval_shape(module.init, jax.random.PRNGKey(seed), jnp.zeros((1, size, size, 3)))["params"]
     if raw is not None:
@@ -225,6 +233,7 @@ def load_model(
         "seed": None if path else seed,
         "image_size": size,
         "dtype": dtype,
+        "matmul_precision": precision,
         "default_layer": default_layer,
         "config": _json_config(module),
         "preprocess": preprocess.options(),

@@ -10,6 +10,12 @@ Flags for CLIP-style image towers (OpenCLIP, timm; see `models/openclip.py`), al
 `pre_norm` (a `ln_pre` LayerNorm before the blocks), `posemb_with_cls` (class token prepended first,
 position embedding with N+1 rows), `patch_bias=False`, `ln_eps=1e-5`, `gelu="exact"|"quick"`,
 `head_bias=False` (the `proj` matrix as a bias-free `head`).
+
+Matmul precision: every matmul and convolution of the forward pass runs under
+`jax.default_matmul_precision(matmul_precision)`: "float32" (default) is full float32 on every device
+(XLA precision HIGHEST), "tensorfloat32" is TF32 on NVIDIA tensor cores (HIGH; 3-pass bfloat16 on TPU),
+"bfloat16" the device's fastest (DEFAULT: TF32 on recent NVIDIA GPUs, one bfloat16 pass on TPU). Without
+it, JAX's default would silently make float32 TF32 on an H100. CPUs compute float32 at every setting.
 """
 
 import re
@@ -39,6 +45,7 @@ VARIANTS: dict[str, tuple[int, int, int, int]] = {
     "e": (1792, 56, 15360, 16),
 }
 POOL_TYPES = ("tok", "gap", "map", "0", "none")
+MATMUL_PRECISIONS = ("float32", "tensorfloat32", "bfloat16")  # jax.default_matmul_precision's names
 GELUS = ("tanh", "exact", "quick")
 
 
@@ -187,7 +194,8 @@ class VisionTransformer(nn.Module):
     pool_type: str = "gap"  # tok | gap | map | 0 | none
     head_zeroinit: bool = True
     scan: bool = False
-    dtype_mm: str = "float32"  # float32 | bfloat16 matmuls
+    dtype_mm: str = "float32"  # float32 | bfloat16 matmul inputs
+    matmul_precision: str = "float32"  # float32 | tensorfloat32 | bfloat16: how float32 matmuls are computed
     pre_norm: bool = False
     posemb_with_cls: bool = False
     patch_bias: bool = True
@@ -199,6 +207,10 @@ class VisionTransformer(nn.Module):
     def __call__(self, images: jax.Array, train: bool = False) -> tuple[jax.Array | None, dict[str, jax.Array]]:
         del train
         self._check(images)
+        with jax.default_matmul_precision(self.matmul_precision):  # read when each matmul is traced
+            return self._forward(images)
+
+    def _forward(self, images: jax.Array) -> tuple[jax.Array | None, dict[str, jax.Array]]:
         out: dict[str, jax.Array] = {}
         x = jnp.asarray(images, self.dtype_mm)
         x = out["stem"] = nn.Conv(
@@ -266,6 +278,10 @@ class VisionTransformer(nn.Module):
     def _check(self, images: jax.Array) -> None:
         if self.pool_type not in POOL_TYPES:
             raise InputError(f"model.pool_type {self.pool_type!r}: unknown; use one of {', '.join(POOL_TYPES)}")
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise InputError(
+                f"model.matmul_precision {self.matmul_precision!r}: use one of {', '.join(MATMUL_PRECISIONS)}"
+            )
         if self.gelu not in GELUS:
             raise InputError(f"model.gelu {self.gelu!r}: unknown; use one of {', '.join(GELUS)}")
         if self.posemb not in ("learn", "sincos2d"):

@@ -10,6 +10,8 @@ Three ways to get the pair similarities of a batch of B triplets (n objects, p d
 g is the cost of one gathered float in FLOPs (its backward is a scatter-add); measured on a 2-core CPU,
 g ~ 1000, so for THINGS (n = 1854, p = 768) rows wins below ~700 triplets, matrix above ~7,000 and
 objects in between (bench/probe_sweep.py prints the measured step times). All give the same numbers.
+Every matmul runs at full float32 precision (HIGHEST) on every device, also where JAX's default would be
+TF32 (NVIDIA GPUs) or one bfloat16 pass (TPUs): the probe's numbers do not depend on the hardware.
 """
 
 from collections.abc import Callable
@@ -19,6 +21,7 @@ import jax.numpy as jnp
 
 Params = dict[str, jax.Array]  # {"weights": (p, p)} plus {"bias": (p,)} when the probe has a bias
 FORMULATIONS = ("rows", "objects", "matrix")
+PRECISION = jax.lax.Precision.HIGHEST  # full float32 matmuls (also in the gradients: transposes keep it)
 
 
 GATHER_COST = 1000.0  # FLOPs per gathered float, forward gather + backward scatter-add (measured on CPU)
@@ -42,7 +45,7 @@ def choose_formulation(n_objects: int, batch_size: int, dims: int) -> str:
 
 def transform(params: Params, x: jax.Array) -> jax.Array:
     """x: (..., p) -> x W (+ b): (..., p)."""
-    z = x @ params["weights"]
+    z = jnp.matmul(x, params["weights"], precision=PRECISION)
     return z + params["bias"] if "bias" in params else z
 
 
@@ -50,7 +53,7 @@ def pair_similarities(params: Params, x: jax.Array, triplets: jax.Array, formula
     """x: (n, p) standardized features; triplets: (B, 3) -> (B, 3) [s_ij, s_ik, s_jk] of transformed features."""
     if formulation == "matrix":
         z = transform(params, x)
-        s = z @ z.T
+        s = jnp.matmul(z, z.T, precision=PRECISION)
         i, j, k = triplets[:, 0], triplets[:, 1], triplets[:, 2]
         return jnp.stack([s[i, j], s[i, k], s[j, k]], axis=1)
     if formulation == "objects":
@@ -99,7 +102,7 @@ def identity(w: jax.Array) -> jax.Array:
 
 def orthonormal(w: jax.Array) -> jax.Array:
     """||W^T W - I||_F^2."""
-    return jnp.sum((w.T @ w - jnp.eye(w.shape[0], dtype=w.dtype)) ** 2)
+    return jnp.sum((jnp.matmul(w.T, w, precision=PRECISION) - jnp.eye(w.shape[0], dtype=w.dtype)) ** 2)
 
 
 REGULARIZERS: dict[str, Callable[[jax.Array], jax.Array]] = {

@@ -1,13 +1,15 @@
 """Stage extract: features of config.model for the images of config.images, into a store in
 `workdir/features/`; later stages read them (ctx.features). A second run reuses the finished store,
 an interrupted one resumes it; features made another way are never reused (the store name holds a
-hash of model, checkpoint, layer, pooling, dtype, decoding and images)."""
+hash of model, checkpoint, layer, pooling, dtype and matmul precision, decoding and images)."""
 
 import os
 
 import ml_collections
 
+from alignment_jax.errors import InputError
 from alignment_jax.extract.pipeline import extract_with_config, image_source
+from alignment_jax.models.registry import DTYPES, MODELS
 from alignment_jax.run_context import RunContext
 
 
@@ -25,6 +27,17 @@ def has_inputs(config: ml_collections.ConfigDict) -> bool:
     if images.source == "tfds":
         return bool(images.tfds_name)
     return True  # an unknown source: run() says what is wrong
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """model.dtype is known; a stand-in names a registry entry and no checkpoint of its own."""
+    m = config.model
+    if m.dtype not in DTYPES:
+        raise InputError(f"model.dtype {m.dtype!r}: use one of {', '.join(DTYPES)} (README: Precision)")
+    if m.standin and m.name not in MODELS:
+        raise InputError(f"model.standin: model.name {m.name!r} is not a registry entry; set one or standin=False")
+    if m.standin and m.checkpoint:
+        raise InputError("model.standin replaces the checkpoint's weights; leave model.checkpoint empty")
 
 
 def run(ctx: RunContext) -> dict:
