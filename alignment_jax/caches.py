@@ -17,6 +17,7 @@ from alignment_jax.errors import InputError
 
 MIN_COMPILE_S = 0.1
 _compilation_cache: str | None = None  # the folder this process last applied ("" = off)
+_jax_own_cache = ""  # JAX's cache folder before the first call (JAX_COMPILATION_CACHE_DIR): auto keeps it
 
 
 def default_cache_dir() -> str:
@@ -42,10 +43,12 @@ def use_compilation_cache(setting: str) -> str:
     auto keeps a folder already chosen for JAX (JAX_COMPILATION_CACHE_DIR) and otherwise uses
     <cache folder>/jax. Programs that compile in under MIN_COMPILE_S are not stored (JAX's own default
     threshold is 1 s, which leaves out every program of a small run on a CPU)."""
-    global _compilation_cache
+    global _compilation_cache, _jax_own_cache
     folder = cache_folder(setting, "jax", "compilation_cache")
-    if setting == "auto" and jax.config.jax_compilation_cache_dir and _compilation_cache is None:
-        folder = jax.config.jax_compilation_cache_dir  # the user's own choice for JAX
+    if _compilation_cache is None:
+        _jax_own_cache = jax.config.jax_compilation_cache_dir or ""
+    if setting == "auto" and _jax_own_cache:
+        folder = _jax_own_cache  # the user's own choice for JAX
     if folder == _compilation_cache:
         return folder
     from jax.experimental.compilation_cache import compilation_cache

@@ -63,18 +63,24 @@ def test_a_second_probe_run_loads_its_programs_instead_of_compiling_them(small_t
 
 
 def test_settings_reach_jax(monkeypatch, tmp_path):
-    """off disables JAX's cache, a folder becomes its folder; back to auto at the end (the session's own)."""
+    """off disables JAX's cache, a folder becomes its folder, auto keeps a folder the user gave JAX (every
+    time, not only the first); back to the session's own at the end."""
     import jax
 
+    theirs = str(tmp_path / "theirs")
     try:
         assert caches.use_compilation_cache(str(tmp_path / "own")) == str(tmp_path / "own")
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "own") and jax.config.jax_enable_compilation_cache
         assert jax.config.jax_persistent_cache_min_compile_time_secs == caches.MIN_COMPILE_S
         assert caches.use_compilation_cache("off") == ""
         assert not jax.config.jax_enable_compilation_cache
+        with monkeypatch.context() as patch:
+            patch.setattr(caches, "_jax_own_cache", theirs)
+            assert caches.use_compilation_cache("auto") == caches.use_compilation_cache("auto") == theirs
+            assert jax.config.jax_compilation_cache_dir == theirs
     finally:
         caches.use_compilation_cache("auto")
-    assert jax.config.jax_enable_compilation_cache
+    assert jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir != theirs
 
 
 def test_cache_settings(monkeypatch, tmp_path):
