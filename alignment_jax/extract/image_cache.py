@@ -65,7 +65,8 @@ class ImageCache:
     """An open cache folder for one source and decoding.
 
     cached: (n,) bool, the rows holding the current image (stamp matches), as of opening plus the rows
-      committed since. Only a writable cache takes new rows (`put`, made durable by `commit`)."""
+      committed since. Only a writable cache takes new rows (`put`, made durable by `commit`); a cache
+      whose files this process may not write is opened for reading."""
 
     def __init__(self, path: str, source: ImageSource, decoding: Decoding, writable: bool):
         self.path = path
@@ -76,7 +77,9 @@ class ImageCache:
             raise InputError(f"{path}: decoded-image cache made another way (record.json); delete the folder")
         if tuple(record.get("shape", ())) != shape:
             raise InputError(f"{path}: decoded-image cache of shape {record.get('shape')}, expected {shape}; delete it")
-        mode = "r+" if writable else "r"
+        if writable and not os.access(os.path.join(path, "pixels.npy"), os.W_OK):
+            self.writable = False  # another user's cache, say: read what it holds, decode the rest
+        mode = "r+" if self.writable else "r"
         try:
             self.pixels = np.load(os.path.join(path, "pixels.npy"), mmap_mode=mode)
             self.stamps = np.load(os.path.join(path, "stamps.npy"), mmap_mode=mode)
