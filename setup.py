@@ -36,7 +36,8 @@ setup(
             "pandas>=2.0",
             "ruff>=0.5",
         ],
-        "tfds": ["tensorflow-datasets>=4.9", "tensorflow-cpu>=2.16", "importlib_resources>=6.0"],
+        # array_record datasets read through tfds.data_source, without TensorFlow (tfrecord ones need tensorflow-cpu)
+        "tfds": ["tensorflow-datasets>=4.9.7", "array_record>=0.5", "importlib_resources>=6.0"],
         "notebooks": ["jupyter>=1.0", "nbclient>=0.10", "ipykernel>=6.29", "pandas>=2.0"],
         "hdf5": ["h5py>=3.10"],
         "openclip": ["safetensors>=0.4"],

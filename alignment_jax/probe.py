@@ -9,7 +9,7 @@ stage) and prints a short summary. Bad input gets one line on stderr and exit st
 
 import ml_collections
 
-from alignment_jax import cli, stages
+from alignment_jax import caches, cli, progress, stages
 from alignment_jax.errors import InputError
 from alignment_jax.run_context import RunContext
 
@@ -35,7 +35,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunContext:
     check_settings(config)
     if requested is None and not any(stages.load(s).has_inputs(config) for s in stages.ORDER if s != "report"):
         raise InputError(_missing_data_message(config))
+    caches.use_compilation_cache(config.compilation_cache)
     ctx = RunContext(config, workdir)
+    for line in skipped_stages(config, requested):
+        ctx.log(line)
     for name in stages.ORDER:
         stage = stages.load(name)
         if (requested is None and stage.has_inputs(config)) or (requested is not None and name in requested):
@@ -46,8 +49,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunContext:
     return ctx
 
 
+def skipped_stages(config: ml_collections.ConfigDict, requested: list[str] | None) -> list[str]:
+    """One line for each stage whose inputs the config sets but that config.stages leaves out (the report,
+    which needs no input of its own, is not announced)."""
+    if requested is None:
+        return []
+    return [
+        f"stage {name} skipped: its inputs are set but config.stages={config.stages!r} leaves it out "
+        f"(add it: --config.stages={','.join(s for s in stages.ORDER if s in requested or s == name)})"
+        for name in stages.ORDER
+        if name not in requested and name != "report" and stages.load(name).has_inputs(config)
+    ]
+
+
 def check_settings(config: ml_collections.ConfigDict) -> None:
-    """Every stage's settings, checked before any stage runs (nothing slow has run when one is bad)."""
+    """Every stage's settings, checked before any stage runs (nothing slow has run when one is bad), and
+    the run's own: progress, compilation_cache."""
+    progress.check_mode(config.progress)
+    caches.cache_folder(config.compilation_cache, "jax", "compilation_cache")
     for name in stages.ORDER:
         check = getattr(stages.load(name), "check", None)
         if check is not None:

@@ -8,6 +8,16 @@ import pytest
 from alignment_jax.data.synthetic import make_world
 
 
+@pytest.fixture(scope="session", autouse=True)
+def package_cache(tmp_path_factory):
+    """The package cache folder (decoded images, compiled programs) of this test session, not the user's:
+    $ALIGNMENT_JAX_CACHE, inherited by the command-line runs the tests start."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("package_cache")
+        patch.setenv("ALIGNMENT_JAX_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def world():
     return make_world(n_objects=120, n_concepts=6, n_dims=24, n_train=20_000, n_test=4_000, seed=0)

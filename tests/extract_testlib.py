@@ -51,9 +51,16 @@ def write_images(folder: str, n: int, seed: int = 0, size: tuple[int, int] = (24
 
 
 def extract_folder(
-    images_dir: str | None, store_dir: str, batch_size: int, shard_size: int = 10, mesh=None, source=None
+    images_dir: str | None,
+    store_dir: str,
+    batch_size: int,
+    shard_size: int = 10,
+    mesh=None,
+    source=None,
+    image_cache: str = "",
 ):
-    """The tiny model's mean-pooled tokens (n, 8) for every image of `images_dir`, through `extract`."""
+    """The tiny model's mean-pooled tokens (n, 8) for every image of `images_dir`, through `extract`
+    (with the decoded-image caches folder `image_cache`, if given)."""
     from alignment_jax.extract.decode import Decoding
     from alignment_jax.extract.extractor import Extractor
     from alignment_jax.extract.pipeline import extract
@@ -73,7 +80,10 @@ def extract_folder(
     )
     decoding = Decoding.resize(SIZE)
     key = {"model": "tiny", "layer": "tokens", "images": source.description}
-    return extract(source, extractor, decoding, store_dir, key, shard_size=shard_size, num_workers=2, progress=False)
+    return extract(
+        source, extractor, decoding, store_dir, key, shard_size=shard_size, num_workers=2, progress=False,
+        image_cache=image_cache,
+    )  # fmt: skip
 
 
 def reference_features(images_dir: str) -> np.ndarray:

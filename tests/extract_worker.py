@@ -6,6 +6,7 @@ python extract_worker.py multihost_bad OUT IMAGES PORT ID  the same, an image un
 python extract_worker.py slow OUT IMAGES              slow extraction into OUT/store (to be killed)
 """
 
+import dataclasses
 import os
 import sys
 import time
@@ -56,8 +57,11 @@ def multihost(out: str, images: str, port: str, process_id: str) -> None:
         decoded.extend(indices)
         return source.refs(indices)
 
-    logged = type(source)(source.ids, source.names, logged_refs, source.description)
-    result = extract_folder(images, os.path.join(out, "store"), batch_size=6, shard_size=10, source=logged)
+    logged = dataclasses.replace(source, refs=logged_refs)
+    result = extract_folder(
+        images, os.path.join(out, "store"), batch_size=6, shard_size=10, source=logged,
+        image_cache=os.path.join(out, "decoded"),
+    )  # fmt: skip
     np.save(os.path.join(out, f"features_{process_id}.npy"), result.features)
     np.save(os.path.join(out, f"decoded_{process_id}.npy"), np.array(decoded, np.int64))
     jax.distributed.shutdown()
@@ -71,7 +75,7 @@ def slow(out: str, images: str) -> None:
             time.sleep(0.1)
             yield ref
 
-    slowed = type(source)(source.ids, source.names, slow_refs, source.description)
+    slowed = dataclasses.replace(source, refs=slow_refs)
     extract_folder(images, os.path.join(out, "store"), batch_size=2, shard_size=4, source=slowed)
 
 

@@ -1,5 +1,6 @@
 """The probe command end to end, on files the tests write in the THINGS layout."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -8,9 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from alignment_jax import probe
+from alignment_jax import probe, stages
 from alignment_jax.config.base import base_config
 from alignment_jax.errors import InputError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(*args, cwd=None):
@@ -148,3 +151,34 @@ def test_diverged_configurations_are_reported_and_left_out(things_dir, tmp_path)
     assert [r["status"] for r in section["sweep"]] == ["ok", "ok", "failed", "failed"]
     assert section["best_lr"] == pytest.approx(0.05)
     assert any("2 configuration(s) diverged" in line for line in ctx.summary)
+
+
+def test_a_stage_left_out_although_its_inputs_are_set_is_announced(things_dir, tmp_path):
+    config = base_config()
+    config.features, config.things.root = str(things_dir / "features.npy"), str(things_dir)
+    config.concepts.embedding = str(tmp_path / "vice.txt")  # set (never read: the stage does not run)
+    config.zero_shot.bootstrap = 0
+    config.stages = "zero_shot"
+    ctx = probe.run(config, str(tmp_path / "run"))
+    skipped = [line for line in ctx.summary if "skipped" in line]
+    assert skipped == [
+        "stage probe skipped: its inputs are set but config.stages='zero_shot' leaves it out "
+        "(add it: --config.stages=zero_shot,probe)",
+        "stage concepts skipped: its inputs are set but config.stages='zero_shot' leaves it out "
+        "(add it: --config.stages=zero_shot,concepts)",
+    ]
+    assert set(ctx.results) == {"zero_shot"}
+    config.stages = ""  # every stage whose inputs are set runs: nothing to announce
+    assert probe.skipped_stages(config, probe.requested_stages(config)) == []
+
+
+def test_the_features_config_runs_every_stage_whose_inputs_are_set():
+    spec = importlib.util.spec_from_file_location("features", os.path.join(ROOT, "configs", "features.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.features, config.things.root, config.transfer.datasets = "f.npy", "/things", "peterson:/data/peterson"
+    assert probe.requested_stages(config) is None
+    assert [s for s in stages.ORDER if stages.load(s).has_inputs(config)] == [
+        "zero_shot", "probe", "transfer", "report",
+    ]  # fmt: skip

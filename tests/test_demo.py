@@ -44,9 +44,9 @@ def test_demo_model_training_reduces_the_loss():
     assert trained < 0.5 * untrained
 
 
-def demo(workdir) -> subprocess.CompletedProcess:
+def demo(workdir, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "alignment_jax.probe", "--config=configs/demo.py", f"--workdir={workdir}"],
+        [sys.executable, "-m", "alignment_jax.probe", "--config=configs/demo.py", f"--workdir={workdir}", *flags],
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
 
@@ -65,10 +65,14 @@ def test_demo_command_makes_the_papers_point(tmp_path):
     assert report.count(".png") >= 3 and all(os.path.exists(tmp_path / p) for p in results["report"]["plots"].values())
     assert "probe (test)" in done.stdout
     assert results["extract"]["computed"] == 300
-    again = demo(tmp_path)  # the second run reuses the extracted features
+    # not a terminal: a few plain progress lines, no carriage-return bar updates
+    assert "\r" not in done.stdout + done.stderr and "probe sweep (3x5 configs): " in done.stderr
+    assert len(done.stderr.splitlines()) <= 12, done.stderr
+    again = demo(tmp_path, "--config.progress=off")  # the second run reuses the extracted features
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "results.json").read_text())["extract"]["computed"] == 0
     assert "extract: reused 300 x 64 features" in again.stdout
+    assert "probe sweep" not in again.stderr and "\r" not in again.stdout + again.stderr
 
 
 RUNLOCAL = [  # every config file with runlocal, and the arguments that pick another registry entry
@@ -98,7 +102,7 @@ def test_real_configs_run_locally_on_their_own_path(name, arg, tmp_path):
     config.world.update(n_objects=80, n_train=4000, n_test=1000, n_repeated_sets=50, n_transfer=20, n_local=120)
     config.probe.lambdas = (1e-3,)
     config.probe.folds = 2
-    config.images.progress = False
+    config.progress = "off"
     config.report.plots = False
     ctx = probe.run(config, str(tmp_path))
     assert {"zero_shot", "probe"} <= set(ctx.results)

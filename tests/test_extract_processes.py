@@ -1,6 +1,7 @@
 """Extraction across devices and processes: 8 devices vs 1, two jax.distributed processes vs one,
 and a run killed mid-way then resumed. Each runs `extract_worker.py` in a fresh interpreter."""
 
+import dataclasses
 import os
 import signal
 import socket
@@ -9,7 +10,7 @@ import sys
 import time
 
 import numpy as np
-from extract_testlib import extract_folder, reference_features, write_images
+from extract_testlib import SIZE, extract_folder, reference_features, write_images
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "extract_worker.py")
 
@@ -51,7 +52,8 @@ def _free_port() -> int:
 
 
 def test_two_processes_equal_one(tmp_path):
-    """Two processes with 2 CPU devices each (gloo collectives); each decodes only its rows."""
+    """Two processes with 2 CPU devices each (gloo collectives); each decodes only its rows; process 0 alone
+    writes the decoded-image cache (its own rows)."""
     images = str(tmp_path / "images")
     write_images(images, 21)
     port = str(_free_port())
@@ -64,6 +66,13 @@ def test_two_processes_equal_one(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "store" / "features.npy"), single, atol=1e-5)
     decoded = [set(np.load(tmp_path / f"decoded_{i}.npy").tolist()) for i in range(2)]
     assert not decoded[0] & decoded[1] and decoded[0] | decoded[1] == set(range(21))
+
+    from alignment_jax.extract.decode import Decoding
+    from alignment_jax.extract.image_cache import open_image_cache
+    from alignment_jax.extract.sources import folder_source
+
+    cache = open_image_cache(str(tmp_path / "decoded"), folder_source(images), Decoding.resize(SIZE), create=False)
+    assert set(np.flatnonzero(cache.cached).tolist()) == decoded[0]
 
 
 def test_an_undecodable_image_on_one_process_stops_both(tmp_path):
@@ -106,7 +115,7 @@ def test_killed_run_resumes_without_redoing_or_missing_an_image(tmp_path):
         decoded.extend(indices)
         return source.refs(indices)
 
-    logged = type(source)(source.ids, source.names, logged_refs, source.description)
+    logged = dataclasses.replace(source, refs=logged_refs)
     resumed = extract_folder(images, str(tmp_path / "store"), batch_size=2, shard_size=4, source=logged)
     assert sorted(decoded) == sorted(set(range(20)) - done_before)  # each missing image once, no finished one
     assert resumed.computed == 20 - len(done_before)

@@ -43,7 +43,7 @@ def _config(root, **images):
     config.model.layer = "encoded"
     config.images.batch_size = 8
     config.images.shard_size = 16
-    config.images.progress = False
+    config.progress = "off"
     config.images.update(images)
     config.zero_shot.bootstrap = 0
     return config
@@ -71,15 +71,27 @@ def test_model_and_things_images_run_extract_then_zero_shot_and_reuse(things_roo
         run(config, str(tmp_path / "run"))
 
 
-def test_another_layer_gets_another_store(things_root, tmp_path):
-    stores = set()
+def test_another_layer_gets_another_store_from_the_same_decoded_images(things_root, tmp_path, monkeypatch):
+    """Two models with one decoding (as in a sweep): the first decodes every image into the decoded-image
+    cache, the second decodes none."""
+    from alignment_jax.extract import decode
+
+    decodes = []
+    real_decode = decode.decode_image
+    monkeypatch.setattr(decode, "decode_image", lambda ref, name, d: decodes.append(name) or real_decode(ref, name, d))
+    stores, sections = set(), []
     for layer in ("encoded", "pre_logits"):
-        config = _config(things_root)
+        config = _config(things_root, cache=str(tmp_path / "decoded"))
         config.model.layer = layer
         config.images.token_pooling = "mean"
         config.stages = "extract"
-        stores.add(run(config, str(tmp_path / "run")).results["extract"]["store"])
+        sections.append(run(config, str(tmp_path / "run")).results["extract"])
+        stores.add(sections[-1]["store"])
     assert len(stores) == 2
+    assert len(decodes) == N_OBJECTS and len(set(decodes)) == N_OBJECTS  # each image once, for the first model
+    assert [s["from_cache"] for s in sections] == [0, N_OBJECTS]
+    assert sections[0]["image_cache"] == sections[1]["image_cache"]
+    assert sections[0]["image_cache"].startswith(str(tmp_path / "decoded"))
 
 
 def test_stage_inputs():
@@ -98,7 +110,7 @@ def test_features_for_images_caches_by_name_and_refuses_another_layer(tmp_path):
     paths = write_images(str(tmp_path / "imgs"), 5, size=(33, 47))
     config = base_config()
     config.model.variant = "mu/8"
-    config.images.progress = False
+    config.progress = "off"
     config.images.resize = "center_crop"
     features = features_for_images(config, paths, "peterson_animals", str(tmp_path / "run"))
     assert features.shape == (5, 32)

@@ -4,7 +4,7 @@ import ast
 import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "alignment_jax"
-TOP_LEVEL = {"__init__", "atomic", "cli", "errors", "probe", "run_context", "sweep"}
+TOP_LEVEL = {"__init__", "atomic", "caches", "cli", "errors", "probe", "progress", "run_context", "sweep"}
 
 
 def _module_name(path: pathlib.Path) -> str:

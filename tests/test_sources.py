@@ -127,17 +127,45 @@ def test_background_decoding_keeps_the_order(tmp_path):
         np.testing.assert_array_equal(image, expected[i])
 
 
+def import_tfds():
+    """tensorflow_datasets, or a skip where the tfds extra is not installed (a failure when the environment
+    sets ALIGNMENT_JAX_REQUIRE_TFDS=1, as .ci/run does after installing the extra)."""
+    if os.environ.get("ALIGNMENT_JAX_REQUIRE_TFDS") == "1":
+        import tensorflow_datasets
+
+        return tensorflow_datasets
+    return pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets not installed (the tfds extra)")
+
+
+def build_tfds_dataset(tfds, name: str, paths: list[str], data_dir: str):
+    """A prepared TFDS dataset `name` (array_record files in data_dir) with features image (the files, as
+    encoded) and name (obj<i>), example i = paths[i]; built with TFDS's own builder API, no TensorFlow."""
+
+    class TinyImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            features = tfds.features.FeaturesDict({"image": tfds.features.Image(), "name": tfds.features.Text()})
+            return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True)
+
+        def _split_generators(self, dl_manager):
+            return {"test": self._generate_examples()}
+
+        def _generate_examples(self):
+            for i, path in enumerate(paths):
+                yield i, {"image": path, "name": f"obj{i}"}
+
+    TinyImages.name = name
+    builder = TinyImages(data_dir=data_dir, file_format="array_record")
+    builder.download_and_prepare()
+    return builder
+
+
 def test_tfds_source_matches_the_files(tmp_path):
-    tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets not installed (the tfds extra)")
+    """Read through tfds.data_source (array_record), as CI does after installing the tfds extra."""
+    tfds = import_tfds()
     paths = write_images(str(tmp_path / "imgs"), 5)
-    builder = tfds.dataset_builders.store_as_tfds_dataset(
-        name="tiny_extract_images",
-        version="1.0.0",
-        features=tfds.features.FeaturesDict({"image": tfds.features.Image(), "name": tfds.features.Text()}),
-        split_datasets={"test": [(i, {"image": p, "name": f"obj{i}"}) for i, p in enumerate(paths)]},
-        data_dir=str(tmp_path / "tfds"),
-        disable_shuffling=True,
-    )
+    builder = build_tfds_dataset(tfds, "tiny_extract_images", paths, str(tmp_path / "tfds"))
     by_name = tfds_source("tiny_extract_images", "test", data_dir=str(tmp_path / "tfds"), id_key="name")
     by_folder = tfds_source(str(builder.data_dir), "test")
     assert by_name.ids == tuple(f"obj{i}" for i in range(5))
@@ -147,8 +175,12 @@ def test_tfds_source_matches_the_files(tmp_path):
     got = list(decoded_images(by_folder, [1, 2, 4], decoding, num_workers=2))
     for i, image in zip([1, 2, 4], got, strict=True):
         np.testing.assert_array_equal(image, decode_image(paths[i], paths[i], decoding))
-    through_pipeline = extract_folder(None, str(tmp_path / "store"), batch_size=2, shard_size=3, source=by_name)
+    cache = str(tmp_path / "decoded")
+    through_pipeline = extract_folder(None, str(tmp_path / "store"), 2, shard_size=3, source=by_name, image_cache=cache)
     np.testing.assert_allclose(through_pipeline.features, reference_features(str(tmp_path / "imgs")), atol=1e-5)
+    again = extract_folder(None, str(tmp_path / "store2"), 2, shard_size=3, source=by_name, image_cache=cache)
+    assert again.from_cache == 5 and through_pipeline.from_cache == 0
+    np.testing.assert_allclose(again.features, through_pipeline.features, atol=1e-6)
     with pytest.raises(InputError, match="no feature 'label'"):
         tfds_source("tiny_extract_images", "test", data_dir=str(tmp_path / "tfds"), image_key="label")
     with pytest.raises(InputError, match="cannot open split 'train'"):

@@ -16,6 +16,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.transform = ""
     config.transform_model = ""
     config.transform_module = ""
+    # auto: bars on a terminal or in a notebook, a few plain lines elsewhere (log files, CI) | bar | lines | off
+    config.progress = "auto"
+    # JAX's persistent compilation cache, so a rerun or the next model with the same shapes skips compiling:
+    # auto (<package cache folder>/jax, or JAX_COMPILATION_CACHE_DIR when set) | off | a folder
+    config.compilation_cache = "auto"
 
     config.world = ml_collections.ConfigDict()  # the bundled synthetic world (configs/demo.py)
     config.world.enabled = False
@@ -110,7 +115,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.images.shard_size = 1024  # images per store shard: the unit of resuming after a kill
     config.images.num_workers = 0  # decoding threads (0 = one per CPU core)
     config.images.prefetch = 2  # batches decoded ahead of the model
-    config.images.progress = True  # progress bar with images/s
+    # decoded pixels, kept for every later model and run with the same decoding (alignment_jax/extract/image_cache.py):
+    # auto (<package cache folder>/images, shared by all runs and sweeps) | off | a folder
+    config.images.cache = "auto"
 
     config.transfer = ml_collections.ConfigDict()
     # KIND:PATH,... with KIND = peterson[_<category>] | cichy | king[_set1|_set2] | rsm | triplets

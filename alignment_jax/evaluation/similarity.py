@@ -2,7 +2,7 @@
 
 Kinds: `cosine` (default), `dot`, `euclidean` (negative squared distance: the same ordering as negative
 distance, without a square root). Two ways to get a triplet's three similarities, chosen by cost
-(../shared/DESIGN.md): the object-level n x n matrix S = X X^T costs 2 n^2 p FLOPs once, then three gathers
+(docs/design.md): the object-level n x n matrix S = X X^T costs 2 n^2 p FLOPs once, then three gathers
 per triplet; per-triplet dot products of gathered rows cost 6 T p. S wins once T > n^2 / 3.
 S is computed at full float32 precision on every device (not TF32 on a GPU): a near-tie decides the same way
 everywhere.

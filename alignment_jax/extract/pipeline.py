@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 from typing import Any
 
@@ -20,16 +21,18 @@ import jax
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
-from tqdm.auto import tqdm
 
+from alignment_jax.caches import cache_folder
 from alignment_jax.data.triplets import load_object_ids
 from alignment_jax.errors import InputError
 from alignment_jax.extract.decode import Decoding, decoded_images
 from alignment_jax.extract.extractor import Extractor, fetch
+from alignment_jax.extract.image_cache import ImageCache, cached_images, open_image_cache
 from alignment_jax.extract.sources import ImageSource, file_source, folder_source, tfds_source, things_source
 from alignment_jax.extract.store import FeatureStore
 from alignment_jax.models.registry import LoadedModel, load_model
 from alignment_jax.models.standins import standin_model
+from alignment_jax.progress import progress_bar
 
 SOURCES = ("things", "folder", "tfds")
 
@@ -37,11 +40,14 @@ SOURCES = ("things", "folder", "tfds")
 @dataclasses.dataclass(frozen=True)
 class Extraction:
     """features: (n, p) float32, row i = image i; computed: images run through the model by this
-    call (0 when the store was complete); seconds: wall time of that computation."""
+    call (0 when the store was complete); seconds: wall time of that computation; from_cache: how many
+    of the computed images (this process's rows) came from the decoded-image cache at `image_cache`."""
 
     features: np.ndarray
     computed: int
     seconds: float
+    from_cache: int = 0
+    image_cache: str = ""
 
     @property
     def images_per_s(self) -> float:
@@ -59,11 +65,17 @@ def extract(
     store_format: str = "npy",
     num_workers: int = 0,
     prefetch: int = 2,
-    progress: bool = True,
+    progress: bool | str = True,
+    image_cache: str = "",
 ) -> Extraction:
     """Features of every image of `source`: read from the store at `store_path` when it is complete,
     else computed shard by shard (skipping shards already on disk) and stored. Same result on
-    every process. `key` names how the features are made; a store with another key is an error."""
+    every process. `key` names how the features are made; a store with another key is an error.
+
+    image_cache: a folder of decoded-image caches (alignment_jax/extract/image_cache.py), "" for none:
+    images decoded before under the same decoding are read from it, the others decoded and added
+    (by process 0 only; other processes read a cache they can see and decode the rest). progress: a
+    mode of alignment_jax/progress.py, shown by process 0."""
     main = jax.process_index() == 0
     store, error = None, None
     if main:
@@ -91,8 +103,14 @@ def extract(
     mine = [range(t + local.start, min(t + local.stop, stop)) for _, t, stop in batches]
     todo = sum(stop - t for _, t, stop in batches)
     local_size = local.stop - local.start
-    images = decoded_images(source, [i for rows in mine for i in rows], decoding, num_workers, prefetch * local_size)
-    bar = tqdm(total=n, initial=n - todo, unit="img", desc="extract", disable=not (progress and main), smoothing=0.1)
+    indices = [i for rows in mine for i in rows]
+    cache = _open_cache(image_cache, source, decoding, main) if image_cache else None
+    if cache is None:
+        images = decoded_images(source, indices, decoding, num_workers, prefetch * local_size)
+    else:
+        images = cached_images(source, indices, decoding, cache, num_workers, prefetch * local_size)
+    from_cache = int(cache.cached[indices].sum()) if cache is not None else 0
+    bar = progress_bar(n, "extract", progress if main else "off", unit="img", initial=n - todo)
     parts: dict[int, list[np.ndarray]] = collections.defaultdict(list)
     finished: dict[int, np.ndarray] = {}
 
@@ -133,7 +151,18 @@ def extract(
     if store:
         features = np.concatenate([finished[s] if s in finished else store.read_shard(s) for s in range(len(shards))])
         store.finish(features)
-    return Extraction(_broadcast(features), computed=todo, seconds=seconds)
+    return Extraction(_broadcast(features), todo, seconds, from_cache, cache.path if cache is not None else "")
+
+
+def _open_cache(root: str, source: ImageSource, decoding: Decoding, main: bool) -> ImageCache | None:
+    """The decoded-image cache in `root` (made by process 0; None where it cannot be had: then the images
+    are decoded as without a cache, and process 0 says why)."""
+    try:
+        return open_image_cache(root, source, decoding, create=main)
+    except InputError as e:
+        if main:
+            print(f"warning: decoding without the decoded-image cache: {e}", file=sys.stderr, flush=True)
+        return None
 
 
 def _any_process(flag: bool) -> bool:
@@ -270,7 +299,8 @@ def extract_with_config(
         store_format=images.store_format,
         num_workers=images.num_workers,
         prefetch=images.prefetch,
-        progress=images.progress,
+        progress=config.progress,
+        image_cache=cache_folder(images.cache, "images", "images.cache"),
     )
     return result, path
 

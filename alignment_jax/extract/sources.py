@@ -26,12 +26,15 @@ class ImageSource:
     names: (n,) what an error message calls image i (its path, or `tfds:NAME/SPLIT[i]`).
     refs: refs(indices) yields the reference of each index, in the given (ascending) order.
     description: JSON-able facts that define the images (kind, count, digest), for the store record.
+    signatures: (n,) what identifies image i's content without reading it (a file's size and modification
+      time), or () where the description alone fixes every image (a prepared TFDS dataset).
     """
 
     ids: tuple[str, ...]
     names: tuple[str, ...]
     refs: Callable[[Sequence[int]], Iterator[Ref]]
     description: dict
+    signatures: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -51,9 +54,15 @@ def file_source(paths: Sequence[str], ids: Sequence[str] | None = None, kind: st
     if missing:
         raise InputError(f"{missing[0]}: image file not found ({len(missing)} of {len(paths)} missing)")
     stats = [os.stat(p) for p in paths]
-    signatures = [f"{st.st_size}:{st.st_mtime_ns}" for st in stats]
+    signatures = tuple(f"{st.st_size}:{st.st_mtime_ns}" for st in stats)
     description = {"kind": kind, "n": len(paths), "digest": _digest(ids, signatures)}
-    return ImageSource(ids=ids, names=paths, refs=lambda indices: (paths[i] for i in indices), description=description)
+    return ImageSource(
+        ids=ids,
+        names=paths,
+        refs=lambda indices: (paths[i] for i in indices),
+        description=description,
+        signatures=signatures,
+    )
 
 
 def things_source(images_root: str, object_ids: Sequence[str]) -> ImageSource:
@@ -123,16 +132,17 @@ def folder_source(root: str = "", list_file: str = "") -> ImageSource:
 
 
 def tfds_source(name: str, split: str, image_key: str = "image", data_dir: str = "", id_key: str = "") -> ImageSource:
-    """A prepared TFDS dataset (`name` registered in `data_dir`, or a prepared dataset folder), read
-    in stored order without shuffling; images stay encoded until the worker threads decode them.
-    ids: the `id_key` feature, or the example index."""
+    """A prepared TFDS dataset (`name` registered in `data_dir`, or a prepared dataset folder), in stored
+    order without shuffling; images stay encoded until the worker threads decode them. ids: the `id_key`
+    feature, or the example index.
+
+    A dataset prepared in the array_record format (`tfds build --file_format=array_record`) is read by
+    random access through `tfds.data_source`, without TensorFlow; a tfrecord one through tf.data, which
+    needs TensorFlow."""
     try:
-        import tensorflow as tf
         import tensorflow_datasets as tfds
     except ImportError as e:
         raise InputError("images.source=tfds needs tensorflow-datasets: pip install 'alignment_jax[tfds]'") from e
-    with contextlib.suppress(RuntimeError):  # already initialized
-        tf.config.set_visible_devices([], "GPU")  # tf.data only reads; the accelerators are JAX's
     try:
         if os.path.isfile(os.path.join(name, "dataset_info.json")):
             builder = tfds.builder_from_directory(name)
@@ -141,34 +151,24 @@ def tfds_source(name: str, split: str, image_key: str = "image", data_dir: str =
         n = builder.info.splits[split].num_examples
     except Exception as e:  # tfds raises many types (DatasetNotFoundError, KeyError, ...)
         raise InputError(
-            f"tfds:{name}: cannot open split {split!r} ({type(e).__name__}: {e}); prepare it with `tfds build` "
-            "and set images.tfds_data_dir, or give the prepared dataset folder as images.tfds_name"
+            f"tfds:{name}: cannot open split {split!r} ({type(e).__name__}: {e}); prepare it with `tfds build "
+            "--file_format=array_record` and set images.tfds_data_dir, or give the prepared dataset folder as "
+            "images.tfds_name"
         ) from e
     features = builder.info.features
     for key in (image_key, id_key):
         if key and key not in features:
             raise InputError(f"tfds:{name}: no feature {key!r} (features: {sorted(features.keys())})")
-    skip = {image_key: tfds.decode.SkipDecoding()}
-
-    def read(start: int, stop: int, keys: tuple[str, ...]) -> Iterator[dict]:
-        dataset = builder.as_dataset(split=split, shuffle_files=False, decoders=skip)
-        dataset = dataset.map(lambda example: {k: example[k] for k in keys}).skip(start).take(stop - start)
-        return iter(tfds.as_numpy(dataset))
+    decoders = {image_key: tfds.decode.SkipDecoding()}
+    if builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
+        rows = _data_source_rows(builder, split, decoders)
+    else:
+        rows = _tf_data_rows(builder, split, decoders, name)
 
     def refs(indices: Sequence[int]) -> Iterator[bytes]:
-        if not len(indices):
-            return
-        wanted = iter(indices)
-        target = next(wanted)
-        for i, example in enumerate(read(indices[0], indices[-1] + 1, (image_key,)), start=indices[0]):
-            if i == target:
-                yield example[image_key]
-                target = next(wanted, -1)
+        return (example[image_key] for example in rows(indices, (image_key,)))
 
-    if id_key:
-        ids = tuple(_text(example[id_key]) for example in read(0, n, (id_key,)))
-    else:
-        ids = tuple(str(i) for i in range(n))
+    ids = tuple(_text(e[id_key]) for e in rows(range(n), (id_key,))) if id_key else tuple(str(i) for i in range(n))
     names = tuple(f"tfds:{builder.info.name}/{split}[{i}]" for i in range(n))
     description = {
         "kind": "tfds",
@@ -178,6 +178,51 @@ def tfds_source(name: str, split: str, image_key: str = "image", data_dir: str =
         "digest": _digest(ids, []),
     }
     return ImageSource(ids=ids, names=names, refs=refs, description=description)
+
+
+Rows = Callable[[Sequence[int], tuple[str, ...]], Iterator[dict]]
+
+
+def _data_source_rows(builder, split: str, decoders: dict) -> Rows:
+    """rows(indices, keys): the examples at `indices` (ascending), by random access into array_record files."""
+    source = builder.as_data_source(split=split, decoders=decoders)
+
+    def rows(indices: Sequence[int], keys: tuple[str, ...]) -> Iterator[dict]:
+        for i in indices:
+            example = source[int(i)]
+            yield {k: example[k] for k in keys}
+
+    return rows
+
+
+def _tf_data_rows(builder, split: str, decoders: dict, name: str) -> Rows:
+    """rows(indices, keys): the examples at `indices` (ascending), read in order through tf.data."""
+    try:
+        import tensorflow as tf
+    except ImportError as e:
+        raise InputError(
+            f"tfds:{name}: prepared as {builder.info.file_format.value}, which needs TensorFlow to read: prepare "
+            "it again with `tfds build --file_format=array_record` (read without TensorFlow), or install tensorflow-cpu"
+        ) from e
+    import tensorflow_datasets as tfds
+
+    with contextlib.suppress(RuntimeError):  # already initialized
+        tf.config.set_visible_devices([], "GPU")  # tf.data only reads; the accelerators are JAX's
+
+    def rows(indices: Sequence[int], keys: tuple[str, ...]) -> Iterator[dict]:
+        if not len(indices):
+            return
+        start, stop = indices[0], indices[-1] + 1
+        dataset = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
+        dataset = dataset.map(lambda example: {k: example[k] for k in keys}).skip(start).take(stop - start)
+        wanted = iter(indices)
+        target = next(wanted)
+        for i, example in enumerate(tfds.as_numpy(dataset), start=start):
+            if i == target:
+                yield example
+                target = next(wanted, -1)
+
+    return rows
 
 
 def _text(value: object) -> str:

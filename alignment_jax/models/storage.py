@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from alignment_jax.atomic import atomic_path
+from alignment_jax.caches import default_cache_dir
 from alignment_jax.errors import InputError
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
@@ -24,11 +25,6 @@ _CHUNK = 1 << 22
 def is_remote(path: str) -> bool:
     """True for `scheme://...` paths."""
     return bool(_SCHEME.match(path))
-
-
-def default_cache_dir() -> str:
-    """$ALIGNMENT_JAX_CACHE, else ~/.cache/alignment_jax."""
-    return os.environ.get("ALIGNMENT_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "alignment_jax")
 
 
 def cached_name(url: str, cache_dir: str) -> str:

@@ -105,9 +105,10 @@ def run_probe(
     test_triplets: np.ndarray | None,
     settings: ProbeSettings,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> ProbeResult:
-    """features: (n, p); train/test triplets: (T, 3), column 2 = odd one out."""
+    """features: (n, p); train/test triplets: (T, 3), column 2 = odd one out. progress: a mode of
+    alignment_jax/progress.py for the sweep's and the refit's progress (True = auto)."""
     start = time.perf_counter()
     n_objects, p = features.shape
     mean, std = standardization(features, settings.standardize)

@@ -3,7 +3,7 @@
 For a triplet (i, j, k) with human-chosen pair (i, j) and transformed features z = x W (+ b):
     nll = -log softmax([z_i.z_j, z_i.z_k, z_j.z_k] / temperature)[0]
 Three ways to get the pair similarities of a batch of B triplets (n objects, p dims), picked by cost
-(../shared/DESIGN.md), counted for forward + backward (about 3x the forward FLOPs) plus the gathers:
+(docs/design.md), counted for forward + backward (about 3x the forward FLOPs) plus the gathers:
     rows   : transform only the 3B gathered rows of X     3 * 6 B p^2         + g * 3 B p
     objects: Z = X W once, gather rows of Z, dot them     3 * (2 n p^2 + 6 B p) + g * 3 B p
     matrix : Z = X W, S = Z Z^T, gather three scalars     3 * (2 n p^2 + 2 n^2 p) + g * 3 B

@@ -19,10 +19,10 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-from tqdm.auto import tqdm
 
 from alignment_jax.probing import objective
 from alignment_jax.probing.optimizers import direction
+from alignment_jax.progress import progress_bar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +273,7 @@ def train_sweep(
     lams_d, lrs_d = jax.device_put(lambdas, hyper_sharding), jax.device_put(lrs, hyper_sharding)
     data = [jnp.asarray(a) for a in dataclasses.astuple(folds)]
 
-    bar = tqdm(total=settings.epochs, desc=f"{desc} ({n_folds}x{n_hyper} configs)", disable=not progress)
+    bar = progress_bar(settings.epochs, f"{desc} ({n_folds}x{n_hyper} configs)", progress, unit="epochs")
     for epoch in range(settings.epochs):
         keys = jnp.stack([_epoch_key(seed, int(f), epoch) for f in fold_ids])
         state = _sweep_epoch(state, *data, lams_d, lrs_d, keys, settings=settings, n_batches=n_batches)

@@ -7,6 +7,7 @@ import os
 
 import ml_collections
 
+from alignment_jax.caches import cache_folder
 from alignment_jax.errors import InputError
 from alignment_jax.extract.pipeline import extract_with_config, image_source
 from alignment_jax.models.registry import DTYPES, MODELS
@@ -38,10 +39,12 @@ def check(config: ml_collections.ConfigDict) -> None:
         raise InputError(f"model.standin: model.name {m.name!r} is not a registry entry; set one or standin=False")
     if m.standin and m.checkpoint:
         raise InputError("model.standin replaces the checkpoint's weights; leave model.checkpoint empty")
+    cache_folder(config.images.cache, "images", "images.cache")
 
 
 def run(ctx: RunContext) -> dict:
-    """Returns the `extract` section: store, features path, n, p, images computed now, images/s."""
+    """Returns the `extract` section: store, features path, n, p, images computed now, images/s, and
+    with a decoded-image cache its folder and how many images came from it."""
     result, store = extract_with_config(ctx.config, image_source(ctx.config), os.path.join(ctx.workdir, "features"))
     ctx.features_path = os.path.join(store, f"features.{ctx.config.images.store_format}")
     n, p = result.features.shape
@@ -51,7 +54,13 @@ def run(ctx: RunContext) -> dict:
         )
     else:
         ctx.log(f"extract: reused {n} x {p} features from {store}")
+    if result.image_cache:
+        decoded = result.computed - result.from_cache
+        ctx.log(f"extract: {result.from_cache} images read from the decoded-image cache, {decoded} decoded into it "
+                f"({result.image_cache})")  # fmt: skip
     section = {"store": store, "features": ctx.features_path, "n": n, "p": p, "computed": result.computed}
     if result.computed:
         section["images_per_s"] = result.images_per_s
+    if result.image_cache:
+        section.update(image_cache=result.image_cache, from_cache=result.from_cache)
     return section

@@ -28,7 +28,7 @@ def run(ctx: RunContext) -> dict:
     config, things, features = ctx.config, ctx.things, ctx.features
     settings = ProbeSettings.from_config(config.probe, features.shape[1])
     test = things.test.triplets if things.test is not None else None
-    result = run_probe(features, things.train.triplets, test, settings, seed=config.seed)
+    result = run_probe(features, things.train.triplets, test, settings, seed=config.seed, progress=config.progress)
     result.transform.save_npz(ctx.transform_path)
     result.transform.save_orbax(os.path.join(ctx.workdir, "transform_checkpoint"))
     section = result.summary
