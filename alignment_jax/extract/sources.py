@@ -202,7 +202,8 @@ def _tf_data_rows(builder, split: str, decoders: dict, name: str) -> Rows:
     except ImportError as e:
         raise InputError(
             f"tfds:{name}: prepared as {builder.info.file_format.value}, which needs TensorFlow to read: prepare "
-            "it again with `tfds build --file_format=array_record` (read without TensorFlow), or pip install 'alignment_jax[tfrecord]'"
+            "it again with `tfds build --file_format=array_record` (read without TensorFlow), "
+            "or pip install 'alignment_jax[tfrecord]'"
         ) from e
     import tensorflow_datasets as tfds
 
