@@ -4,7 +4,7 @@ import ast
 import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "alignment_jax"
-TOP_LEVEL = {"__init__", "atomic", "cli", "errors", "probe", "run_context", "sweep"}
+TOP_LEVEL = {"__init__", "atomic", "cli", "errors", "probe", "provenance", "run_context", "sweep", "workdir"}
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -36,6 +36,9 @@ def check_features(features: np.ndarray, source: str, n_objects: int | None = No
         raise InputError(f"{source}: features must have shape (n_objects, p), got {features.shape}")
     if features.dtype.kind not in "fiu":
         raise InputError(f"{source}: features must be numeric, got dtype {features.dtype}")
+    if 0 in features.shape:
+        empty = "rows" if not len(features) else "columns"
+        raise InputError(f"{source}: features have shape {features.shape}: no {empty}; is this the right file?")
     features = features.astype(np.float32)
     bad = ~np.isfinite(features)
     if bad.any():

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from alignment_jax.data.triplets import load_object_ids
 from alignment_jax.errors import InputError
+from alignment_jax.extract import memory
 from alignment_jax.extract.decode import Decoding, decoded_images
 from alignment_jax.extract.extractor import Extractor, fetch
 from alignment_jax.extract.sources import ImageSource, file_source, folder_source, tfds_source, things_source
@@ -173,7 +174,9 @@ def image_source(config: ml_collections.ConfigDict) -> ImageSource:
     raise InputError(f"images.source: {images.source!r} is not one of {SOURCES}")
 
 
-def model_extractor(config: ml_collections.ConfigDict) -> tuple[Extractor, Decoding, dict[str, Any]]:
+def model_extractor(
+    config: ml_collections.ConfigDict, n_images: int | None = None
+) -> tuple[Extractor, Decoding, dict[str, Any]]:
     """config.model as an Extractor over every device, the decoding its inputs need, and the key
     that identifies features made this way (model info incl. checkpoint sha256, image size, dtype;
     layer, pooling, decoding; the caller adds the images).
@@ -186,8 +189,8 @@ def model_extractor(config: ml_collections.ConfigDict) -> tuple[Extractor, Decod
     if not name:
         raise InputError("no model: set model.name (a registry entry) or model.variant (e.g. B/16)")
     model, extractor = _compiled_model(
-        name, m.checkpoint, m.dtype, m.image_size, m.cache_dir, m.normalization, m.layer, images.batch_size,
-        images.token_pooling,
+        name, m.checkpoint, m.dtype, m.image_size, m.cache_dir, m.normalization, m.layer,
+        min(images.batch_size, n_images or images.batch_size), images.token_pooling,
     )  # fmt: skip
     layer = m.layer or model.default_layer
     if images.resize == "model":
@@ -222,6 +225,16 @@ def _compiled_model(
         name, checkpoint, dtype=dtype, image_size=image_size or None, cache_dir=cache_dir or None,
         normalization=normalization,
     )  # fmt: skip
+    batch_size, note = memory.fit_batch(
+        batch_size,
+        memory.bytes_per_image(model.module, model.image_size),
+        memory.parameter_bytes(model.params),
+        len(jax.devices()),
+        memory.free_bytes(),
+        name,
+    )
+    if note and jax.process_index() == 0:
+        print(note, flush=True)
     extractor = Extractor(
         lambda params, x: model.module.apply({"params": params}, x)[1],
         model.params,
@@ -248,7 +261,7 @@ def extract_with_config(
 ) -> tuple[Extraction, str]:
     """Runs config.model over `source` into the store `features_dir/<name>` (default name: source
     kind, model, layer and a hash of the key). Returns the extraction and the store path."""
-    extractor, decoding, key = model_extractor(config)
+    extractor, decoding, key = model_extractor(config, len(source))
     key["images"] = source.description
     if not name:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]

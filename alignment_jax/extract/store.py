@@ -11,7 +11,6 @@
 A store whose record names another key is never reused: opening it raises InputError.
 """
 
-import glob
 import hashlib
 import json
 import os
@@ -60,8 +59,7 @@ class FeatureStore:
         self.record = record
         self.shard_size = int(record["shard_size"])
         self.n_shards = -(-len(self.ids) // self.shard_size)
-        for stale in glob.glob(os.path.join(path, "shards", ".*.tmp*")):  # left by a killed write
-            os.remove(stale)
+        atomic.remove_temporary(os.path.join(path, "shards"))  # left by a killed write
 
     def _read_record(self) -> dict | None:
         if not os.path.exists(self.record_path):

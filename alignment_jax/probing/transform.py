@@ -29,15 +29,20 @@ class Transform:
     def __post_init__(self):
         for name in _NPZ_KEYS:
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float32))
-        p = self.weights.shape[0]
-        if self.weights.shape != (p, p):
+        if self.weights.ndim != 2 or self.weights.shape[0] != self.weights.shape[1] or not self.weights.size:
             raise InputError(f"{self.source}: weights must be square (p, p), got {self.weights.shape}")
+        p = self.weights.shape[0]
         if self.bias.shape != (p,):
             raise InputError(f"{self.source}: bias must have shape ({p},), got {self.bias.shape}")
         for name in ("mean", "std"):
             shape = getattr(self, name).shape
             if shape not in ((), (p,)):
                 raise InputError(f"{self.source}: {name} must be a scalar or shape ({p},), got {shape}")
+        for name in _NPZ_KEYS:
+            if not np.isfinite(getattr(self, name)).all():
+                raise InputError(f"{self.source}: NaN or inf in {name}; this transform cannot be applied")
+        if (self.std == 0).any():
+            raise InputError(f"{self.source}: std is 0; this transform cannot be applied")
 
     @property
     def dim(self) -> int:
@@ -66,20 +71,27 @@ class Transform:
         if not os.path.exists(path):
             raise InputError(f"{path}: transform file not found")
         try:
-            with np.load(path) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise InputError(f"{path}: a single array, not an .npz transform with keys {list(_NPZ_KEYS)}")
+            with data:
                 missing = [k for k in ("weights",) if k not in data]
                 if missing:
                     raise InputError(f"{path}: missing key(s) {missing}; expected {list(_NPZ_KEYS)}")
-                weights = data["weights"]
-                p = weights.shape[0]
-                bias = data["bias"] if "bias" in data else np.zeros(p)
-                mean = data["mean"] if "mean" in data else np.zeros(())
-                std = data["std"] if "std" in data else np.ones(())
-        except (OSError, ValueError) as e:
-            if isinstance(e, InputError):
-                raise
-            raise InputError(f"{path}: not a readable .npz transform ({e})") from e
-        return cls(weights=weights, bias=bias, mean=mean, std=std, source=path)
+                arrays = {k: data[k] for k in _NPZ_KEYS if k in data}
+            for name, array in arrays.items():
+                if array.dtype.kind not in "fiu":
+                    raise InputError(f"{path}: {name} must be numbers, got dtype {array.dtype}")
+            weights = arrays["weights"]
+            p = weights.shape[0] if weights.ndim else 0
+            arrays.setdefault("bias", np.zeros(p))
+            arrays.setdefault("mean", np.zeros(()))
+            arrays.setdefault("std", np.ones(()))
+        except InputError:
+            raise
+        except Exception as e:  # numpy and zipfile raise many types for a damaged archive
+            raise InputError(f"{path}: not a readable .npz transform ({type(e).__name__}: {e})") from e
+        return cls(**arrays, source=path)
 
     def save_orbax(self, directory: str | os.PathLike) -> None:
         """Saves as an orbax PyTree checkpoint folder; an existing one is replaced only once the new one is

@@ -7,8 +7,19 @@ import os
 
 import ml_collections
 
-from alignment_jax.extract.pipeline import extract_with_config, image_source
+from alignment_jax.config import checks
+from alignment_jax.errors import InputError
+from alignment_jax.extract.decode import RESIZE_MODES
+from alignment_jax.extract.extractor import POOLINGS
+from alignment_jax.extract.pipeline import SOURCES, extract_with_config, image_source
+from alignment_jax.extract.store import FORMATS
+from alignment_jax.models import storage
+from alignment_jax.models.checkpoints import split_subtree
+from alignment_jax.models.registry import MODELS, NORMALIZATIONS
+from alignment_jax.models.vit import VARIANTS
 from alignment_jax.run_context import RunContext
+
+MEMORY = "images.batch_size (or model.dtype=bfloat16)"
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
@@ -25,6 +36,43 @@ def has_inputs(config: ml_collections.ConfigDict) -> bool:
     if images.source == "tfds":
         return bool(images.tfds_name)
     return True  # an unknown source: run() says what is wrong
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """The model, decoding and store settings (the transfer stage extracts with them too)."""
+    model = config.model
+    name = model.name or model.variant
+    if name and name not in MODELS and name.partition("/")[0] not in VARIANTS:
+        raise InputError(
+            f"model {name!r}: neither a registry name (model.name: {', '.join(sorted(MODELS))}) nor a variant "
+            f"like 'B/16' (model.variant: {', '.join(VARIANTS)} / patch size)"
+        )
+    checks.choice(config, "model.dtype", ("float32", "bfloat16"))
+    checks.choice(config, "model.normalization", ("", *NORMALIZATIONS))
+    checks.integer(config, "model.image_size", minimum=0, maximum=8192)
+    images = config.images
+    checks.choice(config, "images.source", SOURCES)
+    checks.choice(config, "images.resize", ("model", *RESIZE_MODES))
+    checks.choice(config, "images.token_pooling", POOLINGS)
+    checks.choice(config, "images.store_format", FORMATS)
+    checks.integer(config, "images.batch_size", minimum=1)
+    checks.integer(config, "images.shard_size", minimum=1)
+    checks.integer(config, "images.num_workers", minimum=0, maximum=1024)
+    checks.integer(config, "images.prefetch", minimum=1, maximum=1024)
+    if images.source == "tfds" and not images.tfds_name:
+        raise InputError("images.source=tfds needs images.tfds_name (a TFDS name or a prepared dataset folder)")
+
+
+def check_inputs(ctx: RunContext) -> None:
+    """The images are there (listed now, before the model loads) and a local checkpoint exists."""
+    checkpoint = split_subtree(ctx.config.model.checkpoint)[0]
+    if checkpoint and checkpoint != "random" and not storage.is_remote(checkpoint) and not os.path.exists(checkpoint):
+        raise InputError(f"{checkpoint}: checkpoint not found (model.checkpoint); give an existing file or folder")
+    image_source(ctx.config)
+
+
+def provenance(ctx: RunContext) -> dict:
+    return {"features": ctx.digest("features")}
 
 
 def run(ctx: RunContext) -> dict:

@@ -2,11 +2,13 @@
 
 import numpy as np
 
+from alignment_jax import provenance as facts
+from alignment_jax.config import checks
 from alignment_jax.evaluation.noise_ceiling import CHANCE, noise_ceiling
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages.inputs import has_features, has_things
+from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
 
 def has_inputs(config) -> bool:
@@ -15,6 +17,19 @@ def has_inputs(config) -> bool:
 
 def check(config) -> None:
     check_kind(config.similarity)
+    checks.integer(config, "zero_shot.bootstrap", minimum=0)
+
+
+def check_inputs(ctx: RunContext) -> None:
+    check_things_and_features(ctx)
+
+
+def provenance(ctx: RunContext) -> dict:
+    return {
+        "features": ctx.digest("features"),
+        "things": ctx.digest("things"),
+        **facts.settings(ctx.config, "similarity", "seed", "zero_shot"),
+    }
 
 
 def run(ctx: RunContext) -> dict:
