@@ -9,6 +9,7 @@
 `main(command, argv)` is the whole command line as a function; `python -m` calls it with sys.argv.
 """
 
+import gc
 import os
 import signal
 import sys
@@ -44,8 +45,17 @@ class Terminated(BaseException):
 
 
 def run_app(command: Command) -> None:
-    """The `python -m` entry: exits with `main(command, sys.argv)`'s status."""
-    sys.exit(main(command, sys.argv))
+    """The `python -m` entry: exits with `main(command, sys.argv)`'s status.
+
+    An interrupted run leaves at once (os._exit, after flushing): its outputs are already whole on disk,
+    and tearing down the interpreter while XLA still runs the interrupted computation can crash it.
+    """
+    status = main(command, sys.argv)
+    if status in (INTERRUPTED, TERMINATED):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def main(command: Command, argv: list[str]) -> int:
@@ -59,6 +69,7 @@ def main(command: Command, argv: list[str]) -> int:
         return _unexpected(e, "")
     logging.set_verbosity(logging.WARNING)  # orbax and friends log every file at INFO
     previous = _on_sigterm()
+    stopped = ""
     try:
         if DISTRIBUTED.value:
             import jax
@@ -68,16 +79,19 @@ def main(command: Command, argv: list[str]) -> int:
     except InputError as e:
         return _fail(str(e))
     except KeyboardInterrupt:
-        print("interrupted; rerun to resume", file=sys.stderr, flush=True)
-        return INTERRUPTED
+        stopped = "interrupted"
     except Terminated:
-        print("terminated; rerun to resume", file=sys.stderr, flush=True)
-        return TERMINATED
+        stopped = "terminated"
     except Exception as e:
         return _unexpected(e, workdir_path)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    # Outside the handler: the interrupted frames are gone, and with them their progress bars, which print
+    # a last time when they go; this line comes after them.
+    gc.collect()
+    print(f"{stopped}; rerun to resume", file=sys.stderr, flush=True)
+    return INTERRUPTED if stopped == "interrupted" else TERMINATED
 
 
 def _unexpected(error: Exception, workdir_path: str) -> int:
@@ -125,17 +139,28 @@ def _parse(argv: list[str]) -> tuple[ml_collections.ConfigDict, str]:
     path = spec.partition(":")[0] if spec and not os.path.isfile(spec) else spec
     if path and not os.path.isfile(path):
         _fail(f"--config={spec}: config file not found (paths are relative to {os.getcwd()})", exit=True)
+    sys.modules.pop("config_config", None)  # config_flags keeps the module it loaded under this name
     saved = sys.argv
     sys.argv = list(argv)  # config_flags defines the --config.a.b override flags from sys.argv
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)  # config_flags warns through logging: the line below says it
     try:
         remaining = flags.FLAGS(argv)
         config = flags.FLAGS.config
-        if config is None:
+        if not spec:
             _fail("--config=FILE is required (e.g. --config=configs/demo.py)", exit=True)
+        if not isinstance(config, ml_collections.ConfigDict):
+            _fail(
+                f"--config={spec}: get_config returned {type(config).__name__}, not an ml_collections.ConfigDict "
+                "(start from alignment_jax.config.base.base_config())",
+                exit=True,
+            )
         config.keys()  # config_flags defers a file that failed to load until first use
     except _Exit:
         raise
     except (AttributeError, KeyError) as e:
+        if "get_config" in str(e):
+            _fail(f"--config={spec}: no get_config function; a config file defines get_config(arg='')", exit=True)
         _fail(f"--config: unknown config field {str(e).strip(chr(34))} (see alignment_jax/config/base.py)", exit=True)
     except SystemExit as e:  # --help printed the flags
         raise _Exit(e.code if isinstance(e.code, int) else 0) from None
@@ -143,6 +168,7 @@ def _parse(argv: list[str]) -> tuple[ml_collections.ConfigDict, str]:
         _fail(_config_problem(e, spec, path), exit=True)
     finally:
         sys.argv = saved
+        logging.set_verbosity(verbosity)
     if len(remaining) > 1:
         _fail(
             f"unexpected argument(s) {remaining[1:]}: settings are flags, e.g. --config.seed=1 "

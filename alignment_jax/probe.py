@@ -50,6 +50,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str) -> RunContext:
     Without config.stages, a stage runs if its inputs are there when its turn comes, so inputs that an
     earlier stage provides (the demo world, extracted features) count.
     """
+    check_run_settings(config)
     requested = requested_stages(config)
     planned = plan(config, workdir_path, requested)
     ctx = RunContext(config, workdir_path)
@@ -87,7 +88,8 @@ def plan(config: ml_collections.ConfigDict, workdir_path: str, requested: list[s
 
 
 def check_run_settings(config: ml_collections.ConfigDict) -> None:
-    """The settings every stage shares."""
+    """The fields of the config and the settings every stage shares."""
+    checks.fields_of_a_run(config)
     checks.integer(config, "seed", minimum=0, maximum=SEED_LIMIT)
     check_kind(config.similarity)
 

@@ -40,7 +40,8 @@ def array_digest(*arrays: np.ndarray | None) -> str:
             continue
         array = np.ascontiguousarray(array)
         h.update(f"{array.dtype.str}{array.shape};".encode())
-        h.update(memoryview(array).cast("B"))
+        if array.size:
+            h.update(memoryview(array).cast("B"))
     return "sha256:" + h.hexdigest()[:32]
 
 

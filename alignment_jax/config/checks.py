@@ -5,6 +5,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import ml_collections
+
 from alignment_jax.errors import InputError
 
 
@@ -45,6 +47,39 @@ def choice(config: Any, field: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise InputError(f"{field}={value!r} is not one of {', '.join(map(str, choices))}")
     return value
+
+
+def fields_of_a_run(config: Any) -> None:
+    """`config` has every field of alignment_jax/config/base.py and no other (a misspelt field in a config
+    file would otherwise be ignored without a word)."""
+    from alignment_jax.config.base import base_config
+
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise InputError(
+            f"config: a {type(config).__name__}, not an ml_collections.ConfigDict; start from base_config()"
+        )
+    want, have = set(_paths(base_config())), set(_paths(config))
+    missing, unknown = sorted(want - have), sorted(have - want)
+    if missing:
+        raise InputError(
+            f"config: no field(s) {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; a run config starts "
+            "from alignment_jax.config.base.base_config()"
+        )
+    if unknown:
+        raise InputError(
+            f"config: unknown field(s) {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}: not in "
+            "alignment_jax/config/base.py (misspelt?)"
+        )
+
+
+def _paths(config: Any, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            out += _paths(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def get(config: Any, field: str) -> Any:

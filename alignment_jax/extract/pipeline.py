@@ -71,6 +71,8 @@ def extract(
             store = FeatureStore(store_path, key, source.ids, shard_size, store_format)
         except InputError as e:
             error = e
+        if store is not None and store.damage:
+            print(f"extract: {store_path}: {store.damage}; computing the features again", flush=True)
     size, complete = _broadcast(np.array([store.shard_size, store.complete] if store else [0, 0], np.int64))
     if size == 0:
         raise error or InputError(f"{store_path}: process 0 could not open the feature store (see its output)")

@@ -44,8 +44,8 @@ def check(config: ml_collections.ConfigDict) -> None:
     name = model.name or model.variant
     if name and name not in MODELS and name.partition("/")[0] not in VARIANTS:
         raise InputError(
-            f"model {name!r}: neither a registry name (model.name: {', '.join(sorted(MODELS))}) nor a variant "
-            f"like 'B/16' (model.variant: {', '.join(VARIANTS)} / patch size)"
+            f"model {name!r}: neither a registry name (model.name, e.g. demo-vit, augreg-b16-i21k, siglip2-b16-224; "
+            f"all {len(MODELS)} are in alignment_jax/models/registry.py) nor a variant like 'B/16' (model.variant)"
         )
     checks.choice(config, "model.dtype", ("float32", "bfloat16"))
     checks.choice(config, "model.normalization", ("", *NORMALIZATIONS))

@@ -4,6 +4,7 @@ import numpy as np
 
 from alignment_jax import provenance as facts
 from alignment_jax.config import checks
+from alignment_jax.errors import InputError
 from alignment_jax.evaluation.noise_ceiling import CHANCE, noise_ceiling
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
@@ -22,6 +23,9 @@ def check(config) -> None:
 
 def check_inputs(ctx: RunContext) -> None:
     check_things_and_features(ctx)
+    things = ctx.things
+    if not len(things.train) and (things.test is None or not len(things.test)):
+        raise InputError(f"{things.train.source}: no triplets (and no test triplets either)")
 
 
 def provenance(ctx: RunContext) -> dict:
@@ -52,8 +56,9 @@ def run(ctx: RunContext) -> dict:
     ceiling = noise_ceiling(everything, things.n_objects)
     if ceiling.n_repeated_sets:
         section.update(noise_ceiling=ceiling.accuracy, noise_ceiling_sets=ceiling.n_repeated_sets)
+    interval = f" [{result.ci95[0]:.4f}, {result.ci95[1]:.4f}]" if np.isfinite(result.ci95).all() else ""
     ctx.log(
-        f"zero-shot ({similarity}): {result.accuracy:.4f} [{result.ci95[0]:.4f}, {result.ci95[1]:.4f}] "
+        f"zero-shot ({similarity}): {result.accuracy:.4f}{interval} "
         f"on {result.n_triplets:,} triplets (chance {CHANCE:.3f}"
         + (f", noise ceiling {ceiling.accuracy:.3f})" if ceiling.n_repeated_sets else ")")
     )
