@@ -58,7 +58,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str) -> RunContext:
     lock = workdir.Lock(ctx.workdir) if jax.process_index() == 0 else None
     with lock or contextlib.nullcontext():
         ctx.reload()
-        removed = atomic.remove_temporary(ctx.workdir)
+        removed = atomic.remove_temporary(ctx.workdir) if lock else []  # process 0 alone: others may share DIR
         if removed:
             ctx.log(f"workdir: removed {len(removed)} temporary file(s) that an interrupted run left")
         _run_stages(ctx, planned, requested)
@@ -124,12 +124,11 @@ def _run_stages(ctx: RunContext, planned: list[str], requested: list[str] | None
         if name in finished:
             ctx.log(f"{name}: inputs and settings unchanged; kept its finished result (config.stages={name} redoes it)")
             continue
-        stage = stages.load(name)
-        ctx.facts = dict(stage.provenance(ctx)) if hasattr(stage, "provenance") else None
+        ctx.facts = facts_of(ctx, name)
         section = _run_stage(ctx, name)
         if section is not None:
             ctx.record(name, section)
-        elif ctx.facts is not None:
+        else:
             ctx.results.setdefault(PROVENANCE, {})[name] = provenance.normalized(ctx.facts)
             ctx.write()
         ctx.facts = None
@@ -176,9 +175,13 @@ def settle(ctx: RunContext, planned: list[str], requested: list[str] | None) -> 
             )
         reasons.append("transform.npz differs from the one the probe stage wrote")
     if reasons:
-        folder = workdir.move_aside(ctx.workdir, ["results.json", workdir.ERROR_LOG, *_outputs()], "; ".join(reasons))
-        more = f" (and {len(reasons) - 1} more differences)" if len(reasons) > 1 else ""
-        ctx.log(f"workdir: earlier outputs came from other inputs or settings ({reasons[0]}{more}); moved to {folder}")
+        if jax.process_index() == 0:
+            moved = ["results.json", workdir.ERROR_LOG, *_outputs()]
+            folder = workdir.move_aside(ctx.workdir, moved, "; ".join(reasons))
+            more = f" (and {len(reasons) - 1} more differences)" if len(reasons) > 1 else ""
+            ctx.log(
+                f"workdir: earlier outputs came from other inputs or settings ({reasons[0]}{more}); moved to {folder}"
+            )
         ctx.results, earlier = {}, {}
         now = _facts_now(ctx, planned)
     finished = set()
@@ -186,12 +189,12 @@ def settle(ctx: RunContext, planned: list[str], requested: list[str] | None) -> 
         before = earlier.get(name) or {}
         facts = provenance.normalized(facts)
         same = all(k in before for k in facts)
-        if requested is None and same and name in ctx.results and getattr(stages.load(name), "REUSE", True):
-            if name != "probe" or (transform_intact and "output:transform.npz" in before):
-                finished.add(name)
+        if requested is None and same and name in ctx.results and _outputs_intact(ctx, name, before):
+            finished.add(name)
         ctx.results.setdefault(PROVENANCE, {})[name] = {**before, **facts} if same else facts
         if not same:  # a section computed from facts results.json did not record: this run redoes it
             ctx.results.pop(name, None)
+    finished = _same_on_every_process(finished, planned)
     ctx.pending = {}
     if ctx.things_loaded:
         ctx.record("data", data_section(ctx), facts={"things": ctx.digest("things")})
@@ -201,14 +204,46 @@ def settle(ctx: RunContext, planned: list[str], requested: list[str] | None) -> 
 
 
 def _facts_now(ctx: RunContext, planned: list[str]) -> dict[str, dict]:
-    """{stage: facts} for the planned stages that have provenance, in order (later ones may read earlier
-    ones through ctx.section_facts, e.g. the transform the probe will write)."""
+    """{stage: facts} for the planned stages, in order (later ones may read earlier ones through
+    ctx.section_facts, e.g. the transform the probe will write)."""
     ctx.pending = {}
     for name in planned:
-        stage = stages.load(name)
-        if hasattr(stage, "provenance"):
-            ctx.pending[name] = stage.provenance(ctx)
+        ctx.pending[name] = facts_of(ctx, name)
     return dict(ctx.pending)
+
+
+def facts_of(ctx: RunContext, name: str) -> dict:
+    """What stage `name`'s section is computed from: its `provenance(ctx)`, or for a stage without one,
+    every setting of the config (any change makes its section stale)."""
+    stage = stages.load(name)
+    if hasattr(stage, "provenance"):
+        return dict(stage.provenance(ctx))
+    return provenance.settings(ctx.config, *[k for k in ctx.config.keys() if k != "stages"])
+
+
+def _outputs_intact(ctx: RunContext, name: str, facts: dict) -> bool:
+    """Whether a finished stage can be kept: it may be (REUSE), its OUTPUTS exist, and the files whose
+    digests its provenance recorded (`output:<file>`) are unchanged."""
+    stage = stages.load(name)
+    if not getattr(stage, "REUSE", True) or not all(_exists(ctx, n) for n in getattr(stage, "OUTPUTS", ())):
+        return False
+    recorded = {k[len("output:") :]: v for k, v in facts.items() if k.startswith("output:")}
+    files = [n for n in getattr(stage, "OUTPUTS", ()) if os.path.isfile(os.path.join(ctx.workdir, n))]
+    if any(n not in recorded for n in files):
+        return False
+    return all(provenance.file_digest(os.path.join(ctx.workdir, n)) == d for n, d in recorded.items())
+
+
+def _same_on_every_process(finished: set[str], planned: list[str]) -> set[str]:
+    """Process 0's choice of kept stages, on every process (their workdirs may differ; their stages must
+    not, the extraction in transfer has collectives)."""
+    if jax.process_count() == 1:
+        return finished
+    from jax.experimental import multihost_utils
+
+    mask = np.array([name in finished for name in planned], np.int32)
+    mask = np.asarray(multihost_utils.broadcast_one_to_all(mask))
+    return {name for name, keep in zip(planned, mask, strict=True) if keep}
 
 
 def _transform_intact(ctx: RunContext, earlier: dict) -> bool:

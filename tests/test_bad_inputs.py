@@ -28,7 +28,7 @@ from alignment_jax.extract import memory
 from alignment_jax.models import checkpoints
 from alignment_jax.models.registry import load_model
 
-pytestmark = pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # config_flags loads configs so
+pytestmark = pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # config_flags, on every --config
 REPO = Path(__file__).resolve().parent.parent
 FEATURES_CONFIG = str(REPO / "configs" / "features.py")
 DEMO_CONFIG = str(REPO / "configs" / "demo.py")

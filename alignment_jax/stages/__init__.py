@@ -8,9 +8,10 @@ Each stage module defines:
                               written (alignment_jax/config/checks.py has the checks of single values);
   check_inputs(ctx) -> None   optional: reads and validates the stage's input files; runs after the world
                               stage made the demo's inputs and before the extract stage (nothing slow ran);
-  provenance(ctx) -> dict     optional: what its section is computed from (alignment_jax/provenance.py);
-                              a rerun whose facts differ moves the earlier outputs aside before writing,
-                              and a finished section with the same facts is kept instead of recomputed;
+  provenance(ctx) -> dict     optional: what its section is computed from (alignment_jax/provenance.py;
+                              without it, every setting of the config counts); a rerun whose facts
+                              differ moves the earlier outputs aside before writing, and a finished
+                              section with the same facts is kept instead of recomputed;
   run(ctx: RunContext)        returns the stage's section of results.json: a dict, or a list of rows
                               (transfer, concepts); None writes nothing.
 and optionally the constants
