@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,6 +91,26 @@ def strict(obj: Any) -> Any:
     if obj is None or isinstance(obj, str | int | float):
         return obj
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def remove_stale_temporary(path: str | os.PathLike, idle_seconds: float = 600.0) -> list[str]:
+    """Deletes temporary files of atomic writes to `path` that nothing has written for `idle_seconds` (a
+    killed write's; in a folder that other processes share, such as a download cache, where a younger one
+    may be another process's write in progress)."""
+    path = os.fspath(path)
+    folder, prefix = os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + "."
+    removed = []
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        full = os.path.join(folder, name)
+        if name.startswith(prefix) and _TEMPORARY_NAME.match(name):
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - os.path.getmtime(full) > idle_seconds:
+                    if os.path.isdir(full):
+                        shutil.rmtree(full)
+                    else:
+                        os.remove(full)
+                    removed.append(full)
+    return removed
 
 
 def remove_temporary(folder: str | os.PathLike, recursive: bool = True) -> list[str]:

@@ -27,6 +27,8 @@ from alignment_jax.evaluation import rsa
 from alignment_jax.extract import memory
 from alignment_jax.models import checkpoints
 from alignment_jax.models.registry import load_model
+from alignment_jax.probing.cross_validation import DIVERGED_CROSS_ENTROPY, diverged_configurations
+from alignment_jax.probing.sweep import SweepOutcome
 
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # config_flags, on every --config
 REPO = Path(__file__).resolve().parent.parent
@@ -563,6 +565,13 @@ def test_exploding_configurations_are_diverged_never_selected(data, tmp_path, ca
         f"--workdir={tmp_path / 'all'}",
     )
     assert status == 2 and "every probe configuration diverged" in err and "probe.lr" in err
+
+
+def test_a_finite_but_exploded_cross_entropy_is_divergence():
+    ce = np.array([[0.4, np.log(3.0), 2.1, 2.3, 1e20, np.nan]])
+    outcome = SweepOutcome({}, ce, np.zeros_like(ce), np.ones(ce.shape, int), np.ones(ce.shape, int), np.isnan(ce))
+    np.testing.assert_array_equal(diverged_configurations(outcome), [[False, False, False, True, True, True]])
+    assert 2.1 < DIVERGED_CROSS_ENTROPY == 2 * np.log(3.0) < 2.3
 
 
 def test_one_based_unsigned_files_do_not_wrap(data, tmp_path, capsys):
