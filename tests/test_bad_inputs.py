@@ -238,6 +238,12 @@ CASES = [
      ["f.npy", ".npz archive"]),
     ("features_pickle", lambda t, r, w: [f"--config.features={_pickled(t / 'f.npy')}"], ["f.npy", "Python objects"]),
     ("features_nan", lambda t, r, w: _features(t, _with_nan(w.features)), ["f.npy", "NaN or inf in features (row 3"]),
+    ("features_beyond_float32", lambda t, r, w: _features(t, w.features.astype(np.float64) * 1e300),
+     ["f.npy", "beyond float32's range"]),
+    ("features_below_float32", lambda t, r, w: _features(t, w.features.astype(np.float64) * 1e-300),
+     ["f.npy", "below float32's range"]),
+    ("transfer_without_datasets", lambda t, r, w: [TRANSFER], ["transfer.datasets is empty"]),
+    ("concepts_without_embedding", lambda t, r, w: [CONCEPTS], ["concepts.embedding is empty"]),
     ("features_text", lambda t, r, w: _features(t, np.array([["a"] * 8] * 60)), ["f.npy", "numeric"]),
     ("features_fewer_rows", lambda t, r, w: _features(t, w.features[:40]), ["f.npy: 40 feature rows", "60 objects"]),
     ("features_fewer_than_triplets",
@@ -699,6 +705,20 @@ def test_out_of_memory_names_the_setting(data, tmp_path, capsys, monkeypatch):
     root, _ = data
     status, _, err = run_cli(capsys, *base_args(root, "--config.stages=probe"), f"--workdir={tmp_path / 'run'}")
     assert_one_line(status, err, "probe: out of memory", "RESOURCE_EXHAUSTED", "probe.lambdas")
+
+
+def test_out_of_host_memory_after_the_outputs_moved_aside(data, finished, tmp_path, capsys):
+    """Another bootstrap: the earlier outputs (of another setting) go aside whole, then numpy cannot
+    allocate the resamples: one line naming the setting."""
+    root, _ = data
+    work = tmp_path / "run"
+    shutil.copytree(finished, work)
+    before = snapshot(work)
+    args = base_args(root, "--config.stages=zero_shot", "--config.zero_shot.bootstrap=1000000000000")
+    status, _, err = run_cli(capsys, *args, f"--workdir={work}")
+    assert_one_line(status, err, "zero_shot: out of memory", "zero_shot.bootstrap")
+    (previous,) = (work / "previous").iterdir()
+    assert snapshot(previous).keys() - {"moved.txt"} == before.keys()
 
 
 def test_an_internal_error_is_one_line_asking_to_report_it_with_error_log(data, tmp_path, capsys, monkeypatch):

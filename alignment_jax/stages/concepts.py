@@ -23,6 +23,8 @@ def has_inputs(config: ml_collections.ConfigDict) -> bool:
 
 
 def check(config: ml_collections.ConfigDict) -> None:
+    if not config.concepts.embedding:
+        raise InputError("concepts.embedding is empty: give the VICE/SPoSE weights file (n_objects, d)")
     checks.integer(config, "concepts.top_k", minimum=1)
 
 

@@ -31,10 +31,12 @@ def has_inputs(config: ml_collections.ConfigDict) -> bool:
     return bool(config.transfer.datasets)
 
 
-MEMORY = "images.batch_size (features of the datasets' images are extracted in batches)"
+MEMORY = "transfer.bootstrap, or images.batch_size (the datasets' images are extracted in batches)"
 
 
 def check(config: ml_collections.ConfigDict) -> None:
+    if not config.transfer.datasets:
+        raise InputError("transfer.datasets is empty: name the datasets to transfer to (KIND:PATH,...)")
     kernels(config)
     checks.integer(config, "transfer.bootstrap", minimum=0)
     checks.integer(config, "zero_shot.bootstrap", minimum=0)  # the triplet datasets' intervals

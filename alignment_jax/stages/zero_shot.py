@@ -11,6 +11,8 @@ from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
+MEMORY = "zero_shot.bootstrap (resamples)"
+
 
 def has_inputs(config) -> bool:
     return has_things(config) and has_features(config)
