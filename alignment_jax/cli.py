@@ -162,8 +162,8 @@ def _parse(argv: list[str]) -> tuple[ml_collections.ConfigDict, str]:
         if "get_config" in str(e):
             _fail(f"--config={spec}: no get_config function; a config file defines get_config(arg='')", exit=True)
         _fail(f"--config: unknown config field {str(e).strip(chr(34))} (see alignment_jax/config/base.py)", exit=True)
-    except SystemExit as e:  # --help printed the flags
-        raise _Exit(e.code if isinstance(e.code, int) else 0) from None
+    except SystemExit:  # --help, --helpfull printed the flags
+        raise _Exit(0) from None
     except Exception as e:
         _fail(_config_problem(e, spec, path), exit=True)
     finally:
