@@ -1,17 +1,25 @@
 """Atomic writes: write to a temporary file beside the target, then rename over it.
 
-A reader never sees a half-written file; an interrupted write leaves the old file (or none).
+A reader never sees a half-written file; an interrupted write leaves the old file (or none). A kill can
+leave the temporary file itself (`.<name>.<random>.aj-tmp[.ext]`); `remove_temporary` clears them, and
+every run does so in its workdir before writing. JSON is strict: NaN and infinities are written as null.
 """
 
 import contextlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+TEMPORARY = ".aj-tmp"  # marks the temporary files and folders of atomic writes
+_TEMPORARY_NAME = re.compile(r"^\..+" + re.escape(TEMPORARY) + r"(\.[A-Za-z0-9]+)?$")
 
 
 @contextlib.contextmanager
@@ -20,7 +28,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=TEMPORARY + suffix)
     os.close(fd)
     try:
         yield tmp
@@ -38,7 +46,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
     complete version is on disk at every moment."""
     path = os.path.abspath(os.fspath(path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    stage = tempfile.mkdtemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".")
+    stage = tempfile.mkdtemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".", suffix=TEMPORARY)
     new, old = os.path.join(stage, "new"), os.path.join(stage, "old")
     try:
         yield new
@@ -59,7 +67,69 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Strict JSON (any parser reads it back): NaN and infinities become null."""
+    write_text(path, dumps(obj) + "\n")
+
+
+def dumps(obj: Any) -> str:
+    """`obj` as strict, indented JSON; numpy scalars and arrays as numbers and lists, non-finite floats as null."""
+    return json.dumps(strict(obj), indent=2, sort_keys=False, allow_nan=False)
+
+
+def strict(obj: Any) -> Any:
+    """A copy of `obj` with plain Python containers and numbers, every non-finite float replaced by None."""
+    if isinstance(obj, dict):
+        return {str(k): strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return strict(obj.tolist())
+    if isinstance(obj, np.generic):
+        return strict(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, str | int | float):
+        return obj
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def remove_stale_temporary(path: str | os.PathLike, idle_seconds: float = 600.0) -> list[str]:
+    """Deletes temporary files of atomic writes to `path` that nothing has written for `idle_seconds` (a
+    killed write's; in a folder that other processes share, such as a download cache, where a younger one
+    may be another process's write in progress)."""
+    path = os.fspath(path)
+    folder, prefix = os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + "."
+    removed = []
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        full = os.path.join(folder, name)
+        if name.startswith(prefix) and _TEMPORARY_NAME.match(name):
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - os.path.getmtime(full) > idle_seconds:
+                    if os.path.isdir(full):
+                        shutil.rmtree(full)
+                    else:
+                        os.remove(full)
+                    removed.append(full)
+    return removed
+
+
+def remove_temporary(folder: str | os.PathLike, recursive: bool = True) -> list[str]:
+    """Deletes the temporary files and folders that killed atomic writes left in `folder` (and below it when
+    `recursive`); returns their paths."""
+    removed = []
+    for root, dirs, files in os.walk(os.fspath(folder)):
+        for name in [d for d in dirs if _TEMPORARY_NAME.match(d)]:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            dirs.remove(name)
+            removed.append(os.path.join(root, name))
+        for name in files:
+            if _TEMPORARY_NAME.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(root, name))
+                removed.append(os.path.join(root, name))
+        if not recursive:
+            break
+    return removed
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -70,11 +140,3 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

@@ -1,4 +1,4 @@
-"""The one exception type for bad user input."""
+"""The one exception type for bad user input, and how the command lines tell other failures apart."""
 
 
 class InputError(ValueError):
@@ -6,3 +6,8 @@ class InputError(ValueError):
 
     The CLI prints the message (no traceback) and exits with status 2.
     """
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is running out of memory: XLA's RESOURCE_EXHAUSTED on a device, or the host's."""
+    return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in str(error)

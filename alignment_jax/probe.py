@@ -5,13 +5,32 @@
 
 Any config field can be overridden as --config.a.b=v. Writes DIR/results.json (atomically, after every
 stage) and prints a short summary. Bad input gets one line on stderr and exit status 2.
+
+A run, in order: every setting of every stage it will execute is checked (nothing is written yet); the
+workdir is checked and locked, temporary files of a killed run are removed; the world stage makes the
+demo's inputs; every stage's input files are read and checked; the extract stage makes the features; the
+outputs already in the workdir are compared with what this run computes from (provenance) and moved
+aside whole to DIR/previous/<time>/ when anything differs; then the stages that write outputs run. A
+finished section whose inputs and settings are unchanged is kept (its stage is skipped) unless
+config.stages names the stage.
 """
 
-import ml_collections
+import contextlib
+import copy
+import os
 
-from alignment_jax import caches, cli, progress, stages
-from alignment_jax.errors import InputError
-from alignment_jax.run_context import RunContext
+import jax
+import ml_collections
+import numpy as np
+
+from alignment_jax import atomic, caches, cli, progress, provenance, stages, workdir
+from alignment_jax.config import checks
+from alignment_jax.data.triplets import count_duplicates, count_shared
+from alignment_jax.errors import InputError, out_of_memory
+from alignment_jax.evaluation.similarity import check_kind
+from alignment_jax.run_context import PROVENANCE, RunContext, section_digest
+
+SEED_LIMIT = 2**31 - 2  # seeds go to numpy and jax.random.key, and seed + 1 is used too
 
 
 def requested_stages(config: ml_collections.ConfigDict) -> list[str] | None:
@@ -25,28 +44,50 @@ def requested_stages(config: ml_collections.ConfigDict) -> list[str] | None:
     return [s for s in stages.ORDER if s in names]
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> RunContext:
+def run(config: ml_collections.ConfigDict, workdir_path: str) -> RunContext:
     """Runs the stages; each stage's results are in results.json as soon as it finishes.
 
     Without config.stages, a stage runs if its inputs are there when its turn comes, so inputs that an
     earlier stage provides (the demo world, extracted features) count.
     """
+    check_run_settings(config)
     requested = requested_stages(config)
-    check_settings(config)
-    if requested is None and not any(stages.load(s).has_inputs(config) for s in stages.ORDER if s != "report"):
-        raise InputError(_missing_data_message(config))
+    planned = plan(config, workdir_path, requested)
     caches.use_compilation_cache(config.compilation_cache)
-    ctx = RunContext(config, workdir)
+    ctx = RunContext(config, workdir_path)
+    ctx.planned = tuple(planned)
     for line in skipped_stages(config, requested):
         ctx.log(line)
-    for name in stages.ORDER:
-        stage = stages.load(name)
-        if (requested is None and stage.has_inputs(config)) or (requested is not None and name in requested):
-            section = stage.run(ctx)
-            if section is not None:
-                ctx.record(name, section)
+    lock = workdir.Lock(ctx.workdir) if jax.process_index() == 0 else None
+    with lock or contextlib.nullcontext():
+        ctx.reload()
+        removed = atomic.remove_temporary(ctx.workdir) if lock else []  # process 0 alone: others may share DIR
+        if removed:
+            ctx.log(f"workdir: removed {len(removed)} temporary file(s) that an interrupted run left")
+        _run_stages(ctx, planned, requested)
     print(f"results: {ctx.results_path}")
     return ctx
+
+
+def plan(config: ml_collections.ConfigDict, workdir_path: str, requested: list[str] | None) -> list[str]:
+    """The stages this run executes, after checking every setting they use (before anything is written).
+
+    Without config.stages: every stage whose inputs the config names, judged on the config as the world
+    stage will rewrite it (the demo's files are inputs that stage makes).
+    """
+    check_run_settings(config)
+    predicted = copy.deepcopy(config)
+    world = stages.load("world")
+    if requested is None and world.has_inputs(predicted) or requested and "world" in requested:
+        world.configure(predicted, world.root_of(workdir_path))
+    if requested is None:
+        planned = [s for s in stages.ORDER if stages.load(s).has_inputs(predicted)]
+        if not [s for s in planned if s != "report"]:
+            raise InputError(_missing_data_message(config))
+    else:
+        planned = requested
+    check_settings(predicted, planned)
+    return planned
 
 
 def skipped_stages(config: ml_collections.ConfigDict, requested: list[str] | None) -> list[str]:
@@ -62,15 +103,218 @@ def skipped_stages(config: ml_collections.ConfigDict, requested: list[str] | Non
     ]
 
 
-def check_settings(config: ml_collections.ConfigDict) -> None:
-    """Every stage's settings, checked before any stage runs (nothing slow has run when one is bad), and
-    the run's own: progress, compilation_cache."""
+def check_run_settings(config: ml_collections.ConfigDict) -> None:
+    """The fields of the config and the settings every stage shares (seed, similarity, progress, caches)."""
+    checks.fields_of_a_run(config)
+    checks.integer(config, "seed", minimum=0, maximum=SEED_LIMIT)
+    check_kind(config.similarity)
     progress.check_mode(config.progress)
     caches.cache_folder(config.compilation_cache, "jax", "compilation_cache")
-    for name in stages.ORDER:
+
+
+def check_settings(config: ml_collections.ConfigDict, names: list[str] | tuple[str, ...] = stages.ORDER) -> None:
+    """The settings of the stages `names` (default: all), checked before any stage runs (nothing slow has run
+    when one is bad)."""
+    check_run_settings(config)
+    for name in names:
         check = getattr(stages.load(name), "check", None)
         if check is not None:
             check(config)
+
+
+def _run_stages(ctx: RunContext, planned: list[str], requested: list[str] | None) -> None:
+    made = {}
+    if "world" in planned:
+        made["world"] = _run_stage(ctx, "world")
+    for name in planned:  # the demo's files exist now; nothing slow has run yet
+        check_inputs = getattr(stages.load(name), "check_inputs", None)
+        if check_inputs is not None:
+            check_inputs(ctx)
+    if "extract" in planned:
+        made["extract"] = _run_stage(ctx, "extract")
+    finished = settle(ctx, planned, requested)
+    for name, section in made.items():
+        if section is not None:
+            ctx.record(name, section, facts=ctx.section_facts(name))
+    for name in planned:
+        if name in stages.INPUTS:
+            continue
+        if name in finished:
+            ctx.log(f"{name}: inputs and settings unchanged; kept its finished result (config.stages={name} redoes it)")
+            continue
+        ctx.facts = facts_of(ctx, name)
+        section = _run_stage(ctx, name)
+        if section is not None:
+            ctx.record(name, section)
+        else:
+            ctx.results.setdefault(PROVENANCE, {})[name] = provenance.normalized(ctx.facts)
+            ctx.write()
+        ctx.facts = None
+
+
+def _run_stage(ctx: RunContext, name: str):
+    """stage.run(ctx), with running out of memory turned into a line naming the settings to lower."""
+    stage = stages.load(name)
+    try:
+        return stage.run(ctx)
+    except Exception as e:
+        if not out_of_memory(e):
+            raise
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        lower = getattr(stage, "MEMORY", "the sizes of this stage's inputs")
+        raise InputError(f"{name}: out of memory ({first}); lower {lower}") from e
+
+
+def settle(ctx: RunContext, planned: list[str], requested: list[str] | None) -> set[str]:
+    """Compares what the workdir's outputs were computed from with what this run computes from; moves them
+    aside whole when anything differs, then records this run's provenance (claiming the outputs before they
+    are written). Returns the stages whose finished sections are kept (auto mode, same facts)."""
+    earlier = ctx.results.get(PROVENANCE)
+    reasons = [ctx.unreadable_results] if ctx.unreadable_results else []
+    if [k for k in ctx.results if k != PROVENANCE] and not isinstance(earlier, dict):
+        reasons.append("results.json has no provenance (an earlier version wrote it)")
+    earlier = earlier if isinstance(earlier, dict) else {}
+    if not earlier:
+        orphans = [
+            n for n in _outputs() if _exists(ctx, n) and not (n == "transform.npz" and _reads_transform(planned))
+        ]
+        if orphans:
+            reasons.append(f"{', '.join(orphans)} without a results.json that records them")
+    now = _facts_now(ctx, planned)
+    everything = {k: v for facts in now.values() for k, v in facts.items()}
+    everything.update({f"section:{name}": section_digest(facts) for name, facts in now.items()})
+    reasons += provenance.conflicts(earlier, everything)
+    transform_intact = _transform_intact(ctx, earlier)
+    if not transform_intact and "probe" not in planned:
+        if _reads_transform(planned):
+            raise InputError(
+                f"{ctx.transform_path}: differs from the transform the probe stage wrote (results.json records "
+                "another sha256); rerun the probe stage (add probe to --config.stages) or restore the file"
+            )
+        reasons.append("transform.npz differs from the one the probe stage wrote")
+    if reasons:
+        if jax.process_index() == 0:
+            moved = ["results.json", workdir.ERROR_LOG, *_outputs()]
+            folder = workdir.move_aside(ctx.workdir, moved, "; ".join(reasons))
+            more = f" (and {len(reasons) - 1} more differences)" if len(reasons) > 1 else ""
+            ctx.log(
+                f"workdir: earlier outputs came from other inputs or settings ({reasons[0]}{more}); moved to {folder}"
+            )
+        ctx.results, earlier = {}, {}
+        now = _facts_now(ctx, planned)
+    finished = set()
+    for name, facts in now.items():
+        before = earlier.get(name) or {}
+        facts = provenance.normalized(facts)
+        same = all(k in before for k in facts)
+        if requested is None and same and name in ctx.results and _outputs_intact(ctx, name, before):
+            finished.add(name)
+        ctx.results.setdefault(PROVENANCE, {})[name] = {**before, **facts} if same else facts
+        if not same:  # a section computed from facts results.json did not record: this run redoes it
+            ctx.results.pop(name, None)
+    finished = _same_on_every_process(finished, planned)
+    ctx.pending = {}
+    if ctx.things_loaded:
+        ctx.record("data", data_section(ctx), facts={"things": ctx.digest("things")})
+    else:
+        ctx.write()
+    return finished
+
+
+def _facts_now(ctx: RunContext, planned: list[str]) -> dict[str, dict]:
+    """{stage: facts} for the planned stages, in order (later ones may read earlier ones through
+    ctx.section_facts, e.g. the transform the probe will write)."""
+    ctx.pending = {}
+    for name in planned:
+        ctx.pending[name] = facts_of(ctx, name)
+    return dict(ctx.pending)
+
+
+def facts_of(ctx: RunContext, name: str) -> dict:
+    """What stage `name`'s section is computed from: its `provenance(ctx)`, or for a stage without one,
+    every setting of the config (any change makes its section stale)."""
+    stage = stages.load(name)
+    if hasattr(stage, "provenance"):
+        return dict(stage.provenance(ctx))
+    return provenance.settings(ctx.config, *[k for k in ctx.config.keys() if k != "stages"])
+
+
+def _outputs_intact(ctx: RunContext, name: str, facts: dict) -> bool:
+    """Whether a finished stage can be kept: it may be (REUSE), its OUTPUTS exist, and the files whose
+    digests its provenance recorded (`output:<file>`) are unchanged."""
+    stage = stages.load(name)
+    if not getattr(stage, "REUSE", True) or not all(_exists(ctx, n) for n in getattr(stage, "OUTPUTS", ())):
+        return False
+    recorded = {k[len("output:") :]: v for k, v in facts.items() if k.startswith("output:")}
+    files = [n for n in getattr(stage, "OUTPUTS", ()) if os.path.isfile(os.path.join(ctx.workdir, n))]
+    if any(n not in recorded for n in files):
+        return False
+    return all(provenance.file_digest(os.path.join(ctx.workdir, n)) == d for n, d in recorded.items())
+
+
+def _same_on_every_process(finished: set[str], planned: list[str]) -> set[str]:
+    """Process 0's choice of kept stages, on every process (their workdirs may differ; their stages must
+    not, the extraction in transfer has collectives)."""
+    if jax.process_count() == 1:
+        return finished
+    from jax.experimental import multihost_utils
+
+    mask = np.array([name in finished for name in planned], np.int32)
+    mask = np.asarray(multihost_utils.broadcast_one_to_all(mask))
+    return {name for name, keep in zip(planned, mask, strict=True) if keep}
+
+
+def _transform_intact(ctx: RunContext, earlier: dict) -> bool:
+    """Whether transform.npz is the file the recorded probe section wrote (True when none is recorded)."""
+    recorded = (earlier.get("probe") or {}).get("output:transform.npz")
+    if recorded is None:
+        return True
+    return _exists(ctx, "transform.npz") and provenance.file_digest(ctx.transform_path) == recorded
+
+
+def _reads_transform(planned: list[str]) -> bool:
+    """Whether a planned stage applies a transform.npz made before this run."""
+    return "probe" not in planned and bool({"transfer", "concepts"} & set(planned))
+
+
+def _outputs() -> list[str]:
+    """The files and folders the stages write in the workdir besides results.json."""
+    return [
+        *(name for stage in stages.ORDER for name in getattr(stages.load(stage), "OUTPUTS", ())),
+        *stages.SHARED_OUTPUTS,
+    ]
+
+
+def _exists(ctx: RunContext, name: str) -> bool:
+    return os.path.lexists(os.path.join(ctx.workdir, name))
+
+
+def data_section(ctx: RunContext) -> dict:
+    """The `data` section: sizes of the THINGS data, exact duplicate rows, and test triplets whose three
+    objects also form a training triplet (any order); logs a line for each that is not zero."""
+    things = ctx.things
+    train = things.train.triplets
+    test = things.test.triplets if things.test is not None else np.zeros((0, 3), np.int32)
+    section = {
+        "n_objects": things.n_objects,
+        "train_triplets": len(train),
+        "test_triplets": len(test),
+        "train_duplicates": count_duplicates(train, things.n_objects),
+        "test_duplicates": count_duplicates(test, things.n_objects),
+        "train_test_overlap": count_shared(test, train, things.n_objects),
+    }
+    for split, source in (("train", things.train.source), ("test", things.test.source if things.test else "")):
+        if section[f"{split}_duplicates"]:
+            ctx.log(
+                f"data: {section[f'{split}_duplicates']:,} of {section[f'{split}_triplets']:,} rows of {source} "
+                "repeat an earlier row exactly (kept: each counts as a judgment)"
+            )
+    if section["train_test_overlap"]:
+        ctx.log(
+            f"warning: {section['train_test_overlap']:,} of {len(test):,} test triplets have the same three objects "
+            "as a training triplet (data.train_test_overlap in results.json); test accuracy is not fully held out"
+        )
+    return section
 
 
 def _missing_data_message(config: ml_collections.ConfigDict) -> str:
@@ -84,8 +328,8 @@ def _missing_data_message(config: ml_collections.ConfigDict) -> str:
     )
 
 
-def _command(config: ml_collections.ConfigDict, workdir: str) -> int:
-    run(config, workdir)
+def _command(config: ml_collections.ConfigDict, workdir_path: str) -> int:
+    run(config, workdir_path)
     return 0
 
 

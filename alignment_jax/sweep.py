@@ -9,11 +9,14 @@ config.models: specs `[NAME=]PATH[:ARG][ KEY=VALUE ...]` (alignment_jax/config/f
   bootstrap resamples for DIR/comparisons.csv (default 1000).
 Each model runs in DIR/<name>/ with alignment_jax.probe.run. A finished run leaves DIR/<name>/DONE with
 its config's fingerprint; a rerun skips it while the config is unchanged (delete DONE to force a rerun,
-e.g. after replacing a data file in place). A model that fails is reported (non-InputErrors with a
-traceback in DIR/<name>/error.log) and the others go on. Writes DIR/summary.csv (alignment_jax/report/sweep_summary.py)
-after every model, and prints it as a table; at the end DIR/comparisons.csv and DIR/comparisons.png, the
-paired comparisons of the finished models on shared test triplets (alignment_jax/report/comparisons.py;
-config.bootstrap resamples, default 1000). Exit status: 2 for a bad sweep config, 1 if a model failed.
+e.g. after replacing a data file in place). A model whose config changed runs again: alignment_jax.probe
+moves its earlier outputs to DIR/<name>/previous/<time>/ when they came from other inputs or settings, and
+keeps its finished stages when they did not. A model that fails is reported (internal errors with a
+traceback in DIR/<name>/error.log) and the others go on. DIR is locked while the sweep runs (DIR/.lock,
+as for a single run). Writes DIR/summary.csv (alignment_jax/report/sweep_summary.py) after every model,
+and prints it as a table; at the end DIR/comparisons.csv and DIR/comparisons.png, the paired comparisons
+of the finished models on shared test triplets (alignment_jax/report/comparisons.py; config.bootstrap
+resamples, default 1000). Exit status: 2 for a bad sweep config, 1 if a model failed.
 """
 
 import contextlib
@@ -27,10 +30,10 @@ from typing import Any
 import ml_collections
 
 from alignment_jax import atomic, cli, probe
+from alignment_jax import workdir as workdir_module
 from alignment_jax.config import files as config_files
 from alignment_jax.config.files import RunSpec
-from alignment_jax.errors import InputError
-from alignment_jax.evaluation.decisions import FILE
+from alignment_jax.errors import InputError, out_of_memory
 from alignment_jax.report import comparisons, sweep_summary
 
 DONE = "DONE"
@@ -53,6 +56,13 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[ModelRun]
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
         raise InputError(f"bootstrap={bootstrap!r}: the number of paired bootstrap resamples, a whole number >= 0")
     shared = config.get("shared")
+    workdir_module.prepare(workdir)
+    with workdir_module.Lock(workdir):
+        atomic.remove_temporary(workdir, recursive=False)  # each model's run cleans its own folder
+        return _run_models(specs, shared, workdir, config.get("plot", True), bootstrap)
+
+
+def _run_models(specs: list[RunSpec], shared, workdir: str, plot: bool, bootstrap: int) -> list[ModelRun]:
     runs: list[ModelRun] = []
     for i, spec in enumerate(specs):
         print(f"\n== {spec.name} ({i + 1}/{len(specs)}): {spec.text}", flush=True)
@@ -62,11 +72,11 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[ModelRun]
     print()
     for line in sweep_summary.text_lines(rows):
         print(line)
-    if config.get("plot", True) and sweep_summary.plot(os.path.join(workdir, "summary.png"), rows):
+    if plot and sweep_summary.plot(os.path.join(workdir, "summary.png"), rows):
         print(f"plot: {os.path.join(workdir, 'summary.png')}")
     print(f"summary: {os.path.join(workdir, 'summary.csv')}")
     finished = [(r.spec.name, r.results) for r in runs if r.status != "failed"]
-    for line in comparisons.write(workdir, finished, bootstrap, draw=config.get("plot", True)) if finished else ():
+    for line in comparisons.write(workdir, finished, bootstrap, draw=plot) if finished else ():
         print(line)
     return runs
 
@@ -84,9 +94,8 @@ def run_model(spec: RunSpec, shared: ml_collections.ConfigDict | None, workdir: 
         if finished is not None:
             print(f"{spec.name}: finished before with the same config; skipped ({os.path.join(workdir, DONE)})")
             return ModelRun(spec, "cached", finished)
-        for stale in (DONE, "results.json", "error.log", "transform.npz", FILE):  # of an unfinished or other run
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(workdir, stale))
+        with contextlib.suppress(FileNotFoundError):  # probe.run moves the outputs of another config aside
+            os.remove(os.path.join(workdir, DONE))
         started = True
         results = probe.run(config, workdir).results
         done = {"spec": spec.text, "fingerprint": fingerprint, "sections": list(results)}
@@ -95,8 +104,13 @@ def run_model(spec: RunSpec, shared: ml_collections.ConfigDict | None, workdir: 
     except InputError as e:
         message = str(e)
     except Exception as e:  # one model's bug must not stop the others
-        message = f"{type(e).__name__}: {e} (traceback in {os.path.join(workdir, 'error.log')})"
-        atomic.write_text(os.path.join(workdir, "error.log"), traceback.format_exc())
+        if out_of_memory(e):
+            message = (
+                f"out of memory ({str(e).strip().splitlines()[0][:200]}); lower images.batch_size or probe.lambdas"
+            )
+        else:
+            log = workdir_module.write_error_log(workdir, traceback.format_exc())
+            message = f"{type(e).__name__}: {e} (traceback in {log})"
     print(f"error: {spec.name}: {message}", file=sys.stderr, flush=True)
     return ModelRun(spec, "failed", _read_results(workdir) if started else {}, message)
 

@@ -1,5 +1,7 @@
-"""Shared fixtures: a small planted world written to disk in the THINGS layout."""
+"""Shared fixtures: a small planted world written to disk in the THINGS layout; and, after the session, a check
+that every results.json the tests wrote is strict JSON."""
 
+import json
 import os
 
 import numpy as np
@@ -34,3 +36,29 @@ def things_dir(world, tmp_path_factory):
     (root / "things_concepts.tsv").write_text("\n".join(rows) + "\n")
     np.save(root / "features.npy", world.features)
     return root
+
+
+def _refuse(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_results_json_is_strict(tmp_path_factory):
+    """After the session: every JSON file the tests' runs wrote under the temporary folders (results.json,
+    DONE, feature store records) parses with a strict parser (no bare NaN or Infinity). A file that is not
+    JSON even to a lenient parser is a test's own garbage and is skipped."""
+    yield
+    bad = []
+    for path in tmp_path_factory.getbasetemp().rglob("*"):
+        if path.name not in ("results.json", "DONE", "record.json") or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            json.loads(text)
+        except ValueError:
+            continue
+        try:
+            json.loads(text, parse_constant=_refuse)
+        except ValueError as e:
+            bad.append(f"{path}: {e}")
+    assert not bad, "not strict JSON:\n" + "\n".join(bad)

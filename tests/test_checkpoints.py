@@ -12,6 +12,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from alignment_jax import atomic
 from alignment_jax.errors import InputError
 from alignment_jax.models import checkpoints, storage
 from alignment_jax.models.checkpoints import flatten, unflatten
@@ -249,7 +250,7 @@ def test_remote_paths_are_cached_and_hashed_without_network(tmp_path, monkeypatc
     monkeypatch.setattr(storage, "_openers", lambda path: [("nothing", _refuse)])
     with pytest.raises(InputError, match="gs://bucket/x.npz: cannot open \\(nothing: OSError: offline\\)"):
         storage.fetch("gs://bucket/x.npz", cache)
-    assert not [f for f in os.listdir(cache) if f.endswith(".tmp")]
+    assert not [f for f in os.listdir(cache) if atomic.TEMPORARY in f]
 
 
 def _refuse(path):

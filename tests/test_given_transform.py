@@ -87,7 +87,7 @@ def test_bad_transform_files_get_one_line_errors(tmp_path):
         bad(tmp_path, "keys.npz", weights=eye, bias=np.zeros(3)): "missing key\\(s\\) \\['mean', 'std'\\]",
         bad(tmp_path, "shape.npz", weights=np.ones((3, 4)), mean=zero, std=zero + 1): "weights must be square",
         bad(tmp_path, "bias.npz", weights=eye, bias=np.zeros(4), mean=zero, std=zero + 1): "bias must have shape",
-        bad(tmp_path, "nan.npz", weights=eye * np.nan, mean=zero, std=zero + 1): "weights holds NaN or inf",
+        bad(tmp_path, "nan.npz", weights=eye * np.nan, mean=zero, std=zero + 1): "NaN or inf in weights",
         bad(tmp_path, "std.npz", weights=eye, mean=zero, std=zero): "std is 0",
     }
     with open(tmp_path / "array.npz", "wb") as f:

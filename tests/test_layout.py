@@ -4,7 +4,10 @@ import ast
 import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "alignment_jax"
-TOP_LEVEL = {"__init__", "atomic", "caches", "cli", "errors", "probe", "progress", "run_context", "sweep"}
+TOP_LEVEL = {
+    *("__init__", "atomic", "caches", "cli", "errors", "probe", "progress", "provenance"),
+    *("run_context", "sweep", "workdir"),
+}
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -46,9 +46,7 @@ def test_load_with_a_test_file_or_a_fraction(tmp_path):
         ({"local.batch_size": 1}, "needs at least 2 images"),
         ({"local.heldout": 1.0}, "must be a fraction"),
         ({"local.standardize": "per_dim"}, "not one of none, things"),
-        ({"local.features": "/nowhere.npy"}, "/nowhere.npy: local feature file not found"),
         ({"local.images": "tfds:imagenet2012"}, "write tfds:NAME:SPLIT"),
-        ({"local.images": "/no/folder"}, "image folder not found"),
         ({"objective": "glocal"}, "glocal needs local images"),
     ],
 )
@@ -58,6 +56,23 @@ def test_settings_are_checked_first(changes, message):
         config.probe.update_from_flattened_dict({key: value})
     with pytest.raises(InputError, match=message):
         probe.check_settings(config)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"local.features": "/nowhere.npy"}, "/nowhere.npy: local feature file not found"),
+        ({"local.images": "/no/folder"}, "image folder not found"),
+    ],
+)
+def test_missing_local_files_fail_before_any_stage_writes(changes, message, things_dir, tmp_path):
+    config = base_config()
+    config.features, config.things.root = str(things_dir / "features.npy"), str(things_dir)
+    config.model.name = "demo-vit"  # would extract the local images
+    config.probe.update_from_flattened_dict(changes)
+    with pytest.raises(InputError, match=message):
+        probe.run(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_image_specs(tmp_path):

@@ -6,6 +6,7 @@ import os
 import pytest
 from PIL import Image
 
+from alignment_jax import atomic
 from alignment_jax.config.base import base_config
 from alignment_jax.report import markdown as report
 from alignment_jax.report import plots
@@ -47,7 +48,7 @@ def test_each_plot_writes_a_png(tmp_path):
     for name in ("a.png", "b.png", "sub/c.png", "d.png"):
         width, height = _png_size(tmp_path / name)
         assert width > 100 and height > 100
-    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp.png")]  # atomic: no leftovers
+    assert not [f for f in os.listdir(tmp_path) if atomic.TEMPORARY in f]  # atomic: no leftovers
 
 
 def test_concept_plot_sorted_by_accuracy(tmp_path, monkeypatch):

@@ -42,10 +42,10 @@ def test_done_ignores_missing_short_and_half_written_shards(tmp_path):
     store = FeatureStore(str(tmp_path), KEY, IDS, shard_size=4)
     store.write_shard(1, np.ones((4, 3), np.float32))
     np.save(tmp_path / "shards" / "00002.npy", np.ones((1, 3), np.float32))  # 1 row, shard 2 has 2
-    (tmp_path / "shards" / ".00000.npy.abc.tmp.npy").write_bytes(b"partial")  # left by a killed write
+    (tmp_path / "shards" / ".00000.npy.abc.aj-tmp.npy").write_bytes(b"partial")  # left by a killed write
     assert store.done().tolist() == [False, True, False]
     FeatureStore(str(tmp_path), KEY, IDS, shard_size=4)
-    assert not (tmp_path / "shards" / ".00000.npy.abc.tmp.npy").exists()
+    assert not (tmp_path / "shards" / ".00000.npy.abc.aj-tmp.npy").exists()
     with pytest.raises(ValueError, match="shard 0: 3 rows, expected 4"):
         store.write_shard(0, np.ones((3, 3), np.float32))
 

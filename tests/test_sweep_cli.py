@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alignment_jax import sweep
+from alignment_jax import atomic, sweep
 from alignment_jax.config import files as config_files
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,9 +102,11 @@ def test_one_failure_is_reported_and_the_others_go_on(first_sweep):
     assert rows["missing"]["status"] == "failed"
     assert "configs/no_such_config.py: config file not found" in rows["missing"]["error"]
     assert rows["missing"]["probe_test_accuracy"] == "" and not (workdir / "missing").exists()
-    assert rows["boom"]["error"].startswith("RuntimeError: boom (traceback in ")
-    assert "raise RuntimeError('boom')" in (workdir / "boom" / "error.log").read_text()
-    assert not [f for f in os.listdir(workdir) if f.endswith(".tmp")]
+    assert rows["boom"]["error"].endswith(
+        "boom.py: the config file failed to load (RuntimeError: boom, line 2); fix the file"
+    )
+    assert not (workdir / "boom").exists()  # a config that fails to load is the user's to fix: no traceback
+    assert not [f for f in os.listdir(workdir) if atomic.TEMPORARY in f]
 
 
 def test_rerun_skips_finished_models(first_sweep, monkeypatch):

@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,15 +99,37 @@ def load_config(path: str, arg: str = "") -> ml_collections.ConfigDict:
     if not os.path.isfile(path):
         raise InputError(f"{path}: config file not found (paths are relative to {os.getcwd()})")
     module_name = "_alignment_jax_config_" + hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not callable(getattr(module, "get_config", None)):
-        raise InputError(f"{path}: no get_config function; a config file defines get_config(arg='')")
-    config = module.get_config(arg) if arg else module.get_config()
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if not callable(getattr(module, "get_config", None)):
+            raise InputError(f"{path}: no get_config function; a config file defines get_config(arg='')")
+        config = module.get_config(arg) if arg else module.get_config()
+    except InputError:
+        raise
+    except Exception as e:  # the file is the user's code: whatever it raises is a problem of that file
+        raise InputError(f"{path}: the config file failed to load ({load_error(e, path)}); fix the file") from e
     if not isinstance(config, ml_collections.ConfigDict):
         raise InputError(f"{path}: get_config returned {type(config).__name__}, not an ml_collections.ConfigDict")
     return config
+
+
+def load_error(error: BaseException, path: str) -> str:
+    """'Type: message, line N' of an exception raised while loading the config file at `path` (no line when
+    the exception did not come from a line of that file)."""
+    if isinstance(error, SyntaxError):
+        return f"SyntaxError: {error.msg}" + (f", line {error.lineno}" if error.lineno else "")
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if _same_file(f.filename, path)]
+    text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" + (f", line {frames[-1].lineno}" if frames else "")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def resolve(spec: RunSpec, shared: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:

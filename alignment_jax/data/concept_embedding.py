@@ -6,11 +6,13 @@ Plant-related, Animal-related, ...). Without a label file dimensions are named "
 """
 
 import dataclasses
+import io
 import os
 
 import numpy as np
 
 from alignment_jax.data.npy import read_npy
+from alignment_jax.data.text import read_text
 from alignment_jax.errors import InputError
 
 
@@ -53,8 +55,7 @@ def load_labels(path: str, n_dims: int) -> tuple[str, ...]:
     """Dimension names, one per non-empty line; exactly n_dims of them, all distinct."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: concept label file not found (concepts.labels)")
-    with open(path, encoding="utf-8") as f:
-        labels = tuple(line.strip() for line in f if line.strip())
+    labels = tuple(line.strip() for line in read_text(path, "concept label file").splitlines() if line.strip())
     if len(labels) != n_dims:
         raise InputError(f"{path}: {len(labels)} labels for {n_dims} embedding dimensions; give one label per column")
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
@@ -72,7 +73,7 @@ def _read_weights(path: str) -> np.ndarray:
             raise InputError(f"{path}: concept embedding must be numeric, got dtype {array.dtype}")
         return array.astype(np.float64)
     try:
-        return np.loadtxt(path, dtype=np.float64, ndmin=2)
+        return np.loadtxt(io.StringIO(read_text(path, "concept embedding")), dtype=np.float64, ndmin=2)
     except ValueError as e:
         raise InputError(f"{path}: not a whitespace-separated numeric table ({e})") from e
 

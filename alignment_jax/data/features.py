@@ -36,6 +36,11 @@ def check_features(features: np.ndarray, source: str, n_objects: int | None = No
         raise InputError(f"{source}: features must have shape (n_objects, p), got {features.shape}")
     if features.dtype.kind not in "fiu":
         raise InputError(f"{source}: features must be numeric, got dtype {features.dtype}")
+    if 0 in features.shape:
+        empty = "rows" if not len(features) else "columns"
+        raise InputError(f"{source}: features have shape {features.shape}: no {empty}; is this the right file?")
+    if features.dtype.kind == "f" and features.dtype.itemsize > 4:
+        _check_float32_range(features, source)
     features = features.astype(np.float32)
     bad = ~np.isfinite(features)
     if bad.any():
@@ -44,3 +49,25 @@ def check_features(features: np.ndarray, source: str, n_objects: int | None = No
     if n_objects is not None and features.shape[0] != n_objects:
         raise InputError(f"{source}: {features.shape[0]} feature rows but {n_objects} objects; row i must be object i")
     return features
+
+
+def _check_float32_range(features: np.ndarray, source: str) -> None:
+    """Wider floats are read as float32: a finite value beyond its range would become inf, and a row whose
+    values are all below its range would become zeros (a silently wrong similarity). Both are errors."""
+    with np.errstate(invalid="ignore"):
+        magnitude = np.where(np.isfinite(features), np.abs(features), 0.0)
+    limits = np.finfo(np.float32)
+    if (magnitude > limits.max).any():
+        row, col = np.argwhere(magnitude > limits.max)[0]
+        raise InputError(
+            f"{source}: value {features[row, col]:.3g} (row {row}, column {col}) is beyond float32's range "
+            f"({limits.max:.3g}); divide the features by a constant (cosine similarity does not change)"
+        )
+    row_max = magnitude.max(axis=1) if features.shape[1] else np.zeros(len(features))
+    lost = (row_max > 0) & (row_max < limits.tiny)
+    if lost.any():
+        row = int(np.argmax(lost))
+        raise InputError(
+            f"{source}: row {row} has only values below float32's range (largest {row_max[row]:.3g}, float32 "
+            f"from {limits.tiny:.3g}); multiply the features by a constant (cosine similarity does not change)"
+        )

@@ -29,6 +29,7 @@ import warnings
 import numpy as np
 
 from alignment_jax.data.npy import read_npy
+from alignment_jax.data.text import read_text
 from alignment_jax.data.triplets import TripletSet, load_triplets
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.rsa import as_similarity
@@ -266,8 +267,7 @@ def _stimuli(root: str) -> tuple[str, ...]:
     listing = os.path.join(root, "stimuli.txt")
     if not os.path.isfile(listing):
         return _images(os.path.join(root, "images"))
-    with open(listing, encoding="utf-8") as f:
-        names = [line.strip() for line in f if line.strip()]
+    names = [line.strip() for line in read_text(listing, "stimulus list").splitlines() if line.strip()]
     if not names:
         raise InputError(f"{listing}: empty; list the image files one per line, in row order")
     paths = tuple(os.path.join(root, name) for name in names)

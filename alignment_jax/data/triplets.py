@@ -11,19 +11,26 @@ import os
 import numpy as np
 
 from alignment_jax.data.npy import read_npy
+from alignment_jax.data.text import read_text
 from alignment_jax.errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)
 class TripletSet:
-    """triplets: (T, 3) int32, column 2 = odd one out; every index in [0, n_objects)."""
+    """triplets: (T, 3) int32, column 2 = odd one out; every index in [0, n_objects).
+
+    one_based: the given array counts objects from 1 (as some published files do); it is stored 0-based.
+    """
 
     triplets: np.ndarray
     n_objects: int
     source: str = "triplets"
+    one_based: bool = False
 
     def __post_init__(self):
-        object.__setattr__(self, "triplets", validate_triplets(self.triplets, self.n_objects, self.source))
+        triplets = validate_triplets(self.triplets, self.n_objects, self.source, self.one_based)
+        object.__setattr__(self, "triplets", triplets)
+        object.__setattr__(self, "one_based", False)
 
     def __len__(self) -> int:
         return len(self.triplets)
@@ -42,8 +49,14 @@ class ThingsData:
     n_objects: int
 
 
-def validate_triplets(array: np.ndarray, n_objects: int, source: str = "triplets") -> np.ndarray:
-    """Checks shape, integrality, range and distinctness; returns (T, 3) int32."""
+def validate_triplets(
+    array: np.ndarray, n_objects: int, source: str = "triplets", one_based: bool = False
+) -> np.ndarray:
+    """Checks shape, integrality, range and distinctness; returns (T, 3) int32, 0-based.
+
+    one_based: the indices count from 1 (1..n_objects); they are shifted to 0-based after the checks, in a
+    wide integer type (an unsigned 0 never wraps around to the largest value).
+    """
     array = np.asarray(array)
     if array.ndim != 2 or array.shape[1] != 3:
         raise InputError(f"{source}: triplets must have shape (T, 3), got {array.shape}")
@@ -56,15 +69,14 @@ def validate_triplets(array: np.ndarray, n_objects: int, source: str = "triplets
             raise InputError(f"{source}: non-integer object index in row {row}: {array[row].tolist()}")
     elif array.dtype.kind not in "iu":
         raise InputError(f"{source}: triplets must be integers, got dtype {array.dtype}")
-    array = array.astype(np.int64)
     if len(array):
-        out = (array < 0) | (array >= n_objects)
+        first = 1 if one_based else 0
+        out = (array < first) | (array > n_objects - 1 + first)  # in the file's own type: nothing wraps
         if out.any():
             row, col = np.argwhere(out)[0]
-            raise InputError(
-                f"{source}: index {array[row, col]} out of range for {n_objects} objects (row {row}); "
-                "if the file counts objects from 1, set one_based=True"
-            )
+            raise InputError(f"{source}: {_range_problem(array[row, col].item(), n_objects, one_based)} (row {row})")
+    array = array.astype(np.int64) - (1 if one_based else 0)
+    if len(array):
         repeats = (array[:, 0] == array[:, 1]) | (array[:, 0] == array[:, 2]) | (array[:, 1] == array[:, 2])
         if repeats.any():
             row = int(np.argmax(repeats))
@@ -72,25 +84,31 @@ def validate_triplets(array: np.ndarray, n_objects: int, source: str = "triplets
     return array.astype(np.int32)
 
 
-def read_triplet_array(path: str, one_based: bool = False) -> np.ndarray:
-    """Reads (T, 3) indices from .npy or from whitespace/comma/tab separated text (header optional)."""
+def _range_problem(value: float, n_objects: int, one_based: bool) -> str:
+    """Why `value` is not an object index, with the fix that fits (never the setting already made)."""
+    value = int(value) if float(value).is_integer() else value
+    if one_based:
+        fix = "; if the file counts objects from 0, set one_based=False" if value == 0 else ""
+        return f"index {value} out of range 1..{n_objects} for {n_objects} objects counted from 1 (one_based=True){fix}"
+    fix = "; if the file counts objects from 1, set one_based=True" if value == n_objects else ""
+    return f"index {value} out of range for {n_objects} objects{fix}"
+
+
+def read_triplet_array(path: str) -> np.ndarray:
+    """Reads (T, 3) indices as stored (not yet shifted or checked) from .npy or from whitespace/comma/tab
+    separated text (header optional)."""
     if path.endswith(".npy"):
         array = read_npy(path, "triplet file")
-    elif not os.path.isfile(path):
-        raise InputError(f"{path}: triplet file not found")
     else:
         array = _read_text_table(path)
     if array.ndim != 2 or array.shape[1] != 3:
         raise InputError(f"{path}: triplets must have shape (T, 3), got {array.shape}")
-    if one_based:
-        array = np.asarray(array) - 1
     return array
 
 
 def _read_text_table(path: str) -> np.ndarray:
     """A (rows, 3) float array from a text file; a first line that is not numeric is a header."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().replace(",", " ").replace("\t", " ").splitlines()
+    lines = read_text(path, "triplet file").replace(",", " ").replace("\t", " ").splitlines()
     lines = [line for line in lines if line.strip()]
     if lines and not _is_numeric(lines[0].split()):
         lines = lines[1:]
@@ -114,22 +132,58 @@ def _is_numeric(tokens: list[str]) -> bool:
 
 def load_triplets(path: str, n_objects: int | None = None, one_based: bool = False) -> TripletSet:
     """Loads and validates one triplet file; n_objects defaults to the largest index + 1."""
-    array = read_triplet_array(path, one_based)
+    array = read_triplet_array(path)
     if n_objects is None:
-        n_objects = int(np.max(array)) + 1 if len(array) else 0
-    return TripletSet(array, n_objects, source=path)
+        n_objects = _objects_indexed(array, one_based=one_based)
+    return TripletSet(array, n_objects, source=path, one_based=one_based)
+
+
+def _objects_indexed(*arrays: np.ndarray | None, one_based: bool = False) -> int:
+    """The number of objects the largest index of the arrays implies (0 without any triplet)."""
+    numeric = [a for a in arrays if a is not None and len(a) and a.dtype.kind in "iuf"]
+    largest = [np.max(a) for a in numeric if np.isfinite(np.max(a))]
+    return max(0, int(max(largest)) + (0 if one_based else 1)) if largest else 0
+
+
+def count_duplicates(triplets: np.ndarray, n_objects: int) -> int:
+    """How many rows of (T, 3) triplets repeat an earlier row exactly (same objects, same order)."""
+    return len(triplets) - len(np.unique(_keys(triplets, n_objects, ordered=True)))
+
+
+def count_shared(triplets: np.ndarray, others: np.ndarray, n_objects: int) -> int:
+    """How many rows of (T, 3) `triplets` have the same three objects, in any order, as a row of `others`."""
+    if not len(triplets) or not len(others):
+        return 0
+    return int(np.isin(_keys(triplets, n_objects, ordered=False), _keys(others, n_objects, ordered=False)).sum())
+
+
+def _keys(triplets: np.ndarray, n_objects: int, ordered: bool) -> np.ndarray:
+    """One integer per row, equal for equal rows (for equal object sets when not `ordered`): (T,)."""
+    rows = np.asarray(triplets, np.int64)
+    if not ordered:
+        rows = np.sort(rows, axis=1)
+    n = max(int(n_objects), 1)
+    if n < 2_000_000:  # n^3 fits into int64
+        return (rows[:, 0] * n + rows[:, 1]) * n + rows[:, 2]
+    return np.unique(rows, axis=0, return_inverse=True)[1].ravel()
 
 
 def load_object_ids(path: str) -> tuple[str, ...]:
     """Object ids in index order: the `uniqueID` column of things_concepts.tsv, or one id per line."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: object list not found")
-    with open(path, encoding="utf-8", newline="") as f:
-        text = f.read()
+    text = read_text(path, "object list")
     first = text.splitlines()[0] if text.strip() else ""
     if "uniqueID" in first.split("\t"):
-        rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
-        ids = [row["uniqueID"].strip() for row in rows]
+        column = first.split("\t").index("uniqueID")
+        ids = []
+        for line_number, row in enumerate(csv.reader(text.splitlines()[1:], delimiter="\t"), start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) <= column or not row[column].strip():
+                raise InputError(
+                    f"{path}: line {line_number} has no uniqueID (column {column + 1} of the header); "
+                    "every row names one object"
+                )
+            ids.append(row[column].strip())
     else:
         ids = [line.strip() for line in text.splitlines() if line.strip()]
     if not ids:
@@ -168,13 +222,13 @@ def load_things(
         if n_objects is not None and n_objects != len(object_ids):
             raise InputError(f"{objects}: lists {len(object_ids)} objects but the features have {n_objects} rows")
         n_objects = len(object_ids)
-    train_array = read_triplet_array(train, one_based)
-    test_array = read_triplet_array(test, one_based) if test else None
+    train_array = read_triplet_array(train)
+    test_array = read_triplet_array(test) if test else None
     if n_objects is None:
-        n_objects = int(max(np.max(a) for a in (train_array, test_array) if a is not None and len(a))) + 1
+        n_objects = _objects_indexed(train_array, test_array, one_based=one_based)
     return ThingsData(
-        train=TripletSet(train_array, n_objects, source=train),
-        test=TripletSet(test_array, n_objects, source=test) if test_array is not None else None,
+        train=TripletSet(train_array, n_objects, source=train, one_based=one_based),
+        test=TripletSet(test_array, n_objects, source=test, one_based=one_based) if test_array is not None else None,
         object_ids=object_ids,
         n_objects=n_objects,
     )

@@ -30,6 +30,8 @@ def model_rsm(features: np.ndarray, kernel: str = "cosine") -> np.ndarray:
     x = np.asarray(features, np.float64)
     if check_kernel(kernel) == "pearson":
         x = x - x.mean(axis=1, keepdims=True)
+    largest = np.max(np.abs(x), axis=1, keepdims=True)  # first to a largest |value| of 1: norms at any scale
+    x = x / np.where(largest > 0, largest, 1.0)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     x = x / np.where(norms == 0, 1.0, norms)
     return x @ x.T

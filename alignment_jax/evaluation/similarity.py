@@ -26,11 +26,36 @@ def check_kind(kind: str) -> str:
 
 
 def prepare(features: jax.Array, kind: str) -> jax.Array:
-    """Rows unit-normalized for cosine; unchanged otherwise. features: (n, p)."""
+    """Rows unit-normalized for cosine; unchanged otherwise. features: (n, p).
+
+    Each row is divided by its largest |value| before its norm is taken, so the squares neither overflow
+    (features of 1e30) nor underflow (1e-30): the cosine does not depend on the scale of the features.
+    """
     if kind == "cosine":
-        norms = jnp.linalg.norm(features, axis=1, keepdims=True)
-        return features / jnp.where(norms == 0, 1.0, norms)
+        return unit_rows(features)
     return features
+
+
+def unit_rows(x: jax.Array) -> jax.Array:
+    """(n, p) -> (n, p) rows of norm 1 (all-zero rows stay 0), at any scale of x."""
+    largest = jnp.max(jnp.abs(x), axis=1, keepdims=True)
+    x = x / jnp.where(largest > 0, largest, 1.0)
+    norms = jnp.linalg.norm(x, axis=1, keepdims=True)
+    return x / jnp.where(norms > 0, norms, 1.0)
+
+
+def power_of_two_scale(features: np.ndarray) -> np.ndarray:
+    """features: (n, p) multiplied by the power of two that brings the largest |value| into [0.5, 1).
+
+    Exact in floating point (only the exponents change), so every comparison of dot products or distances
+    between the rows decides as on the original features, while their squares can neither overflow nor
+    underflow in float32.
+    """
+    features = np.asarray(features, np.float32)
+    largest = float(np.max(np.abs(features))) if features.size else 0.0
+    if not largest or not np.isfinite(largest):
+        return features
+    return np.ldexp(features, -np.frexp(largest)[1]).astype(np.float32)
 
 
 @functools.partial(jax.jit, static_argnames="kind")

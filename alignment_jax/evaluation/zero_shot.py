@@ -9,7 +9,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from alignment_jax.evaluation.similarity import map_triplets
+from alignment_jax.evaluation.similarity import map_triplets, power_of_two_scale
 from alignment_jax.evaluation.statistics import accuracy_ci
 
 
@@ -62,8 +62,11 @@ def odd_one_out(
     bootstrap: int = 1000,
     seed: int = 0,
 ) -> ZeroShotResult:
-    """features: (n, p); triplets: (T, 3), column 2 = human odd one out."""
+    """features: (n, p); triplets: (T, 3), column 2 = human odd one out. The decisions do not depend on the
+    scale of the features (similarity.prepare, similarity.power_of_two_scale)."""
     triplets = np.asarray(triplets, np.int32)
+    if similarity != "cosine":  # decisions of dot and euclidean do not change under a positive scale
+        features = power_of_two_scale(features)
     correct, odd_position = map_triplets(decide, features, triplets, similarity)
     accuracy = float(correct.mean()) if len(correct) else float("nan")
     return ZeroShotResult(accuracy, correct, odd_position, triplets, bootstrap_ci(correct, bootstrap, seed), similarity)

@@ -25,6 +25,7 @@ from jax.experimental import multihost_utils
 from alignment_jax.caches import cache_folder
 from alignment_jax.data.triplets import load_object_ids
 from alignment_jax.errors import InputError
+from alignment_jax.extract import memory
 from alignment_jax.extract.decode import Decoding, decoded_images
 from alignment_jax.extract.extractor import Extractor, fetch
 from alignment_jax.extract.image_cache import ImageCache, cached_images, open_image_cache
@@ -83,6 +84,8 @@ def extract(
             store = FeatureStore(store_path, key, source.ids, shard_size, store_format)
         except InputError as e:
             error = e
+        if store is not None and store.damage:
+            print(f"extract: {store_path}: {store.damage}; computing the features again", flush=True)
     size, complete = _broadcast(np.array([store.shard_size, store.complete] if store else [0, 0], np.int64))
     if size == 0:
         raise error or InputError(f"{store_path}: process 0 could not open the feature store (see its output)")
@@ -203,7 +206,9 @@ def image_source(config: ml_collections.ConfigDict) -> ImageSource:
     raise InputError(f"images.source: {images.source!r} is not one of {SOURCES}")
 
 
-def model_extractor(config: ml_collections.ConfigDict) -> tuple[Extractor, Decoding, dict[str, Any]]:
+def model_extractor(
+    config: ml_collections.ConfigDict, n_images: int | None = None
+) -> tuple[Extractor, Decoding, dict[str, Any]]:
     """config.model as an Extractor over every device, the decoding its inputs need, and the key
     that identifies features made this way (model info incl. checkpoint sha256, image size, dtype and
     matmul precision, stand-in or not; layer, pooling, decoding; the caller adds the images).
@@ -216,8 +221,8 @@ def model_extractor(config: ml_collections.ConfigDict) -> tuple[Extractor, Decod
     if not name:
         raise InputError("no model: set model.name (a registry entry) or model.variant (e.g. B/16)")
     model, extractor = _compiled_model(
-        name, m.checkpoint, m.dtype, m.image_size, m.cache_dir, m.normalization, m.layer, images.batch_size,
-        images.token_pooling, m.standin,
+        name, m.checkpoint, m.dtype, m.image_size, m.cache_dir, m.normalization, m.layer,
+        min(images.batch_size, n_images or images.batch_size), images.token_pooling, m.standin,
     )  # fmt: skip
     layer = m.layer or model.default_layer
     if images.resize == "model":
@@ -255,6 +260,16 @@ def _compiled_model(
         model = standin_model(name, **options)
     else:
         model = load_model(name, checkpoint, cache_dir=cache_dir or None, **options)
+    batch_size, note = memory.fit_batch(
+        batch_size,
+        memory.bytes_per_image(model.module, model.image_size),
+        memory.parameter_bytes(model.params),
+        len(jax.devices()),
+        memory.free_bytes(),
+        name,
+    )
+    if note and jax.process_index() == 0:
+        print(note, flush=True)
     extractor = Extractor(
         lambda params, x: model.module.apply({"params": params}, x)[1],
         model.params,
@@ -281,7 +296,7 @@ def extract_with_config(
 ) -> tuple[Extraction, str]:
     """Runs config.model over `source` into the store `features_dir/<name>` (default name: source
     kind, model, layer and a hash of the key). Returns the extraction and the store path."""
-    extractor, decoding, key = model_extractor(config)
+    extractor, decoding, key = model_extractor(config, len(source))
     key["images"] = source.description
     if not name:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]

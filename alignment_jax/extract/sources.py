@@ -11,6 +11,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 
+from alignment_jax.data.text import read_text
 from alignment_jax.errors import InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -104,8 +105,8 @@ def folder_source(root: str = "", list_file: str = "") -> ImageSource:
     if list_file:
         if not os.path.isfile(list_file):
             raise InputError(f"{list_file}: image list file not found (images.list)")
-        with open(list_file, encoding="utf-8") as f:
-            lines = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+        text = read_text(list_file, "image list file (images.list)")
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
         if not lines:
             raise InputError(f"{list_file}: no image paths in the list file (images.list)")
         base = root or os.path.dirname(os.path.abspath(list_file))

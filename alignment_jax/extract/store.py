@@ -1,17 +1,18 @@
 """The feature store: a folder with features (n, p), the image ids and a record of how they were made.
 
     STORE/record.json       key (model, checkpoint hash, layer, pooling, dtype, preprocessing, images),
-                            n, sha256 of the ids, shard_size, complete
+                            n, sha256 of the ids, shard_size, complete, size and sha256 of the final file
     STORE/shards/00000.npy  rows [0, shard_size), then [shard_size, 2 shard_size), ...: each written
                             atomically when it is finished; a killed run resumes after the last one
     STORE/features.npy      (n, p) float32, row i = image ids[i]      } written when every shard is
     STORE/features.h5       or HDF5: datasets features, object_ids    } done (thingsvision layout)
     STORE/object_ids.txt    one id per line
 
-A store whose record names another key is never reused: opening it raises InputError.
+A store whose record names another key is never reused: opening it raises InputError. A shard or final
+file that is truncated or damaged (its size, header or sha256 differs from what was written) is computed
+again instead of read.
 """
 
-import glob
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from alignment_jax import atomic
+from alignment_jax.data.npy import npy_problem
 from alignment_jax.errors import InputError
 
 FORMATS = ("npy", "h5")
@@ -60,8 +62,11 @@ class FeatureStore:
         self.record = record
         self.shard_size = int(record["shard_size"])
         self.n_shards = -(-len(self.ids) // self.shard_size)
-        for stale in glob.glob(os.path.join(path, "shards", ".*.tmp*")):  # left by a killed write
-            os.remove(stale)
+        atomic.remove_temporary(os.path.join(path, "shards"))  # left by a killed write
+        self.damage = self._final_damage() if self.complete else ""
+        if self.damage:  # recompute instead of failing: the record says what the features must be
+            self.record = {**self.record, "complete": False}
+            atomic.write_json(self.record_path, self.record)
 
     def _read_record(self) -> dict | None:
         if not os.path.exists(self.record_path):
@@ -82,6 +87,25 @@ class FeatureStore:
             )
         if record.get("n") != len(self.ids) or record.get("ids_sha256") != _ids_digest(self.ids):
             raise InputError(f"{self.path}: feature store holds other images; delete it or choose another store name")
+
+    def _final_damage(self) -> str:
+        """Why the final features file of a complete store cannot be used ("" when it can): missing, or its
+        size, header or sha256 differs from what the record says was written."""
+        path = self.features_path
+        if not os.path.exists(path):
+            other = os.path.join(self.path, "features." + ("h5" if self.fmt == "npy" else "npy"))
+            if not os.path.exists(other):
+                return "its features file is missing"
+            path = other
+        written = self.record.get("files", {}).get(os.path.basename(path))
+        if written is None:  # a store of an earlier version: check what the file itself says
+            problem = npy_problem(path) if path.endswith(".npy") else ""
+            return f"{os.path.basename(path)}: {problem}" if problem else ""
+        if os.path.getsize(path) != written["bytes"]:
+            return f"{os.path.basename(path)} has {os.path.getsize(path):,} bytes, the record says {written['bytes']:,}"
+        if _sha256(path) != written["sha256"]:
+            return f"{os.path.basename(path)} differs from what was written (sha256)"
+        return ""
 
     @property
     def complete(self) -> bool:
@@ -104,8 +128,11 @@ class FeatureStore:
         for shard in range(self.n_shards):
             path = self._shard_path(shard)
             if os.path.exists(path):
-                rows = np.load(path, mmap_mode="r").shape[0]
-                done[shard] = rows == len(self.shard_rows(shard))
+                if npy_problem(path):  # truncated or damaged (a copy or disk gone wrong): computed again
+                    os.remove(path)
+                    continue
+                shape = np.load(path, mmap_mode="r").shape
+                done[shard] = len(shape) == 2 and shape[0] == len(self.shard_rows(shard))
         return done
 
     def write_shard(self, shard: int, features: np.ndarray) -> None:
@@ -123,7 +150,8 @@ class FeatureStore:
             raise ValueError(f"{features.shape[0]} feature rows for {len(self.ids)} images")
         self._write_final(features)
         atomic.write_text(os.path.join(self.path, "object_ids.txt"), "".join(i + "\n" for i in self.ids))
-        self.record = {**self.record, "p": int(features.shape[1]), "complete": True}
+        files = {**self.record.get("files", {}), os.path.basename(self.features_path): self._written()}
+        self.record = {**self.record, "p": int(features.shape[1]), "files": files, "complete": True}
         atomic.write_json(self.record_path, self.record)
         shutil.rmtree(os.path.join(self.path, "shards"), ignore_errors=True)
 
@@ -146,7 +174,13 @@ class FeatureStore:
             if not os.path.exists(other):
                 raise InputError(f"{self.path}: marked complete but has no features file; delete the store folder")
             self._write_final(_read_features(other))
+            files = {**self.record.get("files", {}), os.path.basename(self.features_path): self._written()}
+            self.record = {**self.record, "files": files}
+            atomic.write_json(self.record_path, self.record)
         return _read_features(self.features_path)
+
+    def _written(self) -> dict:
+        return {"bytes": os.path.getsize(self.features_path), "sha256": _sha256(self.features_path)}
 
 
 def _read_features(path: str) -> np.ndarray:
@@ -154,6 +188,14 @@ def _read_features(path: str) -> np.ndarray:
         return np.load(path)
     with _h5py(path).File(path, "r") as f:
         return np.asarray(f["features"], np.float32)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _ids_digest(ids: Sequence[str]) -> str:

@@ -253,7 +253,25 @@ def match_params(
         raise InputError(f"dont_load: {sorted(keep)} are left at init but no initialized parameters were given")
     initial = flatten(init) if keep else {}
     out = {k: initial[k] if k in keep else _cast(got[k], ref[k].dtype) for k in ref}
+    for name in (k for k in ref if k not in keep):
+        _check_finite(out[name], name, source)
     return unflatten(out)
+
+
+def _check_finite(value: Any, name: str, source: str) -> None:
+    """Refuses a parameter with NaN or inf values: features made with it would be NaN (whatever the format)."""
+    if not jax.numpy.issubdtype(value.dtype, jax.numpy.inexact):
+        return
+    finite = (
+        jax.numpy.isfinite(value).all()
+        if isinstance(value, jax.Array)
+        else np.isfinite(np.asarray(value, np.float32)).all()
+    )
+    if not bool(finite):
+        raise InputError(
+            f"{source}: parameter {name} holds NaN or inf values; the checkpoint is damaged (download it again) "
+            "or was saved from a diverged training run"
+        )
 
 
 def _cast(x: Any, dtype: Any) -> Any:

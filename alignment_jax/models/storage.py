@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from alignment_jax.atomic import atomic_path
+from alignment_jax.atomic import atomic_path, remove_stale_temporary
 from alignment_jax.caches import default_cache_dir
 from alignment_jax.errors import InputError
 
@@ -42,6 +42,7 @@ def fetch(path: str, cache_dir: str | None = None) -> str:
     local = cached_name(path, cache_dir or default_cache_dir())
     if os.path.isfile(local):
         return local
+    remove_stale_temporary(local)  # of a download that was killed
     errors = []
     for name, opener in _openers(path):
         try:

@@ -16,10 +16,14 @@ from alignment_jax.errors import InputError
 from alignment_jax.probing import objective
 from alignment_jax.probing.optimizers import OPTIMIZERS
 from alignment_jax.probing.standardize import standardization
-from alignment_jax.probing.sweep import TrainSettings, stack_folds, train_sweep
+from alignment_jax.probing.sweep import SweepOutcome, TrainSettings, stack_folds, train_sweep
 from alignment_jax.probing.transform import Transform
 
 PROTOCOLS = ("fast", "paper")
+# A configuration diverged when its best validation cross-entropy is above twice chance's: guessing uniformly
+# scores log 3 = 1.099 on every triplet, a probe that learned nothing stays near it, and any setting that
+# trains stays below it (early stopping keeps the best epoch), so twice that is far into divergence.
+DIVERGED_CROSS_ENTROPY = 2 * float(np.log(3.0))
 SPLITS = ("objects", "triplets")
 SELECT_BY = ("cross_entropy", "accuracy")
 
@@ -128,9 +132,14 @@ def run_probe(
     folds = stack_folds(x, train_triplets, train_masks, val_masks, multiple)
     outcome = train_sweep(folds, lambdas, lrs, settings.train, seed, progress=progress, desc="probe sweep")
 
-    complete = ~outcome.failed.any(axis=0)  # (H,): no fold diverged
+    diverged = diverged_configurations(outcome)  # (F, H)
+    complete = ~diverged.any(axis=0)  # (H,): no fold diverged
     if not complete.any():
-        raise InputError("every probe setting diverged in some fold (loss NaN/inf): lower the learning rate (probe.lr)")
+        raise InputError(
+            "every probe configuration diverged in some fold (validation cross-entropy NaN/inf or above "
+            f"{DIVERGED_CROSS_ENTROPY:.3f} = 2 log 3, twice chance): lower the learning rate (probe.lr, or probe.lrs "
+            "for a sweep of learning rates)"
+        )
     if settings.select_by == "cross_entropy":
         best = int(np.argmin(np.where(complete, outcome.val_cross_entropy.mean(axis=0), np.inf)))
     else:
@@ -179,12 +188,18 @@ def run_probe(
             "cross_entropy": _finite_or_none(outcome.val_cross_entropy[f, h]),
             "epochs": int(outcome.epochs[f, h]),
             "best_epoch": int(outcome.best_epoch[f, h]),
-            "status": "failed" if outcome.failed[f, h] else "ok",
+            "status": "diverged" if diverged[f, h] else "ok",
         }
         for h in range(len(lambdas))
         for f in range(settings.folds)
     ]
     return ProbeResult(transform, summary)
+
+
+def diverged_configurations(outcome: SweepOutcome) -> np.ndarray:
+    """(F, H) bool: the configurations whose loss turned NaN/inf, or whose best validation cross-entropy is
+    still above DIVERGED_CROSS_ENTROPY (a finite loss of 1e20 is divergence as much as NaN is)."""
+    return outcome.failed | ~(outcome.val_cross_entropy <= DIVERGED_CROSS_ENTROPY)
 
 
 def probe_scores(

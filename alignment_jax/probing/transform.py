@@ -45,7 +45,7 @@ class Transform:
                 raise InputError(f"{self.source}: {name} must be a scalar or shape ({p},), got {shape}")
         for name in _NPZ_KEYS:
             if not np.all(np.isfinite(getattr(self, name))):
-                raise InputError(f"{self.source}: {name} holds NaN or inf values")
+                raise InputError(f"{self.source}: NaN or inf in {name}; this transform cannot be applied")
         if np.any(self.std == 0):
             raise InputError(f"{self.source}: std is 0; features cannot be standardized with it")
 
@@ -91,8 +91,8 @@ class Transform:
                 arrays = {k: data[k] for k in _NPZ_KEYS if k in data}
         except InputError:
             raise
-        except (OSError, ValueError, EOFError) as e:
-            raise InputError(f"{path}: not a readable .npz transform ({e})") from e
+        except Exception as e:  # numpy and zipfile raise many types for a damaged archive
+            raise InputError(f"{path}: not a readable .npz transform ({type(e).__name__}: {e})") from e
         weights = arrays["weights"]
         bias = arrays.get("bias", np.zeros(weights.shape[:1]))
         return cls(weights=weights, bias=bias, mean=arrays["mean"], std=arrays["std"], source=path)

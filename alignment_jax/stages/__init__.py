@@ -3,19 +3,35 @@
 Each stage module defines:
   has_inputs(config) -> bool  whether the config names what the stage needs (used when `config.stages`
                               is empty: a stage runs if its inputs are there when its turn comes);
-  check(config) -> None       optional: raises InputError for a bad setting of the stage; every stage's
-                              check runs before the first stage does anything;
+  check(config) -> None       optional: raises InputError for a bad setting of the stage (settings only, no
+                              file is read); runs for every stage the run will execute before anything is
+                              written (alignment_jax/config/checks.py has the checks of single values);
+  check_inputs(ctx) -> None   optional: reads and validates the stage's input files; runs after the world
+                              stage made the demo's inputs and before the extract stage (nothing slow ran);
+  provenance(ctx) -> dict     optional: what its section is computed from (alignment_jax/provenance.py;
+                              without it, every setting of the config counts); a rerun whose facts
+                              differ moves the earlier outputs aside before writing, and a finished
+                              section with the same facts is kept instead of recomputed;
   run(ctx: RunContext)        returns the stage's section of results.json: a dict, or a list of rows
                               (transfer, concepts); None writes nothing.
+and optionally the constants
+  OUTPUTS    files and folders of the workdir it writes besides results.json (moved aside with it);
+  REUSE      False: always rerun, even when its section is finished with the same facts (report);
+  MEMORY     the settings to lower when it runs out of device memory.
 
 world (demo data) -> extract (features from images) -> zero_shot -> probe (transform.npz) -> transfer ->
-concepts -> report (report.md, plots): each reads what the stages before it wrote.
+concepts -> report (report.md, plots): each reads what the stages before it wrote. The INPUTS stages make
+the run's inputs in the workdir's caches (DIR/world, DIR/features); the others write its outputs.
+SHARED_OUTPUTS are files that several stages add to (decisions.npz: zero_shot and probe outcomes per test
+triplet): moved aside with the other outputs, never a reason on their own to redo a stage.
 """
 
 import importlib
 from types import ModuleType
 
 ORDER = ("world", "extract", "zero_shot", "probe", "transfer", "concepts", "report")
+INPUTS = ("world", "extract")
+SHARED_OUTPUTS = ("decisions.npz",)
 
 
 def load(name: str) -> ModuleType:

@@ -7,7 +7,10 @@ mapped by `workdir/transform.npz` when the probe stage wrote one.
 """
 
 import ml_collections
+import numpy as np
 
+from alignment_jax import provenance as facts
+from alignment_jax.config import checks
 from alignment_jax.data.concept_embedding import load_concept_embedding
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.concepts import assign_concepts, concept_rows
@@ -19,18 +22,59 @@ def has_inputs(config: ml_collections.ConfigDict) -> bool:
     return bool(config.concepts.embedding)
 
 
+def check(config: ml_collections.ConfigDict) -> None:
+    if not config.concepts.embedding:
+        raise InputError("concepts.embedding is empty: give the VICE/SPoSE weights file (n_objects, d)")
+    checks.integer(config, "concepts.top_k", minimum=1)
+
+
+def check_inputs(ctx: RunContext) -> None:
+    """The embedding fits the THINGS objects and top_k, the split has triplets, and a transform made before
+    this run (the probe stage does not run now) is readable and of the features' width."""
+    _embedding(ctx)
+    _triplets(ctx)
+    transform = ctx.transform if "probe" not in ctx.planned else None
+    if transform is not None and ctx.features_known and ctx.features.shape[1] != transform.dim:
+        raise InputError(
+            f"{ctx.transform_path}: maps {transform.dim} dimensions but the features have {ctx.features.shape[1]}; "
+            "rerun the probe stage on these features"
+        )
+
+
+def provenance(ctx: RunContext) -> dict:
+    config = ctx.config.concepts
+    return {
+        "features": ctx.digest("features"),
+        "things": ctx.digest("things"),
+        "transform": ctx.transform_source(),
+        "files:concepts": facts.files_fingerprint([config.embedding, config.labels]),
+        **facts.settings(ctx.config, "concepts", "similarity"),
+    }
+
+
+def _embedding(ctx: RunContext):
+    config = ctx.config.concepts
+    embedding = load_concept_embedding(config.embedding, config.labels, n_objects=ctx.things.n_objects)
+    if not 1 <= config.top_k <= embedding.n_dims:
+        raise InputError(f"concepts.top_k={config.top_k}: must be between 1 and the {embedding.n_dims} dimensions")
+    return embedding
+
+
+def _triplets(ctx: RunContext) -> tuple[np.ndarray, str]:
+    """The triplets to assign: the test split, else the training triplets; and which they are."""
+    things = ctx.things
+    split, name = (things.test, "test") if things.test is not None and len(things.test) else (things.train, "train")
+    if not len(split.triplets):
+        raise InputError(f"{split.source}: no triplets to assign to concepts")
+    return split.triplets, name
+
+
 def run(ctx: RunContext) -> list[dict]:
     """Returns the `concepts` section: [{"concept", "n_triplets", "accuracy", "accuracy_transformed"}] (+ their
     "<column>_ci95" bootstrap intervals over the concept's triplets with zero_shot.bootstrap > 0)."""
     config = ctx.config.concepts
-    things = ctx.things
-    embedding = load_concept_embedding(config.embedding, config.labels, n_objects=things.n_objects)
-    if not 1 <= config.top_k <= embedding.n_dims:
-        raise InputError(f"concepts.top_k={config.top_k}: must be between 1 and the {embedding.n_dims} dimensions")
-    split, name = (things.test, "test") if things.test is not None and len(things.test) else (things.train, "train")
-    triplets = split.triplets
-    if not len(triplets):
-        raise InputError(f"{split.source}: no triplets to assign to concepts")
+    embedding = _embedding(ctx)
+    triplets, name = _triplets(ctx)
     correct = odd_one_out(ctx.features, triplets, ctx.config.similarity, bootstrap=0).correct
     transform = ctx.transform
     correct_transformed = None

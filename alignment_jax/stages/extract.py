@@ -8,10 +8,19 @@ import os
 import ml_collections
 
 from alignment_jax.caches import cache_folder
+from alignment_jax.config import checks
 from alignment_jax.errors import InputError
-from alignment_jax.extract.pipeline import extract_with_config, image_source
-from alignment_jax.models.registry import DTYPES, MODELS
+from alignment_jax.extract.decode import RESIZE_MODES
+from alignment_jax.extract.extractor import POOLINGS
+from alignment_jax.extract.pipeline import SOURCES, extract_with_config, image_source
+from alignment_jax.extract.store import FORMATS
+from alignment_jax.models import storage
+from alignment_jax.models.checkpoints import split_subtree
+from alignment_jax.models.registry import DTYPES, MODELS, NORMALIZATIONS
+from alignment_jax.models.vit import VARIANTS
 from alignment_jax.run_context import RunContext
+
+MEMORY = "images.batch_size (or model.dtype=bfloat16)"
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
@@ -31,15 +40,45 @@ def has_inputs(config: ml_collections.ConfigDict) -> bool:
 
 
 def check(config: ml_collections.ConfigDict) -> None:
-    """model.dtype is known; a stand-in names a registry entry and no checkpoint of its own."""
-    m = config.model
-    if m.dtype not in DTYPES:
-        raise InputError(f"model.dtype {m.dtype!r}: use one of {', '.join(DTYPES)} (README: Precision)")
-    if m.standin and m.name not in MODELS:
-        raise InputError(f"model.standin: model.name {m.name!r} is not a registry entry; set one or standin=False")
-    if m.standin and m.checkpoint:
+    """The model, decoding and store settings (the transfer stage extracts with them too)."""
+    model = config.model
+    name = model.name or model.variant
+    if name and name not in MODELS and name.partition("/")[0] not in VARIANTS:
+        raise InputError(
+            f"model {name!r}: neither a registry name (model.name, e.g. demo-vit, augreg-b16-i21k, siglip2-b16-224; "
+            f"all {len(MODELS)} are in alignment_jax/models/registry.py) nor a variant like 'B/16' (model.variant)"
+        )
+    checks.choice(config, "model.dtype", DTYPES)
+    if model.standin and model.name not in MODELS:
+        raise InputError(f"model.standin: model.name {model.name!r} is not a registry entry; set one or standin=False")
+    if model.standin and model.checkpoint:
         raise InputError("model.standin replaces the checkpoint's weights; leave model.checkpoint empty")
-    cache_folder(config.images.cache, "images", "images.cache")
+    checks.choice(config, "model.normalization", ("", *NORMALIZATIONS))
+    checks.integer(config, "model.image_size", minimum=0, maximum=8192)
+    images = config.images
+    checks.choice(config, "images.source", SOURCES)
+    checks.choice(config, "images.resize", ("model", *RESIZE_MODES))
+    checks.choice(config, "images.token_pooling", POOLINGS)
+    checks.choice(config, "images.store_format", FORMATS)
+    checks.integer(config, "images.batch_size", minimum=1)
+    checks.integer(config, "images.shard_size", minimum=1)
+    checks.integer(config, "images.num_workers", minimum=0, maximum=1024)
+    checks.integer(config, "images.prefetch", minimum=1, maximum=1024)
+    cache_folder(images.cache, "images", "images.cache")
+    if images.source == "tfds" and not images.tfds_name:
+        raise InputError("images.source=tfds needs images.tfds_name (a TFDS name or a prepared dataset folder)")
+
+
+def check_inputs(ctx: RunContext) -> None:
+    """The images are there (listed now, before the model loads) and a local checkpoint exists."""
+    checkpoint = split_subtree(ctx.config.model.checkpoint)[0]
+    if checkpoint and checkpoint != "random" and not storage.is_remote(checkpoint) and not os.path.exists(checkpoint):
+        raise InputError(f"{checkpoint}: checkpoint not found (model.checkpoint); give an existing file or folder")
+    image_source(ctx.config)
+
+
+def provenance(ctx: RunContext) -> dict:
+    return {"features": ctx.digest("features")}
 
 
 def run(ctx: RunContext) -> dict:

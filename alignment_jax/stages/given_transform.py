@@ -13,6 +13,7 @@ from alignment_jax.errors import InputError
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.probing.cross_validation import probe_scores
 from alignment_jax.probing.transform import Transform, given_transform_path
+from alignment_jax.provenance import file_digest
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import local_inputs
 
@@ -29,6 +30,11 @@ def check(config: ml_collections.ConfigDict) -> None:
         raise InputError(
             f"transform={config.transform}: a given transform replaces the probe stage; drop probe from stages"
         )
+
+
+def provenance(ctx: RunContext) -> dict:
+    """The given transform's bytes, when there is one (config.transform)."""
+    return {"transform": file_digest(ctx.transform_path)} if ctx.config.transform else {}
 
 
 def zero_shot_transformed(ctx: RunContext, triplets: np.ndarray, n_train: int) -> dict:

@@ -27,15 +27,11 @@ def has_local(config: ml_collections.ConfigDict) -> bool:
 
 
 def check(config: ml_collections.ConfigDict) -> None:
-    """The objective's settings and the local set's files, before anything slow runs."""
+    """The objective's settings, before anything slow runs."""
     settings = GlocalSettings.from_config(config.probe)
     local = config.probe.local
     if local.features and local.images:
         raise InputError("probe.local: set features or images, not both")
-    for field in ("features", "test_features"):
-        path = local[field]
-        if path and not os.path.isfile(path):
-            raise InputError(f"{path}: local feature file not found (probe.local.{field})")
     if local.images:
         parse_images(local.images)
         if not (config.model.name or config.model.variant):
@@ -50,6 +46,19 @@ def check(config: ml_collections.ConfigDict) -> None:
         )
 
 
+def check_inputs(ctx: RunContext) -> None:
+    """The local set's feature files or image folder are there (after the demo world wrote its own)."""
+    local = ctx.config.probe.local
+    for field in ("features", "test_features"):
+        path = local[field]
+        if path and not os.path.isfile(path):
+            raise InputError(f"{path}: local feature file not found (probe.local.{field})")
+    if local.images:
+        kind, where, _ = parse_images(local.images)
+        if kind == "folder" and not os.path.isdir(where):
+            raise InputError(f"probe.local.images={where}: image folder not found (or write tfds:NAME:SPLIT)")
+
+
 def parse_images(spec: str) -> tuple[str, str, str]:
     """`probe.local.images` -> ("folder", path, "") or ("tfds", name, split); the split may hold ':'."""
     if spec.startswith(TFDS_PREFIX):
@@ -57,8 +66,6 @@ def parse_images(spec: str) -> tuple[str, str, str]:
         if not (name and sep and split):
             raise InputError(f"probe.local.images={spec!r}: write tfds:NAME:SPLIT, e.g. tfds:imagenet2012:train")
         return "tfds", name, split
-    if not os.path.isdir(spec):
-        raise InputError(f"probe.local.images={spec}: image folder not found (or write tfds:NAME:SPLIT)")
     return "folder", spec, ""
 
 

@@ -2,16 +2,24 @@
 
 import os
 
+from alignment_jax import provenance as facts
+from alignment_jax.config import checks
+from alignment_jax.data.splits import object_kfold_masks, triplet_kfold_masks
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.zero_shot import odd_one_out
-from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
+from alignment_jax.probing.cross_validation import DIVERGED_CROSS_ENTROPY, ProbeSettings, run_probe
+from alignment_jax.probing.standardize import MODES, standardization
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import local_inputs, statistics
-from alignment_jax.stages.inputs import has_features, has_things
+from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
 
 def has_inputs(config) -> bool:
     return has_things(config) and has_features(config) and not config.transform  # a given transform replaces it
+
+
+OUTPUTS = ("transform.npz", "transform_checkpoint")
+MEMORY = "probe.lambdas or probe.lrs (fewer configurations at once) or probe.batch_size"
 
 
 def check(config) -> None:
@@ -22,6 +30,51 @@ def check(config) -> None:
             "probe.objective=glocal: training with gLocal's local term is not in the sweep yet (issue 13, part 2); "
             "use probe.objective=global (with probe.local.* it reports the local measures too)"
         )
+    checks.choice(config, "probe.standardize", MODES)
+    checks.integer(config, "probe.folds", minimum=2)
+    checks.numbers(config, "probe.lambdas", minimum=0)
+    if config.probe.lrs:
+        checks.numbers(config, "probe.lrs", above=0)
+    checks.number(config, "probe.lr", above=0, also=(-1,))
+    checks.integer(config, "probe.batch_size", minimum=0, also=(-1,))
+    checks.integer(config, "probe.epochs", minimum=1, also=(-1,))
+    checks.integer(config, "probe.min_epochs", minimum=0)
+    checks.integer(config, "probe.patience", minimum=1)
+    checks.number(config, "probe.min_delta", minimum=0)
+    checks.number(config, "probe.clip_norm", minimum=0)
+    checks.number(config, "probe.init_scale", minimum=0)
+    checks.number(config, "probe.temperature", above=0)
+
+
+def check_inputs(ctx: RunContext) -> None:
+    """The triplets (and features, when known) load, and every fold has training and validation triplets."""
+    check_things_and_features(ctx)
+    local_inputs.check_inputs(ctx)
+    config, things = ctx.config, ctx.things
+    train = things.train.triplets
+    if not len(train):
+        raise InputError(f"{things.train.source}: no training triplets for the probe")
+    folds = config.probe.folds
+    if config.probe.split == "objects":
+        train_masks, val_masks = object_kfold_masks(train, things.n_objects, folds, config.seed)
+    else:
+        train_masks, val_masks = triplet_kfold_masks(len(train), folds, config.seed)
+    if (val_masks.sum(axis=1) == 0).any() or (train_masks.sum(axis=1) == 0).any():
+        raise InputError(
+            f"probe.folds={folds}: a fold of the {config.probe.split} cross-validation has no training or no "
+            f"validation triplet ({len(train)} triplets over {things.n_objects} objects in "
+            f"{things.train.source}); use fewer folds or more triplets"
+        )
+    if ctx.features_known:
+        standardization(ctx.features, config.probe.standardize)
+
+
+def provenance(ctx: RunContext) -> dict:
+    return {
+        "features": ctx.digest("features"),
+        "things": ctx.digest("things"),
+        **facts.settings(ctx.config, "probe", "seed"),
+    }
 
 
 def run(ctx: RunContext) -> dict:
@@ -31,6 +84,8 @@ def run(ctx: RunContext) -> dict:
     result = run_probe(features, things.train.triplets, test, settings, seed=config.seed, progress=config.progress)
     result.transform.save_npz(ctx.transform_path)
     result.transform.save_orbax(os.path.join(ctx.workdir, "transform_checkpoint"))
+    if ctx.facts is not None:  # results.json records which transform.npz this section wrote
+        ctx.facts["output:transform.npz"] = facts.file_digest(ctx.transform_path)
     section = result.summary
     line = (
         f"probe ({settings.protocol}, {settings.train.regularizer}): best lambda {section['best_lambda']:g}, "
@@ -49,9 +104,12 @@ def run(ctx: RunContext) -> dict:
         section.update(local_inputs.locality(ctx, result.transform))
         if "local_knn_overlap" in section:
             ctx.log(local_inputs.locality_line("probe", section))
-    failed = [r for r in section["sweep"] if r["status"] == "failed"]
-    if failed:
-        listed = ", ".join(f"lambda {r['lambda']:g} lr {r['lr']:g} fold {r['fold']}" for r in failed)
-        ctx.log(f"probe: {len(failed)} configuration(s) diverged (loss NaN/inf) and were left out: {listed}")
+    diverged = [r for r in section["sweep"] if r["status"] == "diverged"]
+    if diverged:
+        listed = ", ".join(f"lambda {r['lambda']:g} lr {r['lr']:g} fold {r['fold']}" for r in diverged)
+        ctx.log(
+            f"probe: {len(diverged)} configuration(s) diverged (validation cross-entropy NaN/inf or above "
+            f"{DIVERGED_CROSS_ENTROPY:.3f} = 2 log 3) and were never selected: {listed}"
+        )
     statistics.probe_statistics(ctx, section, result.transform, transformed)
     return section

@@ -7,12 +7,23 @@ import os
 
 import ml_collections
 
+from alignment_jax import provenance as facts
 from alignment_jax.report import markdown as report
-from alignment_jax.run_context import RunContext
+from alignment_jax.run_context import RunContext, section_digest
+
+OUTPUTS = ("report.md", report.PLOT_DIR)
+REUSE = False  # cheap, and it prints the tables: always rerun
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
     return True
+
+
+def provenance(ctx: RunContext) -> dict:
+    """The report summarizes the other sections: their provenance digests, and the report settings."""
+    sections = {name: ctx.section_facts(name) for name in ctx.sections() if name != "report"}
+    found = {f"section:{name}": section_digest(f) for name, f in sections.items() if f is not None}
+    return {**found, **facts.settings(ctx.config, "report")}
 
 
 def run(ctx: RunContext) -> dict:

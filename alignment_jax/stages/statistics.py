@@ -22,6 +22,7 @@ from alignment_jax.evaluation.statistics import accuracy_ci, paired_comparisons,
 from alignment_jax.evaluation.zero_shot import ZeroShotResult, odd_one_out
 from alignment_jax.probing.cross_validation import probe_decisions
 from alignment_jax.probing.transform import Transform
+from alignment_jax.provenance import file_digest
 from alignment_jax.run_context import RunContext
 
 
@@ -30,9 +31,19 @@ def check(config) -> None:
     min_sets = config.things.noise_ceiling_min_sets
     if isinstance(min_sets, bool) or not isinstance(min_sets, int) or min_sets < 1:
         raise InputError(f"things.noise_ceiling_min_sets={min_sets!r}: must be a whole number >= 1")
-    path = config.things.noise_ceiling_triplets
+
+
+def check_inputs(ctx: RunContext) -> None:
+    """The noise-ceiling triplet file is there (after the demo world wrote its own)."""
+    path = ctx.config.things.noise_ceiling_triplets
     if path and not os.path.isfile(path):
         raise InputError(f"{path}: noise-ceiling triplet file not found (things.noise_ceiling_triplets)")
+
+
+def provenance(ctx: RunContext) -> dict:
+    """The noise-ceiling triplets file's bytes, when one is given."""
+    path = ctx.config.things.noise_ceiling_triplets
+    return {"noise_ceiling_triplets": file_digest(path)} if path and os.path.isfile(path) else {}
 
 
 def noise_ceiling(ctx: RunContext, everything: np.ndarray) -> dict:

@@ -15,26 +15,80 @@ import os
 import ml_collections
 import numpy as np
 
+from alignment_jax import provenance as facts
+from alignment_jax.config import checks
 from alignment_jax.data.features import load_features
-from alignment_jax.data.rsm_datasets import RSMDataset, TripletDataset, load_datasets
+from alignment_jax.data.rsm_datasets import RSMDataset, TripletDataset, load_datasets, parse_datasets
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation import rsa
 from alignment_jax.evaluation.zero_shot import odd_one_out
 from alignment_jax.probing.transform import Transform
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import load
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
     return bool(config.transfer.datasets)
 
 
+MEMORY = "transfer.bootstrap, or images.batch_size (the datasets' images are extracted in batches)"
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    if not config.transfer.datasets:
+        raise InputError("transfer.datasets is empty: name the datasets to transfer to (KIND:PATH,...)")
+    kernels(config)
+    checks.integer(config, "transfer.bootstrap", minimum=0)
+    checks.integer(config, "zero_shot.bootstrap", minimum=0)  # the triplet datasets' intervals
+    parse_datasets(config.transfer.datasets)
+    if config.model.name or config.model.variant:  # features of datasets without a file are extracted
+        load("extract").check(config)
+
+
+def check_inputs(ctx: RunContext) -> None:
+    """Every dataset loads, every features file fits its dataset, and a transform made before this run (the
+    probe stage does not run now) is readable and of the features' width."""
+    config = ctx.config.transfer
+    datasets = load_datasets(config.datasets)
+    files, folders = parse_feature_sources(config.features, [d.name for d in datasets])
+    transform = ctx.transform if "probe" not in ctx.planned else None
+    for dataset in datasets:
+        found = _feature_file(dataset, files, folders)
+        if found:
+            features = _read_dataset_features(dataset, found)
+            _apply(transform, features, dataset.name, ctx.transform_path)
+        elif not (ctx.config.model.name or ctx.config.model.variant) or not dataset.stimuli:
+            dataset_features(ctx, dataset, files, folders)  # raises: says where features could come from
+
+
+def provenance(ctx: RunContext) -> dict:
+    config = ctx.config.transfer
+    paths = [path for _, path in parse_datasets(config.datasets)]
+    paths += [item.partition(":")[2] or item for item in (p.strip() for p in config.features.split(",")) if item]
+    found = {
+        **facts.settings(ctx.config, "transfer", "similarity", "seed", "zero_shot.bootstrap"),
+        "files:transfer": facts.files_fingerprint(paths),
+        "transform": ctx.transform_source(),
+    }
+    if ctx.config.model.name or ctx.config.model.variant:
+        found.update(facts.settings(ctx.config, "model", "images.resize", "images.jpeg_draft", "images.token_pooling"))
+        found.pop("config:model.cache_dir")  # where checkpoints are kept, not what they are
+    return found
+
+
+def kernels(config: ml_collections.ConfigDict) -> list[str]:
+    """The RSM kernels of `transfer.kernels`."""
+    names = [rsa.check_kernel(k.strip()) for k in config.transfer.kernels.split(",") if k.strip()]
+    if not names:
+        raise InputError(f"transfer.kernels: no kernel in {config.transfer.kernels!r}; use cosine, pearson or both")
+    return names
+
+
 def run(ctx: RunContext) -> list[dict]:
     """Returns the `transfer` section: [{"dataset", "kernel", "spearman", "pearson", "spearman_transformed",
     "pearson_transformed", "n_stimuli"}] (+ "<metric>_ci95" with transfer.bootstrap > 0)."""
     config = ctx.config.transfer
-    kernels = [rsa.check_kernel(k.strip()) for k in config.kernels.split(",") if k.strip()]
-    if not kernels:
-        raise InputError(f"transfer.kernels: no kernel in {config.kernels!r}; use cosine, pearson or both")
+    chosen_kernels = kernels(ctx.config)
     datasets = load_datasets(config.datasets)
     files, folders = parse_feature_sources(config.features, [d.name for d in datasets])
     transform = ctx.transform
@@ -45,7 +99,7 @@ def run(ctx: RunContext) -> list[dict]:
         features = dataset_features(ctx, dataset, files, folders)
         transformed = _apply(transform, features, dataset.name, ctx.transform_path)
         if isinstance(dataset, RSMDataset):
-            rsa_rows += rsa_rows_for(dataset, features, transformed, kernels, config.bootstrap, ctx.config.seed)
+            rsa_rows += rsa_rows_for(dataset, features, transformed, chosen_kernels, config.bootstrap, ctx.config.seed)
         else:
             triplet_rows.append(_triplet_row(dataset, features, transformed, ctx.config))
     if triplet_rows or "transfer_triplets" in ctx.results:
@@ -106,12 +160,10 @@ def dataset_features(
     ctx: RunContext, dataset: RSMDataset | TripletDataset, files: dict[str, str], folders: list[str]
 ) -> np.ndarray:
     """(n, p) features of the dataset's stimuli, from a file, a folder, or extraction with config.model."""
-    n = dataset.n_stimuli if isinstance(dataset, RSMDataset) else (len(dataset.stimuli) or None)
-    in_folders = [os.path.join(f, dataset.name + ext) for f in folders for ext in (".npy", ".h5")]
-    found = [files[dataset.name]] if dataset.name in files else [p for p in in_folders if os.path.isfile(p)]
+    found = _feature_file(dataset, files, folders)
     if found:
-        features = load_features(found[0], n_objects=n)
-    elif ctx.config.model.name or ctx.config.model.variant:
+        return _read_dataset_features(dataset, found)
+    if ctx.config.model.name or ctx.config.model.variant:
         if not dataset.stimuli:
             raise InputError(
                 f"{dataset.name}: no images to extract features from; add the images folder of its layout "
@@ -127,9 +179,26 @@ def dataset_features(
             f"{dataset.name}: no features; give transfer.features={dataset.name}:FILE.npy (or a folder holding "
             f"{dataset.name}.npy), or configure config.model to extract them from the images"
         )
+    return _check_rows(dataset, features, dataset.name)
+
+
+def _feature_file(dataset: RSMDataset | TripletDataset, files: dict[str, str], folders: list[str]) -> str:
+    """The features file of `dataset` named in transfer.features, or "" when there is none."""
+    if dataset.name in files:
+        return files[dataset.name]
+    in_folders = [os.path.join(f, dataset.name + ext) for f in folders for ext in (".npy", ".h5")]
+    return next((p for p in in_folders if os.path.isfile(p)), "")
+
+
+def _read_dataset_features(dataset: RSMDataset | TripletDataset, path: str) -> np.ndarray:
+    n = dataset.n_stimuli if isinstance(dataset, RSMDataset) else (len(dataset.stimuli) or None)
+    return _check_rows(dataset, load_features(path, n_objects=n), path)
+
+
+def _check_rows(dataset: RSMDataset | TripletDataset, features: np.ndarray, source: str) -> np.ndarray:
     if isinstance(dataset, TripletDataset) and features.shape[0] < dataset.triplets.n_objects:
         raise InputError(
-            f"{dataset.name}: {features.shape[0]} feature rows but the triplets index "
+            f"{source}: {features.shape[0]} feature rows but the triplets of {dataset.name} index "
             f"{dataset.triplets.n_objects} objects; row i must be object i"
         )
     return features

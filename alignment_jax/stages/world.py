@@ -15,6 +15,8 @@ import os
 import numpy as np
 
 from alignment_jax import atomic
+from alignment_jax import provenance as facts
+from alignment_jax.config import checks
 from alignment_jax.data.render import render
 from alignment_jax.data.synthetic import World, make_world
 from alignment_jax.run_context import RunContext
@@ -22,6 +24,51 @@ from alignment_jax.run_context import RunContext
 
 def has_inputs(config) -> bool:
     return bool(config.world.enabled)
+
+
+def check(config) -> None:
+    for field, minimum in (("n_objects", 3), ("n_concepts", 1), ("n_train", 1), ("n_test", 0)):
+        checks.integer(config, f"world.{field}", minimum=minimum)
+    checks.integer(config, "world.n_dims", minimum=config.world.n_concepts)
+    checks.integer(config, "world.n_repeated_sets", minimum=0)
+    checks.integer(config, "world.n_local", minimum=0)
+    checks.integer(config, "world.n_transfer", minimum=3)  # RSA needs 3 stimuli
+    checks.integer(config, "world.image_size", minimum=8, maximum=1024)
+
+
+def provenance(ctx: RunContext) -> dict:
+    return facts.settings(ctx.config, "world", "seed")
+
+
+def configure(config, root: str) -> None:
+    """Points `config` at the world written to `root` (what `run` does to the config, without writing):
+    THINGS root, noise-ceiling triplets, images or features, concept embedding, transfer dataset, local set,
+    where the user set none."""
+    settings = config.world
+    transfer = os.path.join(root, "transfer_rsm")
+    config.things.root = root
+    if not config.things.noise_ceiling_triplets:
+        config.things.noise_ceiling_triplets = os.path.join(root, "triplets", "noise_ceiling.npy")
+    if settings.images:
+        config.images.source, config.images.root = "things", os.path.join(root, "images")
+    elif not config.features:
+        config.features = os.path.join(root, "features.npy")
+        config.transfer.features = f"transfer_rsm:{os.path.join(transfer, 'features.npy')}"
+    if not config.concepts.embedding:
+        config.concepts.embedding = os.path.join(root, "concept_embedding.npy")
+        config.concepts.labels = os.path.join(root, "concept_labels.txt")
+    if not config.transfer.datasets:
+        config.transfer.datasets = f"rsm:{transfer}"
+    local = config.probe.local
+    if settings.n_local and not (local.features or local.images):
+        if settings.images:
+            local.images = os.path.join(root, "local", "images")
+        else:
+            local.features = os.path.join(root, "local", "features.npy")
+
+
+def root_of(workdir: str) -> str:
+    return os.path.join(workdir, "world")
 
 
 def run(ctx: RunContext) -> dict:
@@ -37,33 +84,24 @@ def run(ctx: RunContext) -> dict:
         n_local=settings.n_local,
         seed=config.seed,
     )
-    root = os.path.join(ctx.workdir, "world")
+    root = root_of(ctx.workdir)
     ids = [f"object_{i:04d}" for i in range(settings.n_objects)]
-    atomic.save_npy(os.path.join(root, "triplets", "train_90.npy"), world.train)
-    atomic.save_npy(os.path.join(root, "triplets", "test_10.npy"), world.test)
-    atomic.save_npy(os.path.join(root, "triplets", "noise_ceiling.npy"), world.repeats)
-    atomic.write_text(os.path.join(root, "things_concepts.tsv"), "uniqueID\n" + "\n".join(ids) + "\n")
-    atomic.save_npy(os.path.join(root, "concept_embedding.npy"), world.embedding)
-    atomic.write_text(os.path.join(root, "concept_labels.txt"), "\n".join(world.concept_names) + "\n")
-    transfer = _write_transfer(world, os.path.join(root, "transfer_rsm"), settings, config.seed)
-
-    config.things.root = root
-    if not config.things.noise_ceiling_triplets:
-        config.things.noise_ceiling_triplets = os.path.join(root, "triplets", "noise_ceiling.npy")
+    _save_npy(os.path.join(root, "triplets", "train_90.npy"), world.train)
+    _save_npy(os.path.join(root, "triplets", "test_10.npy"), world.test)
+    _save_npy(os.path.join(root, "triplets", "noise_ceiling.npy"), world.repeats)
+    _write(os.path.join(root, "things_concepts.tsv"), ("uniqueID\n" + "\n".join(ids) + "\n").encode())
+    _save_npy(os.path.join(root, "concept_embedding.npy"), world.embedding)
+    _write(os.path.join(root, "concept_labels.txt"), ("\n".join(world.concept_names) + "\n").encode())
+    _write_transfer(world, os.path.join(root, "transfer_rsm"), settings, config.seed)
+    given_features = config.features
+    configure(config, root)
     if settings.images:
         _write_images(os.path.join(root, "images"), ids, render(world.embedding, settings.image_size, config.seed))
-        config.images.source, config.images.root = "things", os.path.join(root, "images")
-    elif not config.features:
-        config.features = ctx.features_path = os.path.join(root, "features.npy")
-        atomic.save_npy(config.features, world.features)
-        config.transfer.features = f"transfer_rsm:{os.path.join(transfer, 'features.npy')}"
+    elif not given_features:
+        ctx.features_path = config.features
+        _save_npy(config.features, world.features)
     if settings.n_local:
-        _write_local(world, os.path.join(root, "local"), config)
-    if not config.concepts.embedding:
-        config.concepts.embedding = os.path.join(root, "concept_embedding.npy")
-        config.concepts.labels = os.path.join(root, "concept_labels.txt")
-    if not config.transfer.datasets:
-        config.transfer.datasets = f"rsm:{transfer}"
+        _write_local(world, os.path.join(root, "local"), settings, config.seed)
     ctx.log(
         f"world: {settings.n_objects} objects ({'images' if settings.images else 'features'}), "
         f"{len(world.train):,} train / {len(world.test):,} test triplets, {settings.n_concepts} planted concepts, "
@@ -77,32 +115,24 @@ def run(ctx: RunContext) -> dict:
 def _write_transfer(world: World, folder: str, settings, seed: int) -> str:
     """Held-out objects: human similarity = the planted embedding's dot products, images or features."""
     embedding = world.transfer_embedding
-    atomic.save_npy(os.path.join(folder, "similarity.npy"), embedding @ embedding.T)
+    _save_npy(os.path.join(folder, "similarity.npy"), embedding @ embedding.T)
     if settings.images:
         names = [f"stimulus_{i:03d}" for i in range(len(embedding))]
         _write_images(os.path.join(folder, "images"), names, render(embedding, settings.image_size, seed + 1))
     else:
-        atomic.save_npy(os.path.join(folder, "features.npy"), world.transfer_features)
+        _save_npy(os.path.join(folder, "features.npy"), world.transfer_features)
     return folder
 
 
-def _write_local(world: World, folder: str, config) -> None:
-    """gLocal's local set: rendered images (for the run's model) or features; probe.local points at them
-    unless it names a local set already."""
-    local = config.probe.local
-    if config.world.images:
+def _write_local(world: World, folder: str, settings, seed: int) -> None:
+    """gLocal's local set: rendered images (for the run's model) or features."""
+    if settings.images:
         names = [f"local_{i:05d}" for i in range(len(world.local_embedding))]
         _write_images(
-            os.path.join(folder, "images"),
-            names,
-            render(world.local_embedding, config.world.image_size, config.seed + 2),
+            os.path.join(folder, "images"), names, render(world.local_embedding, settings.image_size, seed + 2)
         )
-        if not (local.features or local.images):
-            local.images = os.path.join(folder, "images")
     else:
-        atomic.save_npy(os.path.join(folder, "features.npy"), world.local_features)
-        if not (local.features or local.images):
-            local.features = os.path.join(folder, "features.npy")
+        _save_npy(os.path.join(folder, "features.npy"), world.local_features)
 
 
 def _write_images(folder: str, names: list[str], images: np.ndarray) -> None:
@@ -114,8 +144,20 @@ def _write_images(folder: str, names: list[str], images: np.ndarray) -> None:
         path = os.path.join(folder, f"{name}.png")
         encoded = io.BytesIO()
         Image.fromarray(image).save(encoded, format="PNG")
-        if not _holds(path, encoded.getvalue()):
-            atomic.write_bytes(path, encoded.getvalue())
+        _write(path, encoded.getvalue())
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    encoded = io.BytesIO()
+    np.save(encoded, np.asarray(array))
+    _write(path, encoded.getvalue())
+
+
+def _write(path: str, data: bytes) -> None:
+    """Writes `data` atomically, only when the file does not already hold exactly it: a rerun leaves the
+    files (and their modification times) alone."""
+    if not _holds(path, data):
+        atomic.write_bytes(path, data)
 
 
 def _holds(path: str, data: bytes) -> bool:

@@ -2,12 +2,17 @@
 
 import numpy as np
 
+from alignment_jax import provenance as facts
+from alignment_jax.config import checks
+from alignment_jax.errors import InputError
 from alignment_jax.evaluation.noise_ceiling import CHANCE
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import given_transform, statistics
-from alignment_jax.stages.inputs import has_features, has_things
+from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
+
+MEMORY = "zero_shot.bootstrap (resamples)"
 
 
 def has_inputs(config) -> bool:
@@ -18,6 +23,25 @@ def check(config) -> None:
     check_kind(config.similarity)
     statistics.check(config)
     given_transform.check(config)
+    checks.integer(config, "zero_shot.bootstrap", minimum=0)
+
+
+def check_inputs(ctx: RunContext) -> None:
+    check_things_and_features(ctx)
+    statistics.check_inputs(ctx)
+    things = ctx.things
+    if not len(things.train) and (things.test is None or not len(things.test)):
+        raise InputError(f"{things.train.source}: no triplets (and no test triplets either)")
+
+
+def provenance(ctx: RunContext) -> dict:
+    return {
+        "features": ctx.digest("features"),
+        "things": ctx.digest("things"),
+        **facts.settings(ctx.config, "similarity", "seed", "zero_shot", "things", "transform"),
+        **given_transform.provenance(ctx),
+        **statistics.provenance(ctx),
+    }
 
 
 def run(ctx: RunContext) -> dict:
@@ -37,8 +61,9 @@ def run(ctx: RunContext) -> dict:
             test_ci95=[None if np.isnan(v) else v for v in test_ci95],  # results.json: no NaN
             test_n_triplets=len(test_correct),
         )
+    interval = f" [{result.ci95[0]:.4f}, {result.ci95[1]:.4f}]" if np.isfinite(result.ci95).all() else ""
     ctx.log(
-        f"zero-shot ({similarity}): {result.accuracy:.4f} [{result.ci95[0]:.4f}, {result.ci95[1]:.4f}] "
+        f"zero-shot ({similarity}): {result.accuracy:.4f}{interval} "
         f"on {result.n_triplets:,} triplets (chance {CHANCE:.3f})"
     )
     section["noise_ceiling"] = statistics.noise_ceiling(ctx, everything)
