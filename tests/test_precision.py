@@ -63,7 +63,7 @@ def test_each_dtype_reaches_every_matmul_of_the_compiled_model(dtype):
 def test_bad_settings_fail_early():
     config = base_config()
     config.model.dtype = "float16"
-    with pytest.raises(InputError, match="model.dtype 'float16': use one of float32, tensorfloat32, bfloat16"):
+    with pytest.raises(InputError, match="model.dtype='float16' is not one of float32, tensorfloat32, bfloat16"):
         extract_stage.check(config)
     with pytest.raises(InputError, match="model.matmul_precision 'tf32'"):
         make_vit("mu/8", matmul_precision="tf32").init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))
