@@ -90,8 +90,8 @@ def test_folds_hold_only_the_objects_they_use(small):
     folds = stack_folds(x, triplets, train, val, multiple=64)
     for f in range(3):
         for features, local, weights, mask in (
-            (folds.train_features[f], folds.train_triplets[f], folds.train_weights[f], train[f]),
-            (folds.val_features[f], folds.val_triplets[f], folds.val_weights[f], val[f]),
+            (folds.train_features[f, 0], folds.train_triplets[f], folds.train_weights[f], train[f]),
+            (folds.val_features[f, 0], folds.val_triplets[f], folds.val_weights[f], val[f]),
         ):
             kept = weights > 0
             assert kept.sum() == mask.sum()

@@ -54,12 +54,16 @@ def base_config() -> ml_collections.ConfigDict:
     config.probe.standardize = "global"  # global (one scalar mean/std) | per_dim | none
     config.probe.select_by = "cross_entropy"  # cross_entropy | accuracy
     config.probe.temperature = 1.0
+    config.probe.memory_gb = 0.0  # device memory the sweep may use per device; 0 = 70% of the free memory (or RAM)
 
     config.model = ml_collections.ConfigDict()
     config.model.name = ""  # a registry entry (alignment_jax.models.registry), or "" for a custom model
     config.model.variant = ""  # e.g. "B/16" when no registry name is given
     config.model.checkpoint = ""  # local path, gs:// path, or orbax directory
     config.model.layer = ""  # named intermediate output; "" = the registry default
+    # more layers in the same extraction pass, each through every stage: "" = model.layer alone | all = every
+    # transformer block (block00, ...) and model.layer | a comma list, e.g. block03,block07,pre_logits
+    config.model.layers = ""
     config.model.dtype = "float32"  # float32 | bfloat16 matmuls
     config.model.normalization = ""  # "" = the model's own | minus_one_one | imagenet | clip (mean/std)
     config.model.image_size = 0  # input side in pixels; 0 = the registry's, else the checkpoint's grid, else 224
