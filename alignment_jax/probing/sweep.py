@@ -229,6 +229,12 @@ def _config_keys(seed: int, fold_ids: np.ndarray, seed_ids: np.ndarray) -> jax.A
     return jax.vmap(lambda key: jax.vmap(lambda h: jax.random.fold_in(key, h))(ids))(per_fold)
 
 
+@functools.partial(jax.jit, static_argnames=("p", "settings"))
+def _init_all(keys: jax.Array, p: int, settings: TrainSettings) -> objective.Params:
+    """keys: (F, K) -> initial parameters with leading axes (F, K)."""
+    return jax.vmap(jax.vmap(lambda key: init_params(key, p, settings)))(keys)
+
+
 def _epoch_key(seed: int, fold_id: int, epoch: int) -> jax.Array:
     """Shuffling depends on (seed, fold, epoch) only, so a configuration run alone sees the same batches."""
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), fold_id), epoch)
@@ -380,9 +386,7 @@ def _train_chunk(
     p = data[0].shape[-1]
     tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
     config_sharding = NamedSharding(mesh, P(None, "configs"))
-    params = jax.jit(jax.vmap(jax.vmap(lambda k: init_params(k, p, settings))), out_shardings=config_sharding)(
-        _config_keys(seed, fold_ids, configs.seed_id)
-    )
+    params = jax.device_put(_init_all(_config_keys(seed, fold_ids, configs.seed_id), p, settings), config_sharding)
     shape = (n_folds, n_configs)
     state = SweepState(
         params=params,
