@@ -22,6 +22,9 @@ class RunContext:
       (which sets `features_path`).
     things: the THINGS triplets (train/test/object ids).
     transform: the learned transform in `workdir/transform.npz`, once the probe stage wrote it.
+    With model.layers (set by the extract stage): `layer`, the main layer (model.layer), and `layer_paths`,
+    {layer: features file} of every layer in network order (`layers`), read by `layer_features(layer)`; each
+    layer's transform is `layer_transform_path(layer)`.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
@@ -34,6 +37,9 @@ class RunContext:
         self.summary: list[str] = []
         self._features: np.ndarray | None = None
         self._things: ThingsData | None = None
+        self.layer = ""
+        self.layer_paths: dict[str, str] = {}
+        self._layer_features: dict[str, np.ndarray] = {}
 
     @property
     def things(self) -> ThingsData:
@@ -56,6 +62,24 @@ class RunContext:
         return self._features
 
     @property
+    def layers(self) -> list[str]:
+        """The layers of model.layers in network order ([] without it)."""
+        return list(self.layer_paths)
+
+    def layer_features(self, layer: str) -> np.ndarray:
+        """(n_objects, p) features of `layer` (of model.layers)."""
+        path = self.layer_paths[layer]
+        if path == self.features_path:
+            return self.features
+        if layer not in self._layer_features:
+            self._layer_features[layer] = load_features(path)
+        return self._layer_features[layer]
+
+    def layer_transform_path(self, layer: str) -> str:
+        """workdir/transforms/<layer>/transform.npz (the gLocal repository's layout)."""
+        return os.path.join(self.workdir, "transforms", layer, "transform.npz")
+
+    @property
     def transform_path(self) -> str:
         return os.path.join(self.workdir, "transform.npz")
 
@@ -74,6 +98,13 @@ class RunContext:
         self.results[section] = value
         if jax.process_index() == 0:
             atomic.write_json(self.results_path, self.results)
+
+    def forget(self, section: str) -> None:
+        """Drops a section an earlier run left in results.json (one this run does not make)."""
+        if section in self.results:
+            del self.results[section]
+            if jax.process_index() == 0:
+                atomic.write_json(self.results_path, self.results)
 
 
 def _read_json(path: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The sweep's memory estimate against XLA's own buffer assignment, the chunk plan, and chunked == unchunked."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,6 @@ import pytest
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.data.synthetic import make_world
 from alignment_jax.probing import memory, sweep
-from alignment_jax.probing.optimizers import direction
 
 
 @pytest.fixture(scope="module")
@@ -21,20 +21,18 @@ def small():
     return x, world.train, train, val
 
 
-def compiled_bytes(folds: sweep.FoldData, n_configs: int, settings: sweep.TrainSettings, n_batches: int) -> int:
-    """Bytes XLA assigns to one epoch of F x n_configs configurations (arguments, outputs, temporaries)."""
+def compiled_bytes(folds: sweep.FoldData, n_slots: int, settings: sweep.TrainSettings, n_batches: int) -> int:
+    """Bytes XLA assigns to one epoch of F x n_slots configurations (arguments, outputs, temporaries)."""
     f, p = folds.n_folds, folds.train_features.shape[-1]
-    configs = sweep.Configurations.grid(np.full(n_configs, 1e-3), np.full(n_configs, 1e-3), 5, 1)
-    keys = jnp.stack([jax.random.key(0)] * f)
-    params = jax.eval_shape(sweep._init_all, sweep._config_keys(0, np.arange(f), configs.seed_id), p, settings)
-    opt_state = jax.eval_shape(jax.vmap(jax.vmap(direction(settings.optimizer, 1.0).init)), params)
-    scalar = lambda dtype: jax.ShapeDtypeStruct((f, n_configs), dtype)
-    state = sweep.SweepState(
-        params, opt_state, params, *(scalar(t) for t in (jnp.float32, jnp.float32, jnp.int32, jnp.int32, jnp.int32)),
-        scalar(bool), scalar(bool),
-    )  # fmt: skip
+    slots = np.zeros((f, n_slots), np.int32)
+    keys = sweep._initial_keys(0, np.arange(f), slots)
+    state = jax.eval_shape(functools.partial(sweep._initial_state, p=p, settings=settings), keys, slots < 0)
+    configs = sweep.Configurations.grid([1e-3], [1e-3], 5).arrays()
+    configs = {k: jax.ShapeDtypeStruct((f, n_slots), v.dtype) for k, v in configs.items()}
     data = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in dataclasses.astuple(folds)]
-    lowered = sweep._sweep_epoch.lower(state, *data, configs.arrays(), keys, settings=settings, n_batches=n_batches)
+    lowered = sweep._sweep_epoch.lower(
+        state, *data, configs, jnp.arange(f), jnp.int32(0), settings=settings, n_batches=n_batches
+    )
     stats = lowered.compile().memory_analysis()
     used = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
     return used - stats.alias_size_in_bytes  # the donated state is updated in place
@@ -66,11 +64,11 @@ def test_plan_chunks():
     assert memory.available_bytes() > 0
 
 
-def test_chunked_sweep_equals_unchunked(small):
+def test_chunked_sweep_equals_unchunked(small, monkeypatch):
     x, triplets, train, val = small
     folds = sweep.stack_folds(np.stack([x, np.tanh(x)]), triplets, train, val)
-    configs = sweep.Configurations.grid([1e-1, 1e-2, 1e-4], [0.05, 0.05, 0.02], epochs=20, n_views=2)
-    settings = sweep.TrainSettings(epochs=20, min_epochs=3, patience=3)
+    configs = sweep.Configurations.grid([3.0, 1e-1, 1e-4], [0.05, 0.05, 0.02], epochs=30, n_views=2)
+    settings = sweep.TrainSettings(epochs=30, min_epochs=3, patience=3)
     per_config = memory.config_bytes(folds, folds.train_triplets.shape[1])
     budget = memory.data_bytes(folds) + 2.5 * folds.n_folds * per_config  # two configurations per chunk
     assert memory.plan_chunks(6, 3, per_config, memory.data_bytes(folds), budget).n_chunks == 3
@@ -82,3 +80,12 @@ def test_chunked_sweep_equals_unchunked(small):
     np.testing.assert_allclose(whole.val_cross_entropy, chunked.val_cross_entropy, rtol=1e-5)
     np.testing.assert_allclose(whole.val_accuracy, chunked.val_accuracy, atol=1e-6)
     np.testing.assert_allclose(whole.params["weights"], chunked.params["weights"], atol=1e-4)  # float32 rounding
+    # the pool shrinks to its active slots when that pays; forced here at every chance: the same numbers again
+    monkeypatch.setattr(sweep._Clock, "pays", lambda self, slots, target, remaining: True)
+    sizes, compact = [], sweep._Pool.compact
+    monkeypatch.setattr(sweep._Pool, "compact", lambda pool, target: sizes.append(target) or compact(pool, target))
+    shrunk = sweep.train_configurations(folds, configs, settings, seed=2, progress=False, budget_bytes=1e12)
+    assert sizes == [3]  # 6 slots per fold -> 3
+    np.testing.assert_array_equal(whole.epochs, shrunk.epochs)
+    np.testing.assert_allclose(whole.val_cross_entropy, shrunk.val_cross_entropy, rtol=1e-5)
+    np.testing.assert_allclose(whole.params["weights"], shrunk.params["weights"], atol=1e-4)

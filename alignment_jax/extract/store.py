@@ -8,7 +8,9 @@
     STORE/features.h5       or HDF5: datasets features, object_ids    } done (thingsvision layout)
     STORE/object_ids.txt    one id per line
 
-A store whose record names another key is never reused: opening it raises InputError.
+A store whose record names another key is never reused: opening it raises InputError. Each layer of a
+model has its own store (the key names the layer); a run of several layers fills theirs in one pass over
+the images (extract/pipeline.py).
 """
 
 import glob
@@ -64,13 +66,7 @@ class FeatureStore:
             os.remove(stale)
 
     def _read_record(self) -> dict | None:
-        if not os.path.exists(self.record_path):
-            return None
-        try:
-            with open(self.record_path, encoding="utf-8") as f:
-                return json.load(f)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{self.record_path}: not valid JSON ({e}); delete the store folder") from e
+        return read_record(self.path)
 
     def _check(self, record: dict) -> None:
         old = record.get("key", {})
@@ -147,6 +143,19 @@ class FeatureStore:
                 raise InputError(f"{self.path}: marked complete but has no features file; delete the store folder")
             self._write_final(_read_features(other))
         return _read_features(self.features_path)
+
+
+def read_record(path: str) -> dict | None:
+    """The record of the store at `path`, or None when there is none yet (read before opening several
+    stores that are filled together, so new ones take the shard size of unfinished ones)."""
+    record_path = os.path.join(path, "record.json")
+    if not os.path.exists(record_path):
+        return None
+    try:
+        with open(record_path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{record_path}: not valid JSON ({e}); delete the store folder") from e
 
 
 def _read_features(path: str) -> np.ndarray:

@@ -12,13 +12,14 @@ T_v = validation triplets (the formulation of each is chosen by probing/objectiv
       rows       9 b p + A b          the gathered rows of X, their transforms and the gradients
     validation   n_v p + n_v^2 + A T_v  (matrix; the other formulations as in the step, without gradients)
     view         (n + n_v) p          the gathered rows of the configuration's layer (with several views)
+    minibatches  3 T                  its own shuffle of the T training triplets (batch < T)
 
 A = 8 words per triplet (its three similarities, their softmax and gradient); each fold's data adds
 16 words per triplet (indices, weights, the minibatch order and the gathers shared by its configurations).
 The constants come from XLA's own buffer assignment of the compiled epoch, which the estimate exceeds by
 1.1 to 1.6x over the shapes of tests/test_memory.py (it checks this). The training step and the
-validation are not live at the same time: the larger counts. The configurations of one chunk run
-together; chunks run one after another (probing/sweep.py).
+validation are not live at the same time: the larger counts. The sweep trains its configurations
+in a pool of as many slots as fit (probing/sweep.py); a plan's `size` is that number per fold.
 """
 
 import dataclasses
@@ -37,7 +38,8 @@ USABLE = 0.7  # of the memory found free: the rest is left to XLA's fragmentatio
 
 @dataclasses.dataclass(frozen=True)
 class ChunkPlan:
-    """size: configurations per chunk (a multiple of the device count); n_chunks: how many chunks."""
+    """size: slots per fold, configurations that train at once on each fold (a multiple of the device
+    count); n_chunks: how many rounds of that many the configurations need."""
 
     size: int
     n_chunks: int
@@ -67,7 +69,9 @@ def config_bytes(folds, batch: int, optimizer: str = "adam", bias: bool = False)
     train = step_words(objective.choose_formulation(n_train, batch, p), n_train, batch, p)
     val = step_words(objective.choose_formulation(n_val, t_val, p), n_val, t_val, p, gradient=False) if t_val else 0
     view = (n_train + n_val) * p if n_views > 1 else 0
-    return WORD * (state + max(train, val) + view)
+    t_train = folds.train_triplets.shape[1]
+    shuffle = 3 * t_train if batch < t_train else 0
+    return WORD * (state + max(train, val) + view + shuffle)
 
 
 def data_bytes(folds) -> float:
@@ -111,17 +115,3 @@ def plan_chunks(
     n_chunks = -(-n_configs // (per_device * n_devices))
     per_device = -(-n_configs // (n_chunks * n_devices))
     return ChunkPlan(per_device * n_devices, n_chunks)
-
-
-def gigabytes(value: float) -> float:
-    """`value` bytes in GB (1e9), for logs and JSON."""
-    return round(value / 1e9, 3)
-
-
-def describe(plan: ChunkPlan, n_configs: int, n_folds: int, per_config: float, budget: float) -> str:
-    """One line for a log: the estimate and the chunking it gave."""
-    return (
-        f"{n_folds}x{n_configs} configurations, about {gigabytes(per_config * n_folds):.3g} GB per "
-        f"configuration over the folds, budget {gigabytes(budget):.3g} GB per device: "
-        f"{plan.n_chunks} chunk(s) of {plan.size}"
-    )

@@ -13,19 +13,24 @@ fold data holds V views (layers of one width, each standardized on its own) of t
 millions of triplets, which are why the fold is an axis of its own and not an index). Adding a
 hyperparameter is adding an entry to `hyper` and reading it in the loss; adding a layer is adding a view.
 
-One epoch of one configuration is written once and vmapped over K (per-configuration arrays), then over F
-(per-fold data). Early stopping is per configuration: a `done` mask freezes finished configurations while
-the others go on; a configuration whose loss turns NaN/inf is marked failed and frozen at its best
-parameters. The K axis is cut into equal chunks that fit the device's memory (probing/memory.py: an
-estimate per configuration from n, p, the triplets, the formulation and the optimizer state); the chunks
-run one after another through the same compiled program, each to its own convergence, and every chunk is
-sharded over this process's devices. A configuration's numbers do not depend on the chunk it lands in,
-on the other configurations, or on the view index it has: its initial weights depend on (seed, fold id,
-seed id) and its minibatch order on (seed, fold id, epoch) only.
+One epoch of one configuration is written once and vmapped over the slots of a fold, then over the folds
+(per-fold data). The configurations train in a pool of F x S slots, S as many as fit the device's memory
+(probing/memory.py: an estimate per configuration from n, p, the triplets, the formulation and the
+optimizer state), sharded over this process's devices; each slot holds its own configuration's arrays.
+Early stopping is per configuration: a configuration stops when its validation loss has not improved for
+`patience` epochs (or its loss turns NaN/inf: it is marked failed, frozen at its best parameters), and its
+slot takes the next configuration of that fold, if any is left. Once none is left, the pool shrinks to its
+active slots where the epochs saved pay for compiling the smaller program (a slow layer's stragglers do not
+keep every finished configuration computing). A configuration's numbers do not depend on its slot, on when
+it starts or on the other configurations: its initial weights depend on (seed, fold id, seed id) and its
+minibatch order on (seed, fold id, its own epoch) only.
 """
 
+import collections
+import contextlib
 import dataclasses
 import functools
+import time
 from typing import NamedTuple
 
 import jax
@@ -221,23 +226,40 @@ def init_params(key: jax.Array, p: int, settings: TrainSettings) -> objective.Pa
     return params
 
 
-def _config_keys(seed: int, fold_ids: np.ndarray, seed_ids: np.ndarray) -> jax.Array:
-    """(F, K) initial keys: fold_in(fold_in(key(seed), fold id), seed id)."""
+def _initial_keys(seed: int, fold_ids: np.ndarray, seed_ids: np.ndarray) -> jax.Array:
+    """fold_ids (F,), seed_ids (F, S) -> (F, S) keys fold_in(fold_in(key(seed), fold id), seed id)."""
     base = jax.random.key(seed)
     per_fold = jax.vmap(lambda f: jax.random.fold_in(base, f))(jnp.asarray(fold_ids, jnp.uint32))
-    ids = jnp.asarray(seed_ids, jnp.uint32)
-    return jax.vmap(lambda key: jax.vmap(lambda h: jax.random.fold_in(key, h))(ids))(per_fold)
+    fold_in = jax.vmap(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
+    return fold_in(per_fold, jnp.asarray(seed_ids, jnp.uint32))
 
 
 @functools.partial(jax.jit, static_argnames=("p", "settings"))
-def _init_all(keys: jax.Array, p: int, settings: TrainSettings) -> objective.Params:
-    """keys: (F, K) -> initial parameters with leading axes (F, K)."""
-    return jax.vmap(jax.vmap(lambda key: init_params(key, p, settings)))(keys)
+def _initial_state(keys: jax.Array, idle: jax.Array, *, p: int, settings: TrainSettings) -> SweepState:
+    """A fresh state for every slot: keys (F, S); idle (F, S) bool slots hold no configuration (done)."""
+    params = jax.vmap(jax.vmap(lambda key: init_params(key, p, settings)))(keys)
+    tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
+    zeros = jnp.zeros(idle.shape, jnp.int32)
+    return SweepState(
+        params=params,
+        opt_state=jax.vmap(jax.vmap(tx.init))(params),
+        best_params=params,
+        best_loss=jnp.full(idle.shape, jnp.inf),
+        best_accuracy=jnp.full(idle.shape, jnp.nan),
+        best_epoch=zeros,
+        wait=zeros,
+        epochs=zeros,
+        done=idle,
+        failed=jnp.zeros(idle.shape, bool),
+    )
 
 
-def _epoch_key(seed: int, fold_id: int, epoch: int) -> jax.Array:
-    """Shuffling depends on (seed, fold, epoch) only, so a configuration run alone sees the same batches."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), fold_id), epoch)
+@functools.partial(jax.jit, donate_argnums=0)
+def _replace_slots(state: SweepState, fresh: SweepState, mask: jax.Array) -> SweepState:
+    """The slots of `mask` (F, S) take their fresh state."""
+    return jax.tree.map(
+        lambda new, old: jnp.where(mask.reshape(mask.shape + (1,) * (old.ndim - 2)), new, old), fresh, state
+    )
 
 
 def _select(flag: jax.Array, new, old):
@@ -250,9 +272,12 @@ def _view(features: jax.Array, view: jax.Array) -> jax.Array:
 
 
 def _config_epoch(
-    state: SweepState, train_x, train_t, train_w, val_x, val_t, val_w, config, key, *, settings, n_batches
+    state: SweepState, train_x, train_t, train_w, val_x, val_t, val_w, config, fold_id, seed, *, settings, n_batches
 ):
-    """One epoch of one configuration (unbatched state); frozen when state.done. config: its arrays()."""
+    """One epoch of one configuration (unbatched state); frozen when state.done. config: its arrays().
+
+    Its minibatch order depends on (seed, fold id, its own epoch) only, so it sees the same batches
+    whichever slot it trains in and whenever it starts."""
     train_x, val_x = _view(train_x, config["view"]), _view(val_x, config["view"])
     lam, lr = config["lam"], config["lr"]
     batch = train_t.shape[0] // n_batches
@@ -264,6 +289,7 @@ def _config_epoch(
         formulation=objective.choose_formulation(train_x.shape[0], batch, train_x.shape[1]),
     )
     if n_batches > 1:
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), fold_id), state.epochs)
         order = jax.random.permutation(key, train_t.shape[0]).reshape(n_batches, batch)
     else:
         order = None
@@ -319,12 +345,15 @@ def _config_epoch(
 
 
 @functools.partial(jax.jit, static_argnames=("settings", "n_batches"), donate_argnums=0)
-def _sweep_epoch(state, train_x, train_t, train_w, val_x, val_t, val_w, configs, keys, *, settings, n_batches):
-    """One epoch of every configuration: vmapped over K (the fold's data shared), then over F (per-fold data)."""
+def _sweep_epoch(
+    state, train_x, train_t, train_w, val_x, val_t, val_w, configs, fold_ids, seed, *, settings, n_batches
+):
+    """One epoch of every slot (F, S): vmapped over the slots of a fold (its data shared), then over the
+    folds (per-fold data). configs: per-slot arrays (F, S); fold_ids: (F,)."""
     epoch = functools.partial(_config_epoch, settings=settings, n_batches=n_batches)
-    over_k = jax.vmap(epoch, in_axes=(0, None, None, None, None, None, None, 0, None))
-    over_f = jax.vmap(over_k, in_axes=(0, 0, 0, 0, 0, 0, 0, None, 0))
-    return over_f(state, train_x, train_t, train_w, val_x, val_t, val_w, configs, keys)
+    over_s = jax.vmap(epoch, in_axes=(0, None, None, None, None, None, None, 0, None, None))
+    over_f = jax.vmap(over_s, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, 0, None))
+    return over_f(state, train_x, train_t, train_w, val_x, val_t, val_w, configs, fold_ids, seed)
 
 
 def train_configurations(
@@ -340,9 +369,12 @@ def train_configurations(
 ) -> SweepOutcome:
     """Trains F x K configurations on standardized features (in `folds`); returns arrays (F, K).
 
-    fold_ids (F,) name the folds for seeding (default 0..F-1). budget_bytes: device memory the sweep may
-    use per device (0 = measured, probing/memory.py); the K axis is chunked to fit it. keep_params=False
-    leaves the (F, K, p, p) parameters on the device (a cross-validation sweep only needs the numbers).
+    The configurations train in a pool of F x S slots, S as many as fit `budget_bytes` of device memory
+    per device (0 = measured, probing/memory.py), sharded over this process's devices; a slot whose
+    configuration stopped takes the fold's next one, and when none is left the pool shrinks to the active
+    slots where the saved epochs pay for compiling the smaller program. fold_ids (F,) name the folds for
+    seeding (default 0..F-1). keep_params=False leaves the (F, K, p, p) parameters on the device (a
+    cross-validation sweep only needs the numbers).
     """
     n_folds, n_configs = folds.n_folds, len(configs)
     fold_ids = np.arange(n_folds) if fold_ids is None else np.asarray(fold_ids)
@@ -350,82 +382,150 @@ def train_configurations(
     batch = settings.batch_size if 0 < settings.batch_size < t_train else t_train
     n_batches = max(1, t_train // batch)
     devices = jax.local_devices()
-    plan = memory.plan_chunks(
-        n_configs,
-        n_folds,
-        memory.config_bytes(folds, batch, settings.optimizer, settings.bias),
-        memory.data_bytes(folds),
-        budget_bytes or memory.available_bytes(devices),
-        len(devices),
-    )
+    per_config = memory.config_bytes(folds, batch, settings.optimizer, settings.bias)
+    budget = budget_bytes or memory.available_bytes(devices)
+    plan = memory.plan_chunks(n_configs, n_folds, per_config, memory.data_bytes(folds), budget, len(devices))
     mesh = jax.make_mesh((len(devices),), ("configs",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
-    replicated = NamedSharding(mesh, P())
-    data = [jax.device_put(a, replicated) for a in dataclasses.astuple(folds)]
-
-    outcomes = []
-    for chunk, start in enumerate(range(0, n_configs, plan.size)):
-        index = np.arange(start, min(start + plan.size, n_configs))
-        padded = np.concatenate([index, np.repeat(index[-1:], plan.size - len(index))])
-        part = f", chunk {chunk + 1}/{plan.n_chunks}" if plan.n_chunks > 1 else ""
-        label = f"{desc} ({n_folds}x{n_configs} configs{part})"
-        outcome = _train_chunk(
-            data, configs.take(padded), settings, seed, fold_ids, n_batches, mesh, progress, label, keep_params
-        )
-        outcomes.append(outcome.columns(slice(0, len(index))))
-    return SweepOutcome(
-        {k: np.concatenate([o.params[k] for o in outcomes], axis=1) for k in outcomes[0].params},
-        *(np.concatenate([getattr(o, f.name) for o in outcomes], axis=1) for f in dataclasses.fields(SweepOutcome)[1:]),
-    )
-
-
-def _train_chunk(
-    data, configs: Configurations, settings, seed, fold_ids, n_batches, mesh, progress, label, keep_params
-) -> SweepOutcome:
-    """Trains one chunk of configurations (their count a multiple of the device count) to convergence."""
-    n_folds, n_configs = len(fold_ids), len(configs)
-    p = data[0].shape[-1]
-    tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
-    config_sharding = NamedSharding(mesh, P(None, "configs"))
-    params = jax.device_put(_init_all(_config_keys(seed, fold_ids, configs.seed_id), p, settings), config_sharding)
-    shape = (n_folds, n_configs)
-    state = SweepState(
-        params=params,
-        opt_state=jax.vmap(jax.vmap(tx.init))(params),
-        best_params=jax.tree.map(jnp.copy, params),
-        best_loss=jnp.full(shape, jnp.inf),
-        best_accuracy=jnp.full(shape, jnp.nan),
-        best_epoch=jnp.zeros(shape, jnp.int32),
-        wait=jnp.zeros(shape, jnp.int32),
-        epochs=jnp.zeros(shape, jnp.int32),
-        done=jnp.zeros(shape, bool),
-        failed=jnp.zeros(shape, bool),
-    )
-    state = jax.tree.map(lambda a: jax.device_put(a, config_sharding), state)
-    arrays = jax.device_put(configs.arrays(), NamedSharding(mesh, P("configs")))
-    max_epochs = int(configs.max_epochs.max())
-    has_val = data[4].shape[1] > 0
-
-    bar = tqdm(total=max_epochs, desc=label, disable=not progress)
-    for epoch in range(max_epochs):
-        keys = jnp.stack([_epoch_key(seed, int(f), epoch) for f in fold_ids])
-        state = _sweep_epoch(state, *data, arrays, keys, settings=settings, n_batches=n_batches)
-        done = np.asarray(state.done)
-        bar.update(1)
-        postfix = {"done": f"{int(done.sum())}/{done.size}"}
-        if has_val:
-            postfix["best_val"] = f"{float(jnp.min(state.best_loss)):.4f}"
-        bar.set_postfix(postfix)
-        if done.all():
-            break
+    data = [jax.device_put(a, NamedSharding(mesh, P())) for a in dataclasses.astuple(folds)]
+    pool = _Pool(configs, settings, seed, fold_ids, folds.train_features.shape[-1], mesh, keep_params)
+    pool.start(plan.size)
+    step = functools.partial(_sweep_epoch, settings=settings, n_batches=n_batches)
+    slots = f", {plan.size} at a time" if plan.size < n_configs else ""
+    bar = tqdm(total=n_folds * n_configs, desc=f"{desc} ({n_folds}x{n_configs} configs{slots})", disable=not progress)
+    clock = _Clock()
+    while pool.active():
+        with clock.epoch(pool.slots):
+            pool.state = step(pool.state, *data, pool.arrays, pool.fold_ids, pool.seed)
+            finished = pool.retire()
+        bar.update(finished)
+        bar.set_postfix({"slots": f"{int(pool.active())}/{pool.slots * n_folds}", "epochs": clock.epochs})
+        target = pool.compact_target(len(devices))
+        if target and clock.pays(pool.slots, target, pool.remaining_epochs()):
+            pool.compact(target)
     bar.close()
-    return SweepOutcome(
-        params=jax.tree.map(np.asarray, state.best_params) if keep_params else {},
-        val_cross_entropy=np.asarray(state.best_loss),
-        val_accuracy=np.asarray(state.best_accuracy),
-        best_epoch=np.asarray(state.best_epoch),
-        epochs=np.asarray(state.epochs),
-        failed=np.asarray(state.failed),
-    )
+    return pool.outcome()
+
+
+class _Clock:
+    """Epoch times per pool size, and the compile time that a new size costs (first epoch minus a later one)."""
+
+    def __init__(self):
+        self.seconds: dict[int, list[float]] = collections.defaultdict(list)
+        self.epochs = 0
+
+    @contextlib.contextmanager
+    def epoch(self, slots: int):
+        start = time.perf_counter()
+        yield
+        self.seconds[slots].append(time.perf_counter() - start)
+        self.epochs += 1
+
+    def pays(self, slots: int, target: int, remaining_epochs: float) -> bool:
+        """Whether shrinking the pool from `slots` to `target` slots saves more time than it costs."""
+        times = self.seconds[slots]
+        if len(times) < 2:
+            return False
+        epoch = float(np.median(times[1:]))
+        compile_cost = max(0.0, max(t[0] - float(np.median(t[1:])) for t in self.seconds.values() if len(t) > 1))
+        return remaining_epochs * epoch * (1 - target / slots) > compile_cost
+
+
+class _Pool:
+    """F x S slots, each training one configuration (index into `configs`) or idle (-1), with the state on
+    the devices and the finished configurations' results on the host."""
+
+    def __init__(self, configs, settings, seed, fold_ids, p, mesh, keep_params):
+        self.configs, self.settings, self.p, self.mesh, self.keep = configs, settings, p, mesh, keep_params
+        self.fold_ids = jnp.asarray(fold_ids, jnp.int32)
+        self.seed = jnp.asarray(seed, jnp.int32)
+        self._seed, self._fold_ids = seed, fold_ids
+        n_folds, n_configs = len(fold_ids), len(configs)
+        self.queues = [collections.deque(range(n_configs)) for _ in range(n_folds)]
+        self.results = {
+            name: np.full((n_folds, n_configs), fill, dtype)
+            for name, fill, dtype in (
+                ("best_loss", np.inf, np.float32),
+                ("best_accuracy", np.nan, np.float32),
+                ("best_epoch", 0, np.int32),
+                ("epochs", 0, np.int32),
+                ("failed", False, bool),
+            )
+        }
+        self.params: dict[str, np.ndarray] = {}
+        self.slots = 0
+
+    def _sharded(self, tree):
+        return jax.device_put(tree, NamedSharding(self.mesh, P(None, "configs")))
+
+    def _fresh(self, assigned: np.ndarray) -> SweepState:
+        keys = _initial_keys(self._seed, self._fold_ids, self.configs.seed_id[np.maximum(assigned, 0)])
+        state = _initial_state(keys, jnp.asarray(assigned < 0), p=self.p, settings=self.settings)
+        return self._sharded(state)
+
+    def _put_arrays(self) -> None:
+        index = np.maximum(self.assigned, 0)
+        self.arrays = self._sharded({k: v[index] for k, v in self.configs.arrays().items()})
+
+    def start(self, slots: int) -> None:
+        self.slots = slots
+        self.assigned = np.array([[q.popleft() if q else -1 for _ in range(slots)] for q in self.queues])
+        self.state = self._fresh(self.assigned)
+        self._put_arrays()
+
+    def active(self) -> int:
+        return int((self.assigned >= 0).sum())
+
+    def retire(self) -> int:
+        """Moves the results of the configurations that stopped to the host and gives their slots the next
+        configurations of their folds; returns how many stopped."""
+        finished = np.asarray(self.state.done) & (self.assigned >= 0)
+        if not finished.any():
+            return 0
+        f, s = np.nonzero(finished)
+        k = self.assigned[f, s]
+        for name in self.results:
+            self.results[name][f, k] = np.asarray(getattr(self.state, name))[f, s]
+        if self.keep:
+            for name, leaf in self.state.best_params.items():
+                if name not in self.params:
+                    self.params[name] = np.zeros(self.results["epochs"].shape + leaf.shape[2:], np.float32)
+                self.params[name][f, k] = np.asarray(leaf)[f, s]
+        self.assigned[f, s] = [self.queues[fold].popleft() if self.queues[fold] else -1 for fold in f]
+        fresh = finished & (self.assigned >= 0)
+        if fresh.any():
+            self.state = _replace_slots(self.state, self._fresh(self.assigned), jnp.asarray(fresh))
+            self._put_arrays()
+        return len(k)
+
+    def compact_target(self, n_devices: int) -> int:
+        """Once no fold has a configuration left to start: the fewest slots (a multiple of the device count)
+        that hold every fold's active configurations, if at most half the pool (so the pool's size, and
+        with it a compilation, changes only a few times); else 0."""
+        need = int((self.assigned >= 0).sum(axis=1).max())
+        target = -(-need // n_devices) * n_devices
+        return target if not any(self.queues) and 0 < target <= self.slots // 2 else 0
+
+    def remaining_epochs(self) -> float:
+        """A guess of how long the active configurations go on: as long again as the oldest has trained,
+        within its epoch budget."""
+        active = self.assigned >= 0
+        trained = np.asarray(self.state.epochs)[active]
+        budget = self.configs.max_epochs[self.assigned[active]]
+        return float(np.max(np.minimum(trained, budget - trained)))
+
+    def compact(self, target: int) -> None:
+        """Moves the active configurations of each fold into the first `target` slots."""
+        order = np.argsort(self.assigned < 0, axis=1, kind="stable")[:, :target]  # active slots first
+        rows = np.arange(len(self.assigned))[:, None]
+        self.assigned = self.assigned[rows, order]
+        state = jax.tree.map(lambda a: a[rows, order], self.state)
+        self.state = self._sharded(state._replace(done=state.done | jnp.asarray(self.assigned < 0)))
+        self.slots = target
+        self._put_arrays()
+
+    def outcome(self) -> SweepOutcome:
+        r = self.results
+        return SweepOutcome(self.params, r["best_loss"], r["best_accuracy"], r["best_epoch"], r["epochs"], r["failed"])
 
 
 def train_sweep(

@@ -1,14 +1,17 @@
 """Stage extract: features of config.model for the images of config.images, into a store in
 `workdir/features/`; later stages read them (ctx.features). A second run reuses the finished store,
 an interrupted one resumes it; features made another way are never reused (the store name holds a
-hash of model, checkpoint, layer, pooling, dtype, decoding and images)."""
+hash of model, checkpoint, layer, pooling, dtype, decoding and images). With model.layers, every layer
+comes from one pass over the images, each into its own store (stages/layers.py: results.json `layers`)."""
 
 import os
 
 import ml_collections
 
-from alignment_jax.extract.pipeline import extract_with_config, image_source
+from alignment_jax.errors import InputError
+from alignment_jax.extract.pipeline import extract_layers_with_config, image_source
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import layers
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
@@ -27,18 +30,52 @@ def has_inputs(config: ml_collections.ConfigDict) -> bool:
     return True  # an unknown source: run() says what is wrong
 
 
-def run(ctx: RunContext) -> dict:
-    """Returns the `extract` section: store, features path, n, p, images computed now, images/s."""
-    result, store = extract_with_config(ctx.config, image_source(ctx.config), os.path.join(ctx.workdir, "features"))
-    ctx.features_path = os.path.join(store, f"features.{ctx.config.images.store_format}")
-    n, p = result.features.shape
-    if result.computed:
-        ctx.log(
-            f"extract: {result.computed} images -> {n} x {p} features ({result.images_per_s:.1f} images/s), {store}"
+def check(config: ml_collections.ConfigDict) -> None:
+    """model.layers needs a model to extract the layers with."""
+    if config.model.layers.strip() and (config.features or not (config.model.name or config.model.variant)):
+        raise InputError(
+            f"model.layers={config.model.layers!r} extracts layers with config.model, and "
+            + ("features= gives precomputed features of one layer" if config.features else "no model is set")
+            + "; set model.name (or model.variant) and leave features empty, or set model.layers=''"
         )
+
+
+def run(ctx: RunContext) -> dict:
+    """Returns the `extract` section: store, features path, n, p, images computed now, images/s (of
+    model.layer; with model.layers every layer comes from the same pass and gets an entry in `layers`)."""
+    config = ctx.config
+    extraction = extract_layers_with_config(
+        config, image_source(config), os.path.join(ctx.workdir, "features"), config.model.layers
+    )
+    result, store = extraction.layers[extraction.default]
+    ctx.features_path = _features_file(store, config)
+    n, p = result.features.shape
+    what = f"{n} x {p} features"
+    if len(extraction.layers) > 1:
+        what = f"{len(extraction.layers)} layers ({', '.join(extraction.layers)}) in one pass, {n} x p features each"
+    if result.computed:
+        ctx.log(f"extract: {result.computed} images -> {what} ({result.images_per_s:.1f} images/s), {store}")
     else:
-        ctx.log(f"extract: reused {n} x {p} features from {store}")
+        ctx.log(f"extract: reused {what} from {store}")
+    if config.model.layers.strip():
+        ctx.layer_paths = {layer: _features_file(path, config) for layer, (_, path) in extraction.layers.items()}
+        rows = [
+            {
+                "layer": layer,
+                "depth": extraction.depths[layer],
+                "p": e.features.shape[1],
+                "features": ctx.layer_paths[layer],
+            }
+            for layer, (e, _) in extraction.layers.items()
+        ]
+        layers.start(ctx, extraction.default, rows)
+    else:
+        layers.stop(ctx)
     section = {"store": store, "features": ctx.features_path, "n": n, "p": p, "computed": result.computed}
     if result.computed:
         section["images_per_s"] = result.images_per_s
     return section
+
+
+def _features_file(store: str, config: ml_collections.ConfigDict) -> str:
+    return os.path.join(store, f"features.{config.images.store_format}")

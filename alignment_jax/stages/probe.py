@@ -3,8 +3,9 @@
 import os
 
 from alignment_jax.evaluation.zero_shot import odd_one_out
-from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
+from alignment_jax.probing.cross_validation import ProbeSettings, run_probe, run_probe_layers
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import layers
 from alignment_jax.stages.inputs import has_features, has_things
 
 
@@ -20,7 +21,15 @@ def run(ctx: RunContext) -> dict:
     config, things, features = ctx.config, ctx.things, ctx.features
     settings = ProbeSettings.from_config(config.probe, features.shape[1])
     test = things.test.triplets if things.test is not None else None
-    result = run_probe(features, things.train.triplets, test, settings, seed=config.seed)
+    if ctx.layers:  # every layer in one sweep per width; model.layer's result is this section's
+        for_width = lambda p: ProbeSettings.from_config(config.probe, p)
+        by_layer = run_probe_layers(
+            {layer: ctx.layer_features(layer) for layer in ctx.layers}, things.train.triplets, test, for_width,
+            seed=config.seed,
+        )  # fmt: skip
+        result = by_layer[ctx.layer]
+    else:
+        result = run_probe(features, things.train.triplets, test, settings, seed=config.seed)
     result.transform.save_npz(ctx.transform_path)
     result.transform.save_orbax(os.path.join(ctx.workdir, "transform_checkpoint"))
     section = result.summary
@@ -38,4 +47,6 @@ def run(ctx: RunContext) -> dict:
     if failed:
         listed = ", ".join(f"lambda {r['lambda']:g} lr {r['lr']:g} fold {r['fold']}" for r in failed)
         ctx.log(f"probe: {len(failed)} configuration(s) diverged (loss NaN/inf) and were left out: {listed}")
+    if ctx.layers:
+        layers.record_probe(ctx, by_layer, test, settings.select_by)
     return section

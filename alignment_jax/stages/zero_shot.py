@@ -6,6 +6,7 @@ from alignment_jax.evaluation.noise_ceiling import CHANCE, noise_ceiling
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import layers
 from alignment_jax.stages.inputs import has_features, has_things
 
 
@@ -42,4 +43,6 @@ def run(ctx: RunContext) -> dict:
         f"on {result.n_triplets:,} triplets (chance {CHANCE:.3f}"
         + (f", noise ceiling {ceiling.accuracy:.3f})" if ceiling.n_repeated_sets else ")")
     )
+    if ctx.layers:
+        layers.record_zero_shot(ctx, everything, len(things.train), similarity)
     return section
