@@ -85,7 +85,7 @@ def test_chunked_sweep_equals_unchunked(small, monkeypatch):
     sizes, compact = [], sweep._Pool.compact
     monkeypatch.setattr(sweep._Pool, "compact", lambda pool, target: sizes.append(target) or compact(pool, target))
     shrunk = sweep.train_configurations(folds, configs, settings, seed=2, progress=False, budget_bytes=1e12)
-    assert sizes == [3]  # 6 slots per fold -> 3
+    assert sizes == [3, 1]  # 6 slots per fold -> 3 -> 1
     np.testing.assert_array_equal(whole.epochs, shrunk.epochs)
     np.testing.assert_allclose(whole.val_cross_entropy, shrunk.val_cross_entropy, rtol=1e-5)
     np.testing.assert_allclose(whole.params["weights"], shrunk.params["weights"], atol=1e-4)
