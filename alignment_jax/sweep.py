@@ -10,7 +10,8 @@ Each model runs in DIR/<name>/ with alignment_jax.probe.run. A finished run leav
 its config's fingerprint; a rerun skips it while the config is unchanged (delete DONE to force a rerun,
 e.g. after replacing a data file in place). A model that fails is reported (non-InputErrors with a
 traceback in DIR/<name>/error.log) and the others go on. Writes DIR/summary.csv (alignment_jax/report/sweep_summary.py)
-after every model, and prints it as a table. Exit status: 2 for a bad sweep config, 1 if a model failed.
+after every model, and prints it as a table; with model.layers, DIR/depth.png holds every model's accuracy
+against relative depth. Exit status: 2 for a bad sweep config, 1 if a model failed.
 """
 
 import contextlib
@@ -27,7 +28,7 @@ from alignment_jax import atomic, cli, probe
 from alignment_jax.config import files as config_files
 from alignment_jax.config.files import RunSpec
 from alignment_jax.errors import InputError
-from alignment_jax.report import sweep_summary
+from alignment_jax.report import depth, sweep_summary
 
 DONE = "DONE"
 
@@ -57,6 +58,10 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[ModelRun]
         print(line)
     if config.get("plot", True) and sweep_summary.plot(os.path.join(workdir, "summary.png"), rows):
         print(f"plot: {os.path.join(workdir, 'summary.png')}")
+    if config.get("plot", True) and depth.plot_models(
+        os.path.join(workdir, "depth.png"), [(r.spec.name, r.results) for r in runs]
+    ):
+        print(f"plot: {os.path.join(workdir, 'depth.png')} (every model's accuracy against relative depth)")
     print(f"summary: {os.path.join(workdir, 'summary.csv')}")
     return runs
 

@@ -100,11 +100,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.transfer.features = ""
     config.transfer.kernels = "cosine,pearson"  # model RSM kernels: cosine | pearson
     config.transfer.bootstrap = 0  # resamples over stimuli for 95% CIs of the RSA correlations (0 = none)
+    config.transfer.layers = ""  # per layer too (each with its own transform): all | a comma list of model.layers
 
     config.concepts = ml_collections.ConfigDict()
     config.concepts.embedding = ""  # VICE/SPoSE weights (n_objects, d) >= 0: .npy or whitespace text
     config.concepts.labels = ""  # dimension names, one per line ("" = dimension 1, 2, ...)
     config.concepts.top_k = 1  # a triplet counts towards its top_k concepts (by mean weight of the chosen pair)
+    config.concepts.layers = ""  # per layer too (each with its own transform): all | a comma list of model.layers
 
     config.report = ml_collections.ConfigDict()
     config.report.plots = True  # PNG figures in DIR/plots/, embedded in DIR/report.md

@@ -4,7 +4,8 @@ and the figures, from whichever sections exist.
 Sections read (each optional): `zero_shot` {accuracy, ci95, n_triplets, similarity, noise_ceiling?},
 `probe` {best_lambda, cv_accuracy, test_accuracy, ...}, `transfer` [{dataset, kernel, spearman, pearson,
 spearman_transformed, pearson_transformed}], `transfer_triplets` [{dataset, n_triplets, accuracy,
-accuracy_transformed}], `concepts` [{concept, n_triplets, accuracy, accuracy_transformed}].
+accuracy_transformed}], `concepts` [{concept, n_triplets, accuracy, accuracy_transformed}], `layers` and
+`best_layer` (model.layers: report/depth.py).
 """
 
 import dataclasses
@@ -12,7 +13,7 @@ import os
 from typing import Any
 
 from alignment_jax import atomic
-from alignment_jax.report import plots
+from alignment_jax.report import depth, plots
 
 PLOT_DIR = "plots"
 
@@ -34,6 +35,9 @@ def tables(results: dict[str, Any]) -> list[Table]:
     accuracy = _accuracy_table(results)
     if accuracy:
         out.append(accuracy)
+    layers = depth.table(results, _fmt)
+    if layers:
+        out.append(Table(*layers, plot="depth"))
     if results.get("probe"):
         probe = results["probe"]
         keys = [
@@ -71,6 +75,8 @@ def make_plots(results: dict[str, Any], workdir: str) -> dict[str, str]:
         made["accuracy"] = os.path.join(PLOT_DIR, "accuracy.png")
         baselines = sum(label.startswith("zero-shot") for label, _, _ in bars)
         plots.plot_accuracy(os.path.join(workdir, made["accuracy"]), bars, _noise_ceiling(results), baselines)
+    if depth.plot(os.path.join(workdir, PLOT_DIR, "depth.png"), results, _noise_ceiling(results)):
+        made["depth"] = os.path.join(PLOT_DIR, "depth.png")
     if results.get("transfer"):
         made["rsa"] = os.path.join(PLOT_DIR, "rsa.png")
         plots.plot_rsa(os.path.join(workdir, made["rsa"]), results["transfer"])

@@ -12,15 +12,22 @@ from alignment_jax.data.concept_embedding import load_concept_embedding
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.concepts import assign_concepts, concept_rows
 from alignment_jax.evaluation.zero_shot import odd_one_out
+from alignment_jax.models.layers import select_layers
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import layers
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
     return bool(config.concepts.embedding)
 
 
+def check(config: ml_collections.ConfigDict) -> None:
+    layers.check_subset(config.concepts.layers, "concepts.layers", config)
+
+
 def run(ctx: RunContext) -> list[dict]:
-    """Returns the `concepts` section: [{"concept", "n_triplets", "accuracy", "accuracy_transformed"}]."""
+    """Returns the `concepts` section: [{"concept", "n_triplets", "accuracy", "accuracy_transformed"}]. With
+    concepts.layers, the same rows per layer go into that layer's entry of results.json `layers`."""
     config = ctx.config.concepts
     things = ctx.things
     embedding = load_concept_embedding(config.embedding, config.labels, n_objects=things.n_objects)
@@ -35,13 +42,25 @@ def run(ctx: RunContext) -> list[dict]:
     correct_transformed = None
     if transform is not None:
         correct_transformed = odd_one_out(transform.apply(ctx.features), triplets, ctx.config.similarity, 0).correct
-    rows = concept_rows(
-        embedding.labels, assign_concepts(embedding.weights, triplets, config.top_k), correct, correct_transformed
-    )
+    assignment = assign_concepts(embedding.weights, triplets, config.top_k)
+    rows = concept_rows(embedding.labels, assignment, correct, correct_transformed)
     ranked = sorted((r for r in rows if r["n_triplets"]), key=lambda r: r["accuracy"])
     ctx.log(
         f"concepts: {len(ranked)} of {embedding.n_dims} concepts over {len(triplets)} {name} triplets; "
         f"lowest {ranked[0]['concept']} ({ranked[0]['accuracy']:.3f}), "
         f"highest {ranked[-1]['concept']} ({ranked[-1]['accuracy']:.3f})"
     )
+    chosen = select_layers(config.layers, ctx.layers, "concepts.layers")
+    if chosen:
+        layers.require_transforms(ctx, chosen, "concepts.layers")
+        values = {}
+        for layer in chosen:
+            features, transform = ctx.layer_features(layer), layers.layer_transform(ctx, layer)
+            before = odd_one_out(features, triplets, ctx.config.similarity, bootstrap=0).correct
+            after = None
+            if transform is not None:
+                after = odd_one_out(transform.apply(features), triplets, ctx.config.similarity, 0).correct
+            values[layer] = concept_rows(embedding.labels, assignment, before, after)
+        layers.update(ctx, "concepts", values)
+        ctx.log(f"concepts: per layer for {', '.join(chosen)} (results.json layers)")
     return rows
