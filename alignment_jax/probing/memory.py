@@ -23,6 +23,7 @@ in a pool of as many slots as fit (probing/sweep.py); a plan's `size` is that nu
 """
 
 import dataclasses
+import glob
 import os
 
 import jax
@@ -102,6 +103,34 @@ def host_available_bytes() -> float:
     except OSError:
         pass
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def cache_bytes() -> float:
+    """Size of the CPU's last-level cache (Linux sysfs), 0 where unknown."""
+    sizes = {}
+    for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        try:
+            with open(os.path.join(index, "level"), encoding="ascii") as f:
+                level = int(f.read())
+            with open(os.path.join(index, "size"), encoding="ascii") as f:
+                text = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+        sizes[level] = float(text.rstrip("KMG")) * scale
+    return sizes[max(sizes)] if sizes else 0.0
+
+
+def cache_slots(per_config: float, n_folds: int, devices: list | None = None) -> int:
+    """On the CPU, the slots per fold whose working set fits the last-level cache; 0 (no cap) on
+    accelerators, where the cache is unknown, or where one configuration per fold does not fit anyway.
+
+    Measured on the demo (n 200, p 64, 18k triplets per fold, 1.3 MB per configuration): 75 configurations
+    at once took 1.7 ms per configuration and epoch, 21 at once (fitting the 32 MB cache) 1.0 ms."""
+    devices = devices if devices is not None else jax.local_devices()
+    if devices[0].platform != "cpu":
+        return 0
+    return int(cache_bytes() // (per_config * n_folds * len(devices)))
 
 
 def plan_chunks(

@@ -16,7 +16,8 @@ hyperparameter is adding an entry to `hyper` and reading it in the loss; adding 
 One epoch of one configuration is written once and vmapped over the slots of a fold, then over the folds
 (per-fold data). The configurations train in a pool of F x S slots, S as many as fit the device's memory
 (probing/memory.py: an estimate per configuration from n, p, the triplets, the formulation and the
-optimizer state), sharded over this process's devices; each slot holds its own configuration's arrays.
+optimizer state) and, on the CPU, its last-level cache (a pool that fits runs faster per configuration);
+the pool is sharded over this process's devices, and each slot holds its own configuration's arrays.
 Early stopping is per configuration: a configuration stops when its validation loss has not improved for
 `patience` epochs (or its loss turns NaN/inf: it is marked failed, frozen at its best parameters), and its
 slot takes the next configuration of that fold, if any is left. Once none is left, the pool shrinks to its
@@ -303,9 +304,11 @@ def _config_epoch(
         params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
         return (params, opt_state, finite & jnp.isfinite(value)), None
 
-    (params, opt_state, finite), _ = jax.lax.scan(
-        step, (state.params, state.opt_state, jnp.array(True)), jnp.arange(n_batches)
-    )
+    carry = (state.params, state.opt_state, jnp.array(True))
+    if n_batches == 1:  # full batch: one step, no loop around it
+        (params, opt_state, finite), _ = step(carry, 0)
+    else:
+        (params, opt_state, finite), _ = jax.lax.scan(step, carry, jnp.arange(n_batches))
     epochs = state.epochs + 1
     has_val = val_t.shape[0] > 0
     if has_val:
@@ -370,10 +373,10 @@ def train_configurations(
     """Trains F x K configurations on standardized features (in `folds`); returns arrays (F, K).
 
     The configurations train in a pool of F x S slots, S as many as fit `budget_bytes` of device memory
-    per device (0 = measured, probing/memory.py), sharded over this process's devices; a slot whose
-    configuration stopped takes the fold's next one, and when none is left the pool shrinks to the active
-    slots where the saved epochs pay for compiling the smaller program. fold_ids (F,) name the folds for
-    seeding (default 0..F-1). keep_params=False leaves the (F, K, p, p) parameters on the device (a
+    per device (0 = measured, probing/memory.py) and on the CPU its cache, sharded over this process's
+    devices; a slot whose configuration stopped takes the fold's next one, and when none is left the pool
+    shrinks to the active slots where the saved epochs pay for compiling the smaller program. fold_ids (F,)
+    name the folds for seeding (default 0..F-1). keep_params=False leaves the (F, K, p, p) parameters on the device (a
     cross-validation sweep only needs the numbers).
     """
     n_folds, n_configs = folds.n_folds, len(configs)
@@ -385,13 +388,15 @@ def train_configurations(
     per_config = memory.config_bytes(folds, batch, settings.optimizer, settings.bias)
     budget = budget_bytes or memory.available_bytes(devices)
     plan = memory.plan_chunks(n_configs, n_folds, per_config, memory.data_bytes(folds), budget, len(devices))
+    cached = memory.cache_slots(per_config, n_folds, devices) * len(devices)
+    slots = min(plan.size, cached) if cached else plan.size  # a pool that fits the CPU's cache runs faster
     mesh = jax.make_mesh((len(devices),), ("configs",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
     data = [jax.device_put(a, NamedSharding(mesh, P())) for a in dataclasses.astuple(folds)]
     pool = _Pool(configs, settings, seed, fold_ids, folds.train_features.shape[-1], mesh, keep_params)
-    pool.start(plan.size)
+    pool.start(slots)
     step = functools.partial(_sweep_epoch, settings=settings, n_batches=n_batches)
-    slots = f", {plan.size} at a time" if plan.size < n_configs else ""
-    bar = tqdm(total=n_folds * n_configs, desc=f"{desc} ({n_folds}x{n_configs} configs{slots})", disable=not progress)
+    at_once = f", {slots} at a time" if slots < n_configs else ""
+    bar = tqdm(total=n_folds * n_configs, desc=f"{desc} ({n_folds}x{n_configs} configs{at_once})", disable=not progress)
     clock = _Clock()
     while pool.active():
         with clock.epoch(pool.slots):
