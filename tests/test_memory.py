@@ -25,8 +25,8 @@ def compiled_bytes(folds: sweep.FoldData, n_slots: int, settings: sweep.TrainSet
     """Bytes XLA assigns to one epoch of F x n_slots configurations (arguments, outputs, temporaries)."""
     f, p = folds.n_folds, folds.train_features.shape[-1]
     slots = np.zeros((f, n_slots), np.int32)
-    keys = sweep._initial_keys(0, np.arange(f), slots)
-    state = jax.eval_shape(functools.partial(sweep._initial_state, p=p, settings=settings), keys, slots < 0)
+    fresh = functools.partial(sweep._initial_state, p=p, settings=settings)
+    state = jax.eval_shape(fresh, jnp.int32(0), jnp.arange(f), jnp.asarray(slots), jnp.asarray(slots < 0))
     configs = sweep.Configurations.grid([1e-3], [1e-3], 5).arrays()
     configs = {k: jax.ShapeDtypeStruct((f, n_slots), v.dtype) for k, v in configs.items()}
     data = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in dataclasses.astuple(folds)]

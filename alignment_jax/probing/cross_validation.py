@@ -6,9 +6,11 @@ the selected setting for the mean best epoch of its folds (no validation set is 
 """
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -286,7 +288,7 @@ def probe_scores(
     params = {"weights": jnp.asarray(transform.weights), "bias": jnp.asarray(transform.bias)}
     x = jnp.asarray(transform.standardize(features))
     triplets = jnp.asarray(triplets, jnp.int32)
-    ce, acc = objective.evaluate(
+    ce, acc = _evaluate(
         params,
         x,
         triplets,
@@ -295,6 +297,12 @@ def probe_scores(
         formulation=objective.choose_formulation(x.shape[0], len(triplets), x.shape[1]),
     )
     return float(ce), float(acc)
+
+
+@functools.partial(jax.jit, static_argnames=("temperature", "formulation"))
+def _evaluate(params, x, triplets, weights, *, temperature: float, formulation: str):
+    """objective.evaluate, compiled as one program (not op by op)."""
+    return objective.evaluate(params, x, triplets, weights, temperature=temperature, formulation=formulation)
 
 
 def _finite_or_none(value: float) -> float | None:

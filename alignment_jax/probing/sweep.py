@@ -227,17 +227,13 @@ def init_params(key: jax.Array, p: int, settings: TrainSettings) -> objective.Pa
     return params
 
 
-def _initial_keys(seed: int, fold_ids: np.ndarray, seed_ids: np.ndarray) -> jax.Array:
-    """fold_ids (F,), seed_ids (F, S) -> (F, S) keys fold_in(fold_in(key(seed), fold id), seed id)."""
-    base = jax.random.key(seed)
-    per_fold = jax.vmap(lambda f: jax.random.fold_in(base, f))(jnp.asarray(fold_ids, jnp.uint32))
-    fold_in = jax.vmap(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
-    return fold_in(per_fold, jnp.asarray(seed_ids, jnp.uint32))
-
-
 @functools.partial(jax.jit, static_argnames=("p", "settings"))
-def _initial_state(keys: jax.Array, idle: jax.Array, *, p: int, settings: TrainSettings) -> SweepState:
-    """A fresh state for every slot: keys (F, S); idle (F, S) bool slots hold no configuration (done)."""
+def _initial_state(seed, fold_ids, seed_ids, idle, *, p: int, settings: TrainSettings) -> SweepState:
+    """A fresh state for every slot: fold_ids (F,), seed_ids (F, S) name each slot's configuration (its
+    initial weights come from fold_in(fold_in(key(seed), fold id), seed id)); idle (F, S) bool slots hold
+    no configuration (done)."""
+    per_fold = jax.vmap(lambda f: jax.random.fold_in(jax.random.key(seed), f))(fold_ids.astype(jnp.uint32))
+    keys = jax.vmap(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))(per_fold, seed_ids.astype(jnp.uint32))
     params = jax.vmap(jax.vmap(lambda key: init_params(key, p, settings)))(keys)
     tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
     zeros = jnp.zeros(idle.shape, jnp.int32)
@@ -256,11 +252,18 @@ def _initial_state(keys: jax.Array, idle: jax.Array, *, p: int, settings: TrainS
 
 
 @functools.partial(jax.jit, donate_argnums=0)
-def _replace_slots(state: SweepState, fresh: SweepState, mask: jax.Array) -> SweepState:
-    """The slots of `mask` (F, S) take their fresh state."""
-    return jax.tree.map(
-        lambda new, old: jnp.where(mask.reshape(mask.shape + (1,) * (old.ndim - 2)), new, old), fresh, state
-    )
+def _refill(state: SweepState, fresh_state: SweepState, fresh: jax.Array) -> SweepState:
+    """The slots of `fresh` (F, S) take their fresh state (new configurations start); the others go on."""
+    pick = lambda a, b: jnp.where(fresh.reshape(fresh.shape + (1,) * (b.ndim - 2)), a, b)
+    return jax.tree.map(pick, fresh_state, state)
+
+
+@jax.jit
+def _gather_slots(state: SweepState, order: jax.Array, idle: jax.Array) -> SweepState:
+    """state with slot s of fold f taken from slot order[f, s] (F, S'); `idle` (F, S') slots are done."""
+    take = lambda a: jnp.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
+    state = jax.tree.map(take, state)
+    return state._replace(done=state.done | idle)
 
 
 def _select(flag: jax.Array, new, old):
@@ -462,10 +465,10 @@ class _Pool:
     def _sharded(self, tree):
         return jax.device_put(tree, NamedSharding(self.mesh, P(None, "configs")))
 
-    def _fresh(self, assigned: np.ndarray) -> SweepState:
-        keys = _initial_keys(self._seed, self._fold_ids, self.configs.seed_id[np.maximum(assigned, 0)])
-        state = _initial_state(keys, jnp.asarray(assigned < 0), p=self.p, settings=self.settings)
-        return self._sharded(state)
+    def _ids(self) -> tuple:
+        """(seed, fold ids, each slot's seed id) for _initial_state / _refill."""
+        seed_ids = self.configs.seed_id[np.maximum(self.assigned, 0)]
+        return jnp.int32(self._seed), jnp.asarray(self._fold_ids, jnp.int32), jnp.asarray(seed_ids)
 
     def _put_arrays(self) -> None:
         index = np.maximum(self.assigned, 0)
@@ -474,7 +477,8 @@ class _Pool:
     def start(self, slots: int) -> None:
         self.slots = slots
         self.assigned = np.array([[q.popleft() if q else -1 for _ in range(slots)] for q in self.queues])
-        self.state = self._fresh(self.assigned)
+        idle = jnp.asarray(self.assigned < 0)
+        self.state = self._sharded(_initial_state(*self._ids(), idle, p=self.p, settings=self.settings))
         self._put_arrays()
 
     def active(self) -> int:
@@ -498,7 +502,8 @@ class _Pool:
         self.assigned[f, s] = [self.queues[fold].popleft() if self.queues[fold] else -1 for fold in f]
         fresh = finished & (self.assigned >= 0)
         if fresh.any():
-            self.state = _replace_slots(self.state, self._fresh(self.assigned), jnp.asarray(fresh))
+            fresh_state = _initial_state(*self._ids(), jnp.asarray(~fresh), p=self.p, settings=self.settings)
+            self.state = _refill(self.state, self._sharded(fresh_state), jnp.asarray(fresh))
             self._put_arrays()
         return len(k)
 
@@ -511,20 +516,17 @@ class _Pool:
         return target if not any(self.queues) and 0 < target <= self.slots // 2 else 0
 
     def remaining_epochs(self) -> float:
-        """A guess of how long the active configurations go on: as long again as the oldest has trained,
-        within its epoch budget."""
+        """A cautious guess of how long the active configurations go on: `patience` epochs (each stops
+        `patience` epochs after its last improvement at the earliest), within their epoch budgets."""
         active = self.assigned >= 0
-        trained = np.asarray(self.state.epochs)[active]
-        budget = self.configs.max_epochs[self.assigned[active]]
-        return float(np.max(np.minimum(trained, budget - trained)))
+        left = self.configs.max_epochs[self.assigned[active]] - np.asarray(self.state.epochs)[active]
+        return float(min(self.settings.patience, np.max(left)))
 
     def compact(self, target: int) -> None:
         """Moves the active configurations of each fold into the first `target` slots."""
         order = np.argsort(self.assigned < 0, axis=1, kind="stable")[:, :target]  # active slots first
-        rows = np.arange(len(self.assigned))[:, None]
-        self.assigned = self.assigned[rows, order]
-        state = jax.tree.map(lambda a: a[rows, order], self.state)
-        self.state = self._sharded(state._replace(done=state.done | jnp.asarray(self.assigned < 0)))
+        self.assigned = np.take_along_axis(self.assigned, order, axis=1)
+        self.state = self._sharded(_gather_slots(self.state, jnp.asarray(order), jnp.asarray(self.assigned < 0)))
         self.slots = target
         self._put_arrays()
 
