@@ -52,9 +52,10 @@ def run(ctx: RunContext) -> dict:
     n, p = result.features.shape
     what = f"{n} x {p} features"
     if len(extraction.layers) > 1:
-        what = f"{len(extraction.layers)} layers ({', '.join(extraction.layers)}) in one pass, {n} x p features each"
+        what += f" and those of {len(extraction.layers) - 1} more layers ({', '.join(extraction.layers)})"
     if result.computed:
-        ctx.log(f"extract: {result.computed} images -> {what} ({result.images_per_s:.1f} images/s), {store}")
+        speed = f"{result.images_per_s:.1f} images/s, one pass"
+        ctx.log(f"extract: {result.computed} images -> {what} ({speed}), {store}")
     else:
         ctx.log(f"extract: reused {what} from {store}")
     if config.model.layers.strip():
