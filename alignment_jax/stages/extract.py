@@ -51,8 +51,9 @@ def run(ctx: RunContext) -> dict:
     ctx.features_path = _features_file(store, config)
     n, p = result.features.shape
     what = f"{n} x {p} features"
-    if len(extraction.layers) > 1:
-        what += f" and those of {len(extraction.layers) - 1} more layers ({', '.join(extraction.layers)})"
+    others = [layer for layer in extraction.layers if layer != extraction.default]
+    if others:
+        what += f" of {extraction.default} and those of {len(others)} more layers ({', '.join(others)})"
     if result.computed:
         speed = f"{result.images_per_s:.1f} images/s, one pass"
         ctx.log(f"extract: {result.computed} images -> {what} ({speed}), {store}")
