@@ -105,6 +105,8 @@ def main() -> None:
     plan = memory.plan_chunks(
         len(configs), folds.n_folds, per_config, memory.data_bytes(folds), budget_used, len(devices)
     )
+    cached = memory.cache_slots(per_config, folds.n_folds, devices) * len(devices)
+    slots = min(plan.size, cached) if cached else plan.size  # as train_configurations chooses
     start = time.perf_counter()
     multi = train_configurations(
         folds,
@@ -152,8 +154,8 @@ def main() -> None:
                 ),
                 "memory_estimate_gb_per_configuration_and_fold": round(per_config / 1e9, 3),
                 "memory_budget_gb_per_device": round(budget_used / 1e9, 2),
-                "slots_per_fold": plan.size,
-                "rounds": plan.n_chunks,
+                "slots_per_fold": slots,
+                "rounds_at_least": -(-len(configs) // slots),
                 "peak_memory_after_data": after_data,
                 "peak_memory_after_single_layer_sweep": after_single,
                 "peak_memory_after_multi_layer_sweep": after_multi,
