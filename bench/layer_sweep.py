@@ -12,22 +12,26 @@ Per configuration the work is the same in both sweeps, so `throughput_ratio` (mu
 single-layer) is the per-configuration speed of the multi-layer sweep relative to the single-layer one.
 Peak memory: the process's peak resident memory (the CPU) or the device's peak bytes in use (GPUs),
 read after each sweep (the single-layer one runs first). Smaller runs: --triplets, --layers, --dims ...;
---memory_gb caps the sweep's memory per device (0 = measured) to show the chunking.
+--memory_gb caps the sweep's memory per device (0 = measured) to show the chunking; --plan_only prints the
+pool the memory plan picks and XLA's own bytes for one epoch of it, without training (seconds, any scale).
 """
 
 import argparse
+import dataclasses
+import functools
 import json
 import platform
 import resource
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from alignment_jax.config.base import base_config
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.data.synthetic import make_world
-from alignment_jax.probing import memory
+from alignment_jax.probing import memory, sweep
 from alignment_jax.probing.cross_validation import ProbeSettings
 from alignment_jax.probing.sweep import Configurations, stack_folds, train_configurations, train_sweep
 
@@ -58,6 +62,40 @@ def triplet_epochs(epochs: np.ndarray, fold_sizes: np.ndarray) -> float:
     return float((epochs * fold_sizes[:, None]).sum())
 
 
+def plan_only(views, triplets, train, val, settings, lambdas, budget) -> dict:
+    """The multi-layer sweep's pool (slots per fold) and, for one epoch of it, the estimate of
+    probing/memory.py next to the bytes XLA assigns to the compiled program (arguments, outputs, temporaries)."""
+    folds = stack_folds(views, triplets, train, val)
+    n_configs = len(views) * len(lambdas)
+    per_config = memory.config_bytes(folds, folds.train_triplets.shape[1], settings.train.optimizer)
+    devices = jax.local_devices()
+    budget = budget or memory.available_bytes(devices)
+    plan = memory.plan_chunks(n_configs, folds.n_folds, per_config, memory.data_bytes(folds), budget, len(devices))
+    cached = memory.cache_slots(per_config, folds.n_folds, devices) * len(devices)
+    slots = min(plan.size, cached) if cached else plan.size
+    f, p = folds.n_folds, folds.train_features.shape[-1]
+    ids = jnp.zeros((f, slots), jnp.int32)
+    fresh = functools.partial(sweep._initial_state, p=p, settings=settings.train)
+    state = jax.eval_shape(fresh, jnp.int32(0), jnp.arange(f), ids, ids < 0)
+    arrays = Configurations.grid([1e-3], [1e-3], 1).arrays()
+    arrays = {k: jax.ShapeDtypeStruct((f, slots), v.dtype) for k, v in arrays.items()}
+    data = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in dataclasses.astuple(folds)]
+    lowered = sweep._sweep_epoch.lower(
+        state, *data, arrays, jnp.arange(f), jnp.int32(0), settings=settings.train, n_batches=1
+    )
+    stats = lowered.compile().memory_analysis()
+    assigned = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+    return {
+        "configurations": f * n_configs,
+        "memory_budget_gb_per_device": round(budget / 1e9, 2),
+        "memory_estimate_gb_per_configuration_and_fold": round(per_config / 1e9, 3),
+        "slots_per_fold": slots,
+        "estimate_gb_of_one_epoch_of_the_pool": round((memory.data_bytes(folds) + f * slots * per_config) / 1e9, 2),
+        "xla_gb_of_one_epoch_of_the_pool": round((assigned - stats.alias_size_in_bytes) / 1e9, 2),
+        "device": str(devices[0]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n_objects", type=int, default=1854)
@@ -67,6 +105,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--lambdas", type=int, default=5, help="the first this many of the default lambdas")
     parser.add_argument("--memory_gb", type=float, default=0.0, help="sweep memory per device; 0 = measured")
+    parser.add_argument("--plan_only", action="store_true", help="print the pool and XLA's bytes for it; no training")
     args = parser.parse_args()
 
     world = make_world(
@@ -89,6 +128,9 @@ def main() -> None:
     budget = args.memory_gb * 1e9
     after_data = peak_memory_gb()
 
+    if args.plan_only:
+        print(json.dumps(plan_only(views, world.train, train, val, settings, lambdas, budget), indent=2))
+        return
     single_folds = stack_folds(views[-1], world.train, train, val)
     start = time.perf_counter()
     single = train_sweep(single_folds, lambdas, lrs, settings.train, seed=0, progress=True, budget_bytes=budget)

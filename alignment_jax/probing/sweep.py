@@ -85,18 +85,8 @@ class FoldData:
     def n_folds(self) -> int:
         return self.train_triplets.shape[0]
 
-    @property
-    def n_views(self) -> int:
-        return self.train_features.shape[1]
-
     def fold(self, f: int) -> "FoldData":
         return FoldData(*(a[f : f + 1] for a in dataclasses.astuple(self)))
-
-    def view(self, v: int) -> "FoldData":
-        """The fold data of view v alone."""
-        return dataclasses.replace(
-            self, train_features=self.train_features[:, v : v + 1], val_features=self.val_features[:, v : v + 1]
-        )
 
 
 def stack_folds(
