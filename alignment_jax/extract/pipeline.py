@@ -251,16 +251,17 @@ def model_extractor(
     its inputs need, and per layer the key that identifies features made this way ({layer: key}: model
     info incl. checkpoint sha256, image size, dtype; layer, pooling, decoding; the caller adds the images).
 
-    Token layers pool as images.token_pooling says; with several layers, a layer without a class token
-    pools by mean (its key says so) where token_pooling=cls. Decoding: images.resize=model uses the model's
-    own resizing (its preprocessing's `fit_image`, e.g. bicubic shorter side + centre crop for CLIP);
-    full / center_crop override it. Values are scaled on the device (the preprocessing's `normalize`), so
-    uint8 pixels cross to the devices."""
+    Token layers pool as images.token_pooling says; with several layers (or model.layers set), a layer
+    without a class token pools by mean (its key says so) where token_pooling=cls. Decoding:
+    images.resize=model uses the model's own resizing (its preprocessing's `fit_image`, e.g. bicubic
+    shorter side + centre crop for CLIP); full / center_crop override it. Values are scaled on the device
+    (the preprocessing's `normalize`), so uint8 pixels cross to the devices."""
     m, images = config.model, config.images
     settings = _model_settings(config)
     model = _loaded_model(*settings)
     chosen = resolve_layers(layers, model.module.depth, m.layer or model.default_layer)
-    poolings = tuple(_pooling(model.module, layer, images.token_pooling, bool(layers.strip())) for layer in chosen)
+    several = bool(layers.strip() or m.layers.strip())  # every extraction of a run with model.layers pools alike
+    poolings = tuple(_pooling(model.module, layer, images.token_pooling, several) for layer in chosen)
     extractor = _extractor(settings, chosen, images.batch_size, poolings)
     if images.resize == "model":
         record = {"size": model.image_size, "resize": "model", **model.preprocess.options()}

@@ -369,8 +369,8 @@ def train_configurations(
     per device (0 = measured, probing/memory.py) and on the CPU its cache, sharded over this process's
     devices; a slot whose configuration stopped takes the fold's next one, and when none is left the pool
     shrinks to the active slots where the saved epochs pay for compiling the smaller program. fold_ids (F,)
-    name the folds for seeding (default 0..F-1). keep_params=False leaves the (F, K, p, p) parameters on the device (a
-    cross-validation sweep only needs the numbers).
+    name the folds for seeding (default 0..F-1). keep_params=False leaves the (F, K, p, p) parameters on the
+    device (a cross-validation sweep only needs the numbers).
     """
     n_folds, n_configs = folds.n_folds, len(configs)
     fold_ids = np.arange(n_folds) if fold_ids is None else np.asarray(fold_ids)
@@ -434,9 +434,7 @@ class _Pool:
 
     def __init__(self, configs, settings, seed, fold_ids, p, mesh, keep_params):
         self.configs, self.settings, self.p, self.mesh, self.keep = configs, settings, p, mesh, keep_params
-        self.fold_ids = jnp.asarray(fold_ids, jnp.int32)
-        self.seed = jnp.asarray(seed, jnp.int32)
-        self._seed, self._fold_ids = seed, fold_ids
+        self.fold_ids, self.seed = jnp.asarray(fold_ids, jnp.int32), jnp.int32(seed)
         n_folds, n_configs = len(fold_ids), len(configs)
         self.queues = [collections.deque(range(n_configs)) for _ in range(n_folds)]
         self.results = {
@@ -456,9 +454,8 @@ class _Pool:
         return jax.device_put(tree, NamedSharding(self.mesh, P(None, "configs")))
 
     def _ids(self) -> tuple:
-        """(seed, fold ids, each slot's seed id) for _initial_state / _refill."""
-        seed_ids = self.configs.seed_id[np.maximum(self.assigned, 0)]
-        return jnp.int32(self._seed), jnp.asarray(self._fold_ids, jnp.int32), jnp.asarray(seed_ids)
+        """(seed, fold ids, each slot's seed id): what _initial_state needs to start the slots' configurations."""
+        return self.seed, self.fold_ids, jnp.asarray(self.configs.seed_id[np.maximum(self.assigned, 0)])
 
     def _put_arrays(self) -> None:
         index = np.maximum(self.assigned, 0)
