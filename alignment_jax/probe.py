@@ -110,6 +110,7 @@ def check_run_settings(config: ml_collections.ConfigDict) -> None:
     check_kind(config.similarity)
     progress.check_mode(config.progress)
     caches.cache_folder(config.compilation_cache, "jax", "compilation_cache")
+    stages.load("layers").check(config)
 
 
 def check_settings(config: ml_collections.ConfigDict, names: list[str] | tuple[str, ...] = stages.ORDER) -> None:

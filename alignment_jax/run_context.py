@@ -27,6 +27,9 @@ class RunContext:
     transform: the learned transform in `workdir/transform.npz`, once the probe stage wrote it, or the
       given one (`config.transform`).
     facts: the provenance facts of the stage running now; `record` files every section under them.
+    With model.layers (set by the extract stage): `layer`, the main layer (model.layer), and `layer_paths`,
+    {layer: features file} of every layer in network order (`layers`), read by `layer_features(layer)`; each
+    layer's transform is `layer_transform_path(layer)`.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, workdir_path: str):
@@ -43,6 +46,10 @@ class RunContext:
         self._features: np.ndarray | None = None
         self._things: ThingsData | None = None
         self._digests: dict[str, str] = {}
+        self.layer = ""
+        self.layer_paths: dict[str, str] = {}
+        self.layer_rows: list[dict[str, Any]] = []  # the extract stage's part of results.json `layers`
+        self._layer_features: dict[str, np.ndarray] = {}
 
     @property
     def things(self) -> ThingsData:
@@ -77,16 +84,38 @@ class RunContext:
         return self._features is not None or bool(self.features_path)
 
     def digest(self, what: str) -> str:
-        """The provenance digest of the loaded `features` or `things` (computed once)."""
+        """The provenance digest of the loaded `features`, `things` or every layer's features (`layers`,
+        with model.layers), computed once."""
         if what not in self._digests:
             if what == "features":
                 self._digests[what] = provenance.array_digest(self.features)
+            elif what == "layers":
+                arrays = {layer: provenance.array_digest(self.layer_features(layer)) for layer in self.layers}
+                self._digests[what] = provenance.digest(arrays)
             else:
                 things = self.things
                 test = things.test.triplets if things.test is not None else None
                 ids = list(things.object_ids) if things.object_ids is not None else None
                 self._digests[what] = provenance.digest([provenance.array_digest(things.train.triplets, test), ids])
         return self._digests[what]
+
+    @property
+    def layers(self) -> list[str]:
+        """The layers of model.layers in network order ([] without it)."""
+        return list(self.layer_paths)
+
+    def layer_features(self, layer: str) -> np.ndarray:
+        """(n_objects, p) features of `layer` (of model.layers)."""
+        path = self.layer_paths[layer]
+        if path == self.features_path:
+            return self.features
+        if layer not in self._layer_features:
+            self._layer_features[layer] = load_features(path)
+        return self._layer_features[layer]
+
+    def layer_transform_path(self, layer: str) -> str:
+        """workdir/transforms/<layer>/transform.npz (the gLocal repository's layout)."""
+        return os.path.join(self.workdir, "transforms", layer, "transform.npz")
 
     @property
     def transform_path(self) -> str:

@@ -16,7 +16,8 @@ traceback in DIR/<name>/error.log) and the others go on. DIR is locked while the
 as for a single run). Writes DIR/summary.csv (alignment_jax/report/sweep_summary.py) after every model,
 and prints it as a table; at the end DIR/comparisons.csv and DIR/comparisons.png, the paired comparisons
 of the finished models on shared test triplets (alignment_jax/report/comparisons.py; config.bootstrap
-resamples, default 1000). Exit status: 2 for a bad sweep config, 1 if a model failed.
+resamples, default 1000); with model.layers, DIR/depth.png holds every model's accuracy against relative
+depth. Exit status: 2 for a bad sweep config, 1 if a model failed.
 """
 
 import contextlib
@@ -34,7 +35,7 @@ from alignment_jax import workdir as workdir_module
 from alignment_jax.config import files as config_files
 from alignment_jax.config.files import RunSpec
 from alignment_jax.errors import InputError, out_of_memory
-from alignment_jax.report import comparisons, sweep_summary
+from alignment_jax.report import comparisons, depth, sweep_summary
 
 DONE = "DONE"
 
@@ -74,6 +75,8 @@ def _run_models(specs: list[RunSpec], shared, workdir: str, plot: bool, bootstra
         print(line)
     if plot and sweep_summary.plot(os.path.join(workdir, "summary.png"), rows):
         print(f"plot: {os.path.join(workdir, 'summary.png')}")
+    if plot and depth.plot_models(os.path.join(workdir, "depth.png"), [(r.spec.name, r.results) for r in runs]):
+        print(f"plot: {os.path.join(workdir, 'depth.png')} (every model's accuracy against relative depth)")
     print(f"summary: {os.path.join(workdir, 'summary.csv')}")
     finished = [(r.spec.name, r.results) for r in runs if r.status != "failed"]
     for line in comparisons.write(workdir, finished, bootstrap, draw=plot) if finished else ():

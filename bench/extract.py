@@ -79,7 +79,8 @@ def main() -> None:
     config.model.dtype = args.dtype
     config.images.batch_size = args.batch_size
     config.images.jpeg_draft = args.jpeg_draft
-    extractor, decoding, key = model_extractor(config)
+    extractor, decoding, keys = model_extractor(config)
+    (key,) = keys.values()
     with tempfile.TemporaryDirectory() as tmp:
         folder = os.path.join(tmp, "jpegs")
         os.makedirs(folder)

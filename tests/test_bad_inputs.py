@@ -42,6 +42,7 @@ SMALL_WORLD = [  # the demo world, small: world + extraction in about a second
     "--config.world.n_transfer=8",
     "--config.progress=off",
     "--config.zero_shot.bootstrap=0",
+    "--config.model.layers=",  # model.layer alone (one feature store)
 ]
 
 

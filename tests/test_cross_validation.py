@@ -5,7 +5,7 @@ import pytest
 from alignment_jax.config.base import base_config
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.zero_shot import odd_one_out
-from alignment_jax.probing.cross_validation import ProbeSettings, probe_scores, run_probe
+from alignment_jax.probing.cross_validation import ProbeSettings, probe_scores, run_probe, run_probe_layers
 from alignment_jax.probing.transform import Transform
 
 
@@ -118,3 +118,28 @@ def test_divergence_everywhere_is_a_clear_error(world):
     exploding = settings(lambdas=(1e-3,), lrs=(1e30,), clip_norm=0.0, folds=2, epochs=3, min_epochs=1)
     with pytest.raises(InputError, match="diverged.*lower the learning rate"):
         run_probe(world.features, world.train, None, exploding, progress=False)
+
+
+def test_a_layer_inside_a_multi_layer_probe_equals_its_probe_alone(world):
+    """Layers x lambdas x folds in one sweep per width (two layers of width 24 share one program, a layer of
+    width 16 gets its own): each layer's selection, refit and test numbers are those of a run of it alone."""
+    rng = np.random.default_rng(3)
+    layers = {
+        "block00": world.features @ rng.normal(size=(24, 24)).astype(np.float32),
+        "block01": world.features,
+        "narrow": world.features @ rng.normal(size=(24, 16)).astype(np.float32),
+    }
+    probe = base_config().probe
+    probe.update(lambdas=(1e-1, 1e-3), folds=2)
+    for_width = lambda p: ProbeSettings.from_config(probe, n_dims=p)
+    together = run_probe_layers(layers, world.train, world.test, for_width, seed=1, progress=False)
+    assert list(together) == list(layers)
+    for name, features in layers.items():
+        alone = run_probe(features, world.train, world.test, for_width(features.shape[1]), seed=1, progress=False)
+        got, want = together[name].summary, alone.summary
+        assert (got["best_lambda"], got["refit_epochs"]) == (want["best_lambda"], want["refit_epochs"]), name
+        for key in ("cv_accuracy", "cv_cross_entropy", "test_accuracy", "test_cross_entropy"):
+            assert abs(got[key] - want[key]) < 1e-4, (name, key, got[key], want[key])
+        assert [r["epochs"] for r in got["sweep"]] == [r["epochs"] for r in want["sweep"]]
+        np.testing.assert_allclose(together[name].transform.weights, alone.transform.weights, atol=1e-4)
+        np.testing.assert_allclose(together[name].transform.mean, alone.transform.mean)

@@ -66,9 +66,18 @@ def test_demo_command_makes_the_papers_point(tmp_path):
     assert "probe (test)" in done.stdout
     assert results["extract"]["computed"] == 300
     # not a terminal: a few plain progress lines, no carriage-return bar updates
-    assert "\r" not in done.stdout + done.stderr and "probe sweep (3x5 configs): " in done.stderr
+    assert "\r" not in done.stdout + done.stderr and "probe sweep" in done.stderr
     assert len(done.stderr.splitlines()) <= 12, done.stderr
-    again = demo(tmp_path, "--config.progress=off")  # the second run reuses the extracted features
+    # every block of the demo ViT: a depth curve that rises from the first block to the last
+    layers = {entry["layer"]: entry for entry in results["layers"]}
+    assert list(layers) == ["block00", "block01", "block02", "block03", "head_input"]
+    probed = [entry["probe"]["test_accuracy"] for entry in layers.values()]
+    assert probed[-1] > probed[0] + 0.05 and results["best_layer"] in layers
+    assert all(entry["zero_shot"]["test_accuracy"] < 0.45 for entry in layers.values())
+    assert "plots/depth.png" in report and "Accuracy through the depth of the network" in done.stdout
+    again = demo(
+        tmp_path, "--config.stages=world,extract", "--config.progress=off"
+    )  # the second run reuses the extracted features
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "results.json").read_text())["extract"]["computed"] == 0
     assert "extract: reused 300 x 64 features" in again.stdout
@@ -124,3 +133,40 @@ def test_real_configs_run_locally_on_their_own_path(name, arg, tmp_path):
     local = load_features(glob.glob(str(tmp_path / "features" / "folder-*" / "features.npy"))[0])
     want = transform_locality(Transform.load_npz(tmp_path / "transform.npz"), local[held], config.probe.taus[0])
     assert {k: ctx.results["probe"][k] for k in want} == pytest.approx(want)
+
+
+def test_vit_b16_runlocal_with_every_layer(tmp_path):
+    """configs/vit_b16.py:runlocal=True with model.layers=all (and transfer and concepts per layer): the
+    results.json and transform layout; the model.layer sections are that layer's entry."""
+    config = get_config("vit_b16", "runlocal=True")  # the AugReg B/16 entry's stand-in: 2 blocks of width 32
+    config.world.update(n_objects=80, n_train=4000, n_test=1000, n_repeated_sets=50, n_transfer=20)
+    config.probe.update(lambdas=(1e-2, 1e-3), folds=2)
+    config.progress = "off"
+    config.model.layers = "all"
+    config.transfer.layers = config.concepts.layers = "all"
+    ctx = probe.run(config, str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    names = [f"block{i:02d}" for i in range(STANDIN_DIMS["depth"])] + ["pre_logits"]
+    assert [e["layer"] for e in results["layers"]] == names and ctx.layer == "pre_logits"
+    for entry in results["layers"]:
+        assert entry["p"] == STANDIN_DIMS["width"] and set(entry["zero_shot"]) == {
+            "accuracy",
+            "ci95",
+            "test_accuracy",
+            "test_ci95",
+        }
+        probe_keys = {"cv_accuracy", "cv_cross_entropy", "test_accuracy", "best_lambda", "sweep", "transform"}
+        assert probe_keys <= set(entry["probe"]) and len(entry["probe"]["sweep"]) == 2 * 2
+        assert entry["probe"]["transform"] == f"transforms/{entry['layer']}/transform.npz"
+        assert (tmp_path / entry["probe"]["transform"]).exists()
+        assert [r["kernel"] for r in entry["transfer"]] == ["cosine", "pearson"] and len(entry["concepts"]) == 10
+    best = min(results["layers"], key=lambda e: e["probe"]["cv_cross_entropy"])
+    assert results["best_layer"] == best["layer"]
+    main = results["layers"][-1]
+    assert results["zero_shot"]["accuracy"] == main["zero_shot"]["accuracy"]
+    assert results["probe"]["test_accuracy"] == main["probe"]["test_accuracy"]
+    assert results["transfer"] == main["transfer"]
+    with np.load(tmp_path / "transform.npz") as top, np.load(tmp_path / main["probe"]["transform"]) as layer:
+        np.testing.assert_array_equal(top["weights"], layer["weights"])
+    assert (tmp_path / "plots" / "depth.png").exists() and "depth.png" in (tmp_path / "report.md").read_text()
+    assert any(line.startswith("Accuracy through the depth of the network") for line in ctx.summary)

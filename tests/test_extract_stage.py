@@ -159,3 +159,70 @@ def test_token_pooling_counts_the_class_token_only_where_the_layer_has_it(tmp_pa
     config.model.layer, config.images.token_pooling = "with_posemb", "cls"
     with pytest.raises(InputError, match="no class token"):
         model_extractor(config)
+
+
+def test_every_layer_in_one_pass_each_in_its_own_store(things_root, tmp_path, monkeypatch):
+    """model.layers=all: one pass over the images (model calls counted) fills one store per layer; a rerun
+    and a later single-layer run reuse them; each layer's features are those of a run of that layer alone."""
+    from alignment_jax.extract.extractor import Extractor
+
+    calls = []
+    call = Extractor.__call__
+    monkeypatch.setattr(Extractor, "__call__", lambda self, images: calls.append(self.layers) or call(self, images))
+    config = _config(things_root, token_pooling="cls")  # the demo ViT has no class token: its blocks pool by mean
+    config.model.update(variant="", name="demo-vit", image_size=0, layer="", layers="all")
+    config.stages = "extract"
+    ctx = run(config, str(tmp_path / "run"))
+    names = ["block00", "block01", "block02", "block03", "head_input"]
+    assert len(calls) == -(-N_OBJECTS // 8) and all(c == tuple(names) for c in calls)  # 4 batches of 8, once
+    entries = ctx.results["extract"]["layers"]
+    assert [e["layer"] for e in entries] == names and [e["depth"] for e in entries] == [0.25, 0.5, 0.75, 1.0, 1.25]
+    stores = {os.path.dirname(e["features"]) for e in entries}
+    assert len(stores) == 5 and ctx.results["extract"]["features"] == entries[-1]["features"]
+    for entry in entries:
+        record = json.load(open(os.path.join(os.path.dirname(entry["features"]), "record.json")))
+        assert record["complete"] and record["key"]["layer"] == entry["layer"]
+        assert record["key"]["pooling"] == ("none" if entry["layer"] == "head_input" else "mean")
+    block = np.load(entries[1]["features"])
+
+    calls.clear()
+    assert run(config, str(tmp_path / "run")).results["extract"]["computed"] == 0 and not calls
+    config.model.update(layers="", layer="block01")  # a single-layer run of the same layer and pooling reuses it
+    config.images.token_pooling = "mean"
+    again = run(config, str(tmp_path / "run")).results["extract"]
+    assert again["computed"] == 0 and again["features"] == entries[1]["features"] and not calls
+    alone = run(config, str(tmp_path / "alone")).results["extract"]  # computed afresh in another workdir
+    assert alone["computed"] == N_OBJECTS and len(calls) == 4
+    np.testing.assert_allclose(np.load(alone["features"]), block, rtol=1e-5, atol=1e-5)
+
+
+def test_an_interrupted_multi_layer_pass_resumes_every_store(things_root, tmp_path):
+    config = _config(things_root, token_pooling="mean")
+    config.model.update(variant="", name="demo-vit", image_size=0, layer="", layers="block00,block02")
+    config.stages = "extract"
+    first = run(config, str(tmp_path / "run")).results["extract"]["layers"]
+    complete = {e["layer"]: np.load(e["features"]) for e in first}
+    for entry in first:  # as if killed after the first shard: shards 0 of every store on disk, nothing final
+        store = os.path.dirname(entry["features"])
+        os.makedirs(os.path.join(store, "shards"))
+        np.save(os.path.join(store, "shards", "00000.npy"), complete[entry["layer"]][:16])
+        os.remove(entry["features"])
+        record = json.load(open(os.path.join(store, "record.json")))
+        json.dump({**record, "complete": False}, open(os.path.join(store, "record.json"), "w"))
+    resumed = run(config, str(tmp_path / "run")).results
+    assert resumed["extract"]["computed"] == N_OBJECTS - 16
+    for entry in resumed["extract"]["layers"]:
+        np.testing.assert_array_equal(np.load(entry["features"]), complete[entry["layer"]])
+
+
+def test_model_layers_errors(things_root, tmp_path):
+    config = _config(things_root, token_pooling="mean")
+    config.model.layers = "block00,block07"
+    with pytest.raises(InputError, match="model.layers: 'block07' is not an output of this 1-block model"):
+        run(config, str(tmp_path / "run"))
+    config.features = "precomputed.npy"
+    with pytest.raises(InputError, match="model.layers='block00,block07' extracts layers with config.model"):
+        run(config, str(tmp_path / "run"))
+    config.features, config.model.layers, config.transfer.layers = "", "", "all"
+    with pytest.raises(InputError, match="transfer.layers='all' needs model.layers"):
+        run(config, str(tmp_path / "run"))

@@ -78,7 +78,8 @@ def test_features_made_at_another_precision_are_another_store():
     for dtype in DTYPES:
         config = base_config()
         config.model.variant, config.model.image_size, config.model.dtype = "mu/8", 16, dtype
-        _, _, keys[dtype] = model_extractor(config)
+        _, _, by_layer = model_extractor(config)
+        (keys[dtype],) = by_layer.values()
     assert [k["model"]["matmul_precision"] for k in keys.values()] == ["float32", "tensorfloat32", "bfloat16"]
     assert keys["float32"]["model"]["config"]["matmul_precision"] == "float32"
     serialized = {json.dumps(k, sort_keys=True) for k in keys.values()}

@@ -168,3 +168,18 @@ def test_a_model_that_fails_before_running_shows_no_stale_numbers(tmp_path, monk
     assert calls == [] and run.status == "failed" and "seed='x'" in run.error
     row = read_summary(workdir)["a"]
     assert row["status"] == "failed" and row["zero_shot_accuracy"] == ""
+
+
+def test_models_with_layers_get_their_best_layer_and_depth_curves(tmp_path):
+    local = f"{REPO / 'configs' / 'vit_b16.py'}:runlocal=True"
+    config = sweep_config([f"deep={local} model.layers=block01", f"flat={DEMO}"])
+    config.shared.world.update(n_objects=60, n_train=3000, n_test=600)
+    runs = sweep.run_sweep(config, str(tmp_path))
+    assert [r.status for r in runs] == ["ran", "ran"]
+    summary = read_summary(tmp_path)
+    entries = {e["layer"]: e for e in runs[0].results["layers"]}
+    assert list(entries) == ["block01", "pre_logits"] and summary["deep"]["best_layer"] in entries  # B/16 stand-in
+    best = entries[runs[0].results["best_layer"]]
+    assert float(summary["deep"]["best_layer_test_accuracy"]) == best["probe"]["test_accuracy"]
+    assert summary["flat"]["best_layer"] == "" and "layers" not in runs[1].results
+    assert (tmp_path / "depth.png").stat().st_size > 0

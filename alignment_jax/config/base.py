@@ -79,12 +79,16 @@ def base_config() -> ml_collections.ConfigDict:
     config.probe.local.test_features = ""  # held-out local features for evaluation ("" = hold out `heldout`)
     config.probe.local.heldout = 0.1  # fraction of the local images held out for evaluation (random, by seed)
     config.probe.local.standardize = "none"  # none: raw rows into W (gLocal) | things: THINGS mean/std first
+    config.probe.memory_gb = 0.0  # device memory the sweep may use per device; 0 = 70% of the free memory (or RAM)
 
     config.model = ml_collections.ConfigDict()
     config.model.name = ""  # a registry entry (alignment_jax.models.registry), or "" for a custom model
     config.model.variant = ""  # e.g. "B/16" when no registry name is given
     config.model.checkpoint = ""  # local path, gs:// path, or orbax directory
     config.model.layer = ""  # named intermediate output; "" = the registry default
+    # more layers in the same extraction pass, each through every stage: "" = model.layer alone | all = every
+    # transformer block (block00, ...) and model.layer | a comma list, e.g. block03,block07,pre_logits
+    config.model.layers = ""
     # float32: full float32 matmuls on every device (the CPU's numbers on a GPU) | tensorfloat32: TF32 tensor
     # cores on NVIDIA GPUs (faster, ~1e-3 relative error) | bfloat16: bfloat16 inputs (fastest); README: Precision
     config.model.dtype = "float32"
@@ -128,11 +132,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.transfer.features = ""
     config.transfer.kernels = "cosine,pearson"  # model RSM kernels: cosine | pearson
     config.transfer.bootstrap = 0  # resamples over stimuli for 95% CIs of the RSA correlations (0 = none)
+    config.transfer.layers = ""  # per layer too (each with its own transform): all | a comma list of model.layers
 
     config.concepts = ml_collections.ConfigDict()
     config.concepts.embedding = ""  # VICE/SPoSE weights (n_objects, d) >= 0: .npy or whitespace text
     config.concepts.labels = ""  # dimension names, one per line ("" = dimension 1, 2, ...)
     config.concepts.top_k = 1  # a triplet counts towards its top_k concepts (by mean weight of the chosen pair)
+    config.concepts.layers = ""  # per layer too (each with its own transform): all | a comma list of model.layers
 
     config.report = ml_collections.ConfigDict()
     config.report.plots = True  # PNG figures in DIR/plots/, embedded in DIR/report.md

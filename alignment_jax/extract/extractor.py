@@ -4,7 +4,7 @@ On several hosts (after `jax.distributed.initialize()`) the same code runs in ev
 process feeds its own rows of a global batch and gets the features of the whole batch back.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -45,25 +45,27 @@ def pool_tokens(x: jax.Array, pooling: str, n_prefix_tokens: int) -> jax.Array:
 
 
 class Extractor:
-    """features (B, p) float32 = pool(apply_fn(params, preprocess(images))[layer]), for global batches
-    of `batch_size` images (B, H, W, C) sharded over the mesh axis 'data'.
+    """features (B, P) float32 = pool(apply_fn(params, preprocess(images))[layer]) of each of `layers`, side
+    by side (P = the sum of their widths `dims`; `split` parts them), for global batches of `batch_size`
+    images (B, H, W, C) sharded over the mesh axis 'data': one forward pass gives every layer.
 
     batch_size is rounded up to a multiple of the device count. Each process passes the rows
     `local_rows` of a global batch (padding included) and receives all B rows. The compute dtype
-    (e.g. bfloat16 matmuls) is the model's own setting; features come back as float32.
+    (e.g. bfloat16 matmuls) is the model's own setting; features come back as float32. pooling and
+    n_prefix_tokens (class tokens before the patch tokens) are one value for every layer or one per layer.
     """
 
     def __init__(
         self,
         apply_fn: ApplyFn,
         params: Any,
-        layer: str,
+        layers: str | Sequence[str],
         *,
         image_shape: tuple[int, ...],
         preprocess: Callable[[jax.Array], jax.Array],
         batch_size: int,
-        pooling: str = "cls",
-        n_prefix_tokens: int = 1,
+        pooling: str | Mapping[str, str] = "cls",
+        n_prefix_tokens: int | Mapping[str, int] = 1,
         mesh: Mesh | None = None,
     ):
         if batch_size < 1:
@@ -72,20 +74,34 @@ class Extractor:
         n_devices = self.mesh.devices.size
         self.batch_size = -(-batch_size // n_devices) * n_devices
         self.image_shape = tuple(image_shape)
+        self.layers = (layers,) if isinstance(layers, str) else tuple(layers)
+        self.pooling = {name: pooling if isinstance(pooling, str) else pooling[name] for name in self.layers}
+        prefix = {
+            name: n_prefix_tokens if isinstance(n_prefix_tokens, int) else n_prefix_tokens[name] for name in self.layers
+        }
+        field = "model.layer" if len(self.layers) == 1 else "model.layers"
 
-        def layer_output(params: Any, images: jax.Array) -> jax.Array:
+        def layer_outputs(params: Any, images: jax.Array) -> tuple[jax.Array, ...]:
             outputs = apply_fn(params, preprocess(images))
-            if layer not in outputs:
-                raise InputError(f"model.layer: {layer!r} is not an output of the model (outputs: {sorted(outputs)})")
-            return outputs[layer]
+            for layer in self.layers:
+                if layer not in outputs:
+                    raise InputError(f"{field}: {layer!r} is not an output of the model (outputs: {sorted(outputs)})")
+            return tuple(outputs[layer] for layer in self.layers)
+
+        def pooled(raw: tuple[jax.Array, ...]) -> list[jax.Array]:
+            return [pool_tokens(x, self.pooling[name], prefix[name]) for name, x in zip(self.layers, raw, strict=True)]
 
         def forward(params: Any, images: jax.Array) -> jax.Array:
-            return pool_tokens(layer_output(params, images).astype(jnp.float32), pooling, n_prefix_tokens)
+            parts = pooled(tuple(x.astype(jnp.float32) for x in layer_outputs(params, images)))
+            return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
 
         example = jax.ShapeDtypeStruct((n_devices, *self.image_shape), jnp.uint8)
-        raw = jax.eval_shape(layer_output, params, example)
-        self.tokens = len(raw.shape) == 3  # whether pooling applies
-        self.dim = int(jax.eval_shape(lambda x: pool_tokens(x, pooling, n_prefix_tokens), raw).shape[-1])
+        raw = jax.eval_shape(layer_outputs, params, example)
+        self.token_layers = {name: len(x.shape) == 3 for name, x in zip(self.layers, raw, strict=True)}
+        self.tokens = self.token_layers[self.layers[0]]  # whether pooling applies (to the first layer)
+        widths = [int(x.shape[-1]) for x in jax.eval_shape(pooled, raw)]
+        self.dims = dict(zip(self.layers, widths, strict=True))
+        self.dim = sum(widths)
 
         replicated = NamedSharding(self.mesh, P())
         self._data = NamedSharding(self.mesh, P("data"))
@@ -97,6 +113,11 @@ class Extractor:
         if sum(b - a for a, b in rows) != stop - start:
             raise RuntimeError(f"this process's devices hold non-contiguous batch rows {rows}")
         self.local_rows = slice(start, stop)
+
+    def split(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """(n, P) features of all layers -> {layer: (n, p_layer)} (views, no copies)."""
+        edges = np.cumsum([0, *self.dims.values()])
+        return {name: features[:, a:b] for name, a, b in zip(self.layers, edges[:-1], edges[1:], strict=True)}
 
     def __call__(self, local_images: np.ndarray) -> jax.Array:
         """local_images: (local_rows, H, W, C) uint8, this process's rows of one global batch.

@@ -30,7 +30,8 @@ from alignment_jax.extract.decode import Decoding, decoded_images
 from alignment_jax.extract.extractor import Extractor, fetch
 from alignment_jax.extract.image_cache import ImageCache, cached_images, open_image_cache
 from alignment_jax.extract.sources import ImageSource, file_source, folder_source, tfds_source, things_source
-from alignment_jax.extract.store import FeatureStore
+from alignment_jax.extract.store import FeatureStore, read_record
+from alignment_jax.models.layers import relative_depths, resolve_layers
 from alignment_jax.models.registry import LoadedModel, load_model
 from alignment_jax.models.standins import standin_model
 from alignment_jax.progress import progress_bar
@@ -61,6 +62,19 @@ def extract(
     decoding: Decoding,
     store_path: str,
     key: dict[str, Any],
+    **options: Any,
+) -> Extraction:
+    """Features of every image of `source` for the extractor's one layer (the store at `store_path`, made
+    the way `key` says); see extract_layers for the options."""
+    (layer,) = extractor.layers
+    return extract_layers(source, extractor, decoding, {layer: (store_path, key)}, **options)[layer]
+
+
+def extract_layers(
+    source: ImageSource,
+    extractor: Extractor,
+    decoding: Decoding,
+    stores: dict[str, tuple[str, dict[str, Any]]],
     *,
     shard_size: int = 1024,
     store_format: str = "npy",
@@ -68,34 +82,48 @@ def extract(
     prefetch: int = 2,
     progress: bool | str = True,
     image_cache: str = "",
-) -> Extraction:
-    """Features of every image of `source`: read from the store at `store_path` when it is complete,
-    else computed shard by shard (skipping shards already on disk) and stored. Same result on
-    every process. `key` names how the features are made; a store with another key is an error.
+) -> dict[str, Extraction]:
+    """Features of every image of `source` for every layer of `extractor`, each in its own store
+    (stores: {layer: (path, key)}; `key` names how the features are made, a store with another key is an
+    error): read where a store is complete, else computed in one pass over the images for all incomplete
+    layers together, shard by shard (skipping shards every incomplete store already holds), and stored.
+    Same result on every process.
 
     image_cache: a folder of decoded-image caches (alignment_jax/extract/image_cache.py), "" for none:
     images decoded before under the same decoding are read from it, the others decoded and added
     (by process 0 only; other processes read a cache they can see and decode the rest). progress: a
     mode of alignment_jax/progress.py, shown by process 0."""
     main = jax.process_index() == 0
-    store, error = None, None
+    layers = extractor.layers
+    opened: dict[str, FeatureStore] = {}
+    error = None
     if main:
         try:
-            store = FeatureStore(store_path, key, source.ids, shard_size, store_format)
+            opened = _open_stores(stores, source.ids, shard_size, store_format)
         except InputError as e:
             error = e
-        if store is not None and store.damage:
-            print(f"extract: {store_path}: {store.damage}; computing the features again", flush=True)
-    size, complete = _broadcast(np.array([store.shard_size, store.complete] if store else [0, 0], np.int64))
+        for layer, store in opened.items():
+            if store.damage:
+                print(f"extract: {stores[layer][0]}: {store.damage}; computing the features again", flush=True)
+    header = [opened[layers[0]].shard_size, *(opened[layer].complete for layer in layers)] if opened else []
+    header = _broadcast(np.array(header or [0] * (1 + len(layers)), np.int64))  # shard size 0: no store
+    size, complete = int(header[0]), dict(zip(layers, header[1:].astype(bool), strict=True))
     if size == 0:
-        raise error or InputError(f"{store_path}: process 0 could not open the feature store (see its output)")
-    n, dim = len(source), extractor.dim
-    if complete:
-        features = _broadcast(store.load() if store else np.zeros((n, dim), np.float32))
-        return Extraction(features, computed=0, seconds=0.0)
+        path = stores[layers[0]][0]
+        raise error or InputError(f"{path}: process 0 could not open the feature store (see its output)")
+    n = len(source)
+    if all(complete.values()):
+        if main:
+            features = np.concatenate([opened[layer].load() for layer in layers], axis=1)
+        else:
+            features = np.zeros((n, extractor.dim), np.float32)
+        return {layer: Extraction(part, 0, 0.0) for layer, part in extractor.split(_broadcast(features)).items()}
 
+    todo = [layer for layer in layers if not complete[layer]]
     shards = [range(s, min(s + size, n)) for s in range(0, n, size)]
-    done = _broadcast(store.done().astype(np.int32) if store else np.zeros(len(shards), np.int32)).astype(bool)
+    held = {layer: opened[layer].done() for layer in todo} if main else {}
+    done = np.logical_and.reduce(list(held.values())) if main else np.zeros(len(shards), bool)
+    done = _broadcast(done.astype(np.int32)).astype(bool)
     batch, local = extractor.batch_size, extractor.local_rows
     batches = [
         (s, t, min(t + batch, rows.stop))
@@ -104,7 +132,7 @@ def extract(
         for t in range(rows.start, rows.stop, batch)
     ]
     mine = [range(t + local.start, min(t + local.stop, stop)) for _, t, stop in batches]
-    todo = sum(stop - t for _, t, stop in batches)
+    to_compute = sum(stop - t for _, t, stop in batches)
     local_size = local.stop - local.start
     indices = [i for rows in mine for i in rows]
     cache = _open_cache(image_cache, source, decoding, main) if image_cache else None
@@ -113,7 +141,7 @@ def extract(
     else:
         images = cached_images(source, indices, decoding, cache, num_workers, prefetch * local_size)
     from_cache = int(cache.cached[indices].sum()) if cache is not None else 0
-    bar = progress_bar(n, "extract", progress if main else "off", unit="img", initial=n - todo)
+    bar = progress_bar(n, "extract", progress if main else "off", unit="img", initial=n - to_compute)
     parts: dict[int, list[np.ndarray]] = collections.defaultdict(list)
     finished: dict[int, np.ndarray] = {}
 
@@ -122,8 +150,9 @@ def extract(
         bar.update(count)
         if sum(len(p) for p in parts[shard]) == len(shards[shard]):
             finished[shard] = np.concatenate(parts.pop(shard))
-            if store:
-                store.write_shard(shard, finished[shard])
+            for layer, part in extractor.split(finished[shard]).items():
+                if layer in held and not held[layer][shard]:
+                    opened[layer].write_shard(shard, part)
 
     start = time.perf_counter()
     in_flight: collections.deque = collections.deque()
@@ -150,11 +179,26 @@ def extract(
         bar.close()
     seconds = time.perf_counter() - start
 
-    features = np.zeros((n, dim), np.float32)
-    if store:
-        features = np.concatenate([finished[s] if s in finished else store.read_shard(s) for s in range(len(shards))])
-        store.finish(features)
-    return Extraction(_broadcast(features), todo, seconds, from_cache, cache.path if cache is not None else "")
+    features = np.zeros((n, extractor.dim), np.float32)
+    if main:
+        columns = []
+        for layer in layers:
+            if complete[layer]:
+                columns.append(opened[layer].load())
+                continue
+            computed = {s: extractor.split(part)[layer] for s, part in finished.items()}
+            rows = [computed[s] if s in computed else opened[layer].read_shard(s) for s in range(len(shards))]
+            columns.append(np.concatenate(rows))
+            opened[layer].finish(columns[-1])
+        features = np.concatenate(columns, axis=1)
+    split = extractor.split(_broadcast(features))
+    cache_path = cache.path if cache is not None else ""
+    return {
+        layer: Extraction(split[layer], 0, 0.0)
+        if complete[layer]
+        else Extraction(split[layer], to_compute, seconds, from_cache, cache_path)
+        for layer in layers
+    }
 
 
 def _open_cache(root: str, source: ImageSource, decoding: Decoding, main: bool) -> ImageCache | None:
@@ -166,6 +210,23 @@ def _open_cache(root: str, source: ImageSource, decoding: Decoding, main: bool) 
         if main:
             print(f"warning: decoding without the decoded-image cache: {e}", file=sys.stderr, flush=True)
         return None
+
+
+def _open_stores(
+    stores: dict[str, tuple[str, dict[str, Any]]], ids: list[str], shard_size: int, store_format: str
+) -> dict[str, FeatureStore]:
+    """Every layer's store; new ones take the shard size of the unfinished ones already there (the stores
+    of one pass are filled shard by shard together)."""
+    records = {layer: read_record(path) for layer, (path, _) in stores.items()}
+    sizes = {r["shard_size"] for r in records.values() if r and not r.get("complete") and "shard_size" in r}
+    if len(sizes) > 1:
+        unfinished = [stores[layer][0] for layer, r in records.items() if r and not r.get("complete")]
+        raise InputError(
+            f"{unfinished[0]}: unfinished feature stores of these layers were started with different shard sizes "
+            f"{sorted(sizes)}; delete all but one of: {', '.join(unfinished)}"
+        )
+    size = sizes.pop() if sizes else shard_size
+    return {layer: FeatureStore(path, key, ids, size, store_format) for layer, (path, key) in stores.items()}
 
 
 def _any_process(flag: bool) -> bool:
@@ -206,81 +267,107 @@ def image_source(config: ml_collections.ConfigDict) -> ImageSource:
     raise InputError(f"images.source: {images.source!r} is not one of {SOURCES}")
 
 
-def model_extractor(
-    config: ml_collections.ConfigDict, n_images: int | None = None
-) -> tuple[Extractor, Decoding, dict[str, Any]]:
-    """config.model as an Extractor over every device, the decoding its inputs need, and the key
-    that identifies features made this way (model info incl. checkpoint sha256, image size, dtype and
-    matmul precision, stand-in or not; layer, pooling, decoding; the caller adds the images).
+@dataclasses.dataclass(frozen=True)
+class LayerExtraction:
+    """One pass of a model over a source. default: model.layer (or the registry's default layer), the run's
+    main features; layers: {layer: (Extraction, store path)} in network order; depths: {layer: relative
+    depth} (models/layers.py)."""
 
-    Decoding: images.resize=model uses the model's own resizing (its preprocessing's `fit_image`,
-    e.g. bicubic shorter side + centre crop for CLIP); full / center_crop override it. Values are
-    scaled on the device (the preprocessing's `normalize`), so uint8 pixels cross to the devices."""
+    default: str
+    layers: dict[str, tuple[Extraction, str]]
+    depths: dict[str, float]
+
+
+def model_extractor(
+    config: ml_collections.ConfigDict, layers: str = "", n_images: int | None = None
+) -> tuple[Extractor, Decoding, dict[str, dict[str, Any]]]:
+    """config.model as an Extractor over every device of the layers that `layers` names (model.layers'
+    syntax: "" = model.layer alone, "all", or a comma list; model.layer is always among them), the decoding
+    its inputs need, and per layer the key that identifies features made this way ({layer: key}: model
+    info incl. checkpoint sha256, image size, dtype and matmul precision, stand-in or not; layer, pooling,
+    decoding; the caller adds the images). The batch is at most `n_images` and lowered to fit the devices'
+    memory (extract/memory.py).
+
+    Token layers pool as images.token_pooling says; with several layers (or model.layers set), a layer
+    without a class token pools by mean (its key says so) where token_pooling=cls. Decoding:
+    images.resize=model uses the model's own resizing (its preprocessing's `fit_image`, e.g. bicubic
+    shorter side + centre crop for CLIP); full / center_crop override it. Values are scaled on the device
+    (the preprocessing's `normalize`), so uint8 pixels cross to the devices."""
     m, images = config.model, config.images
-    name = m.name or m.variant
-    if not name:
-        raise InputError("no model: set model.name (a registry entry) or model.variant (e.g. B/16)")
-    model, extractor = _compiled_model(
-        name, m.checkpoint, m.dtype, m.image_size, m.cache_dir, m.normalization, m.layer,
-        min(images.batch_size, n_images or images.batch_size), images.token_pooling, m.standin,
-    )  # fmt: skip
-    layer = m.layer or model.default_layer
+    settings = _model_settings(config)
+    model = _loaded_model(*settings)
+    chosen = resolve_layers(layers, model.module.depth, m.layer or model.default_layer)
+    several = bool(layers.strip() or m.layers.strip())  # every extraction of a run with model.layers pools alike
+    poolings = tuple(_pooling(model.module, layer, images.token_pooling, several) for layer in chosen)
+    batch_size, note = memory.fit_batch(
+        min(images.batch_size, n_images or images.batch_size),
+        memory.bytes_per_image(model.module, model.image_size),
+        memory.parameter_bytes(model.params),
+        len(jax.devices()),
+        memory.free_bytes(),
+        settings[0],
+    )
+    if note and jax.process_index() == 0:
+        print(note, flush=True)
+    extractor = _extractor(settings, chosen, batch_size, poolings)
     if images.resize == "model":
         record = {"size": model.image_size, "resize": "model", **model.preprocess.options()}
         decoding = Decoding(model.image_size, model.preprocess.fit_image, record, images.jpeg_draft)
     else:
         decoding = Decoding.resize(model.image_size, images.resize, images.jpeg_draft)
-    key = {
-        "model": model.info,
-        "layer": layer,
-        "pooling": images.token_pooling if extractor.tokens else "none",
-        "decoding": {**decoding.record, "jpeg_draft": decoding.jpeg_draft},
+    keys = {
+        layer: {
+            "model": model.info,
+            "layer": layer,
+            "pooling": pooling if extractor.token_layers[layer] else "none",
+            "decoding": {**decoding.record, "jpeg_draft": decoding.jpeg_draft},
+        }
+        for layer, pooling in zip(chosen, poolings, strict=True)
     }
-    return extractor, decoding, key
+    return extractor, decoding, keys
+
+
+def _model_settings(config: ml_collections.ConfigDict) -> tuple:
+    """The arguments of _loaded_model for config.model."""
+    m = config.model
+    if not (m.name or m.variant):
+        raise InputError("no model: set model.name (a registry entry) or model.variant (e.g. B/16)")
+    return (m.name or m.variant, m.checkpoint, m.dtype, m.image_size, m.cache_dir, m.normalization, m.standin)
+
+
+def _pooling(module: Any, layer: str, pooling: str, fall_back: bool) -> str:
+    """The pooling of `layer`'s tokens: `pooling`, or mean where it is cls, the layer has no class token and
+    several layers are extracted (`fall_back`)."""
+    return "mean" if fall_back and pooling == "cls" and class_tokens(module, layer) == 0 else pooling
 
 
 @functools.lru_cache(maxsize=1)
-def _compiled_model(
-    name: str,
-    checkpoint: str,
-    dtype: str,
-    image_size: int,
-    cache_dir: str,
-    normalization: str,
-    layer: str,
-    batch_size: int,
-    pooling: str,
-    standin: bool,
-) -> tuple[LoadedModel, Extractor]:
-    """The loaded model and its Extractor, kept for the next call with the same settings (the transfer
-    stage extracts several datasets with one model: it is loaded and compiled once). `standin`: the
+def _loaded_model(
+    name: str, checkpoint: str, dtype: str, image_size: int, cache_dir: str, normalization: str, standin: bool
+) -> LoadedModel:
+    """The model, kept for the next call with the same settings (loaded once per run). `standin`: the
     registry entry's stand-in weights (models/standins.py) instead of its checkpoint."""
     options = dict(dtype=dtype, image_size=image_size or None, normalization=normalization)
     if standin:
-        model = standin_model(name, **options)
-    else:
-        model = load_model(name, checkpoint, cache_dir=cache_dir or None, **options)
-    batch_size, note = memory.fit_batch(
-        batch_size,
-        memory.bytes_per_image(model.module, model.image_size),
-        memory.parameter_bytes(model.params),
-        len(jax.devices()),
-        memory.free_bytes(),
-        name,
-    )
-    if note and jax.process_index() == 0:
-        print(note, flush=True)
-    extractor = Extractor(
+        return standin_model(name, **options)
+    return load_model(name, checkpoint, cache_dir=cache_dir or None, **options)
+
+
+@functools.lru_cache(maxsize=1)
+def _extractor(settings: tuple, layers: tuple[str, ...], batch_size: int, poolings: tuple[str, ...]) -> Extractor:
+    """The Extractor of the model `_loaded_model(*settings)` for `layers`, kept for the next call with the
+    same settings (the transfer stage extracts several datasets with one model: it is compiled once)."""
+    model = _loaded_model(*settings)
+    return Extractor(
         lambda params, x: model.module.apply({"params": params}, x)[1],
         model.params,
-        layer or model.default_layer,
+        layers,
         image_shape=(model.image_size, model.image_size, 3),
         preprocess=model.preprocess.normalize,
         batch_size=batch_size,
-        pooling=pooling,
-        n_prefix_tokens=class_tokens(model.module, layer or model.default_layer),
+        pooling=dict(zip(layers, poolings, strict=True)),
+        n_prefix_tokens={layer: class_tokens(model.module, layer) for layer in layers},
     )
-    return model, extractor
 
 
 def class_tokens(module: Any, layer: str) -> int:
@@ -296,20 +383,35 @@ def extract_with_config(
 ) -> tuple[Extraction, str]:
     """Runs config.model over `source` into the store `features_dir/<name>` (default name: source
     kind, model, layer and a hash of the key). Returns the extraction and the store path."""
-    extractor, decoding, key = model_extractor(config, len(source))
-    key["images"] = source.description
-    if not name:
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
-        model = config.model.name or config.model.variant
-        name = "-".join(_slug(part) for part in (source.description["kind"], model, key["layer"], digest))
-    path = os.path.join(features_dir, name)
+    result = extract_layers_with_config(config, source, features_dir, "", name)
+    return result.layers[result.default]
+
+
+def extract_layers_with_config(
+    config: ml_collections.ConfigDict, source: ImageSource, features_dir: str, layers: str, name: str = ""
+) -> LayerExtraction:
+    """Runs config.model over `source` once for every layer that `layers` names (model.layers' syntax),
+    each into its own store `features_dir/<name>`: by default source kind, model, layer and a hash of the
+    key; with a given name, `name` for model.layer and `name.<layer>` for the others."""
+    extractor, decoding, keys = model_extractor(config, layers, len(source))
+    model = _loaded_model(*_model_settings(config))
+    default = config.model.layer or model.default_layer
+    stores = {}
+    for layer, key in keys.items():
+        key["images"] = source.description
+        if name:
+            store = name if layer == default else f"{name}.{_slug(layer)}"
+        else:
+            digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+            model_name = config.model.name or config.model.variant
+            store = "-".join(_slug(part) for part in (source.description["kind"], model_name, layer, digest))
+        stores[layer] = (os.path.join(features_dir, store), key)
     images = config.images
-    result = extract(
+    results = extract_layers(
         source,
         extractor,
         decoding,
-        path,
-        key,
+        stores,
         shard_size=images.shard_size,
         store_format=images.store_format,
         num_workers=images.num_workers,
@@ -317,7 +419,11 @@ def extract_with_config(
         progress=config.progress,
         image_cache=cache_folder(images.cache, "images", "images.cache"),
     )
-    return result, path
+    return LayerExtraction(
+        default,
+        {layer: (results[layer], stores[layer][0]) for layer in extractor.layers},
+        relative_depths(extractor.layers, model.module.depth),
+    )
 
 
 def features_for_images(
@@ -327,6 +433,17 @@ def features_for_images(
     image_paths[i]; cached in the store `workdir/features/<name>` and reused when it matches."""
     result, _ = extract_with_config(config, file_source(image_paths), os.path.join(workdir, "features"), name)
     return result.features
+
+
+def layer_features_for_images(
+    config: ml_collections.ConfigDict, image_paths: list[str], name: str, workdir: str, layers: str
+) -> dict[str, np.ndarray]:
+    """{layer: (n, p) features} of config.model for image files, every layer `layers` names (model.layers'
+    syntax) from one pass; cached per layer in `workdir/features/<name>` (model.layer) and
+    `workdir/features/<name>.<layer>`."""
+    source = file_source(image_paths)
+    result = extract_layers_with_config(config, source, os.path.join(workdir, "features"), layers, name)
+    return {layer: extraction.features for layer, (extraction, _) in result.layers.items()}
 
 
 def _slug(text: str) -> str:

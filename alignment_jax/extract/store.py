@@ -10,7 +10,8 @@
 
 A store whose record names another key is never reused: opening it raises InputError. A shard or final
 file that is truncated or damaged (its size, header or sha256 differs from what was written) is computed
-again instead of read.
+again instead of read. Each layer of a model has its own store (the key names the layer); a run of several
+layers fills theirs in one pass over the images (extract/pipeline.py).
 """
 
 import hashlib
@@ -69,13 +70,7 @@ class FeatureStore:
             atomic.write_json(self.record_path, self.record)
 
     def _read_record(self) -> dict | None:
-        if not os.path.exists(self.record_path):
-            return None
-        try:
-            with open(self.record_path, encoding="utf-8") as f:
-                return json.load(f)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{self.record_path}: not valid JSON ({e}); delete the store folder") from e
+        return read_record(self.path)
 
     def _check(self, record: dict) -> None:
         old = record.get("key", {})
@@ -181,6 +176,19 @@ class FeatureStore:
 
     def _written(self) -> dict:
         return {"bytes": os.path.getsize(self.features_path), "sha256": _sha256(self.features_path)}
+
+
+def read_record(path: str) -> dict | None:
+    """The record of the store at `path`, or None when there is none yet (read before opening several
+    stores that are filled together, so new ones take the shard size of unfinished ones)."""
+    record_path = os.path.join(path, "record.json")
+    if not os.path.exists(record_path):
+        return None
+    try:
+        with open(record_path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{record_path}: not valid JSON ({e}); delete the store folder") from e
 
 
 def _read_features(path: str) -> np.ndarray:

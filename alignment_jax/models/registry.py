@@ -125,7 +125,7 @@ _SPECS = [
     _openclip("openclip-vit-bigg14-laion2b-s39b", "G/14", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", 1280),
     # the bundled demo model (alignment_jax/models/demo.py trains it): 10 concept strengths + 4 x 3 colours out
     ModelSpec("demo-vit", "mu/8", os.path.join(_ASSETS, "demo_vit.npz"), 32, "big_vision",
-              {"width": 64, "depth": 2, "mlp_dim": 128, "num_heads": 4, "pool_type": "gap", "num_classes": 22},
+              {"width": 64, "depth": 4, "mlp_dim": 128, "num_heads": 4, "pool_type": "gap", "num_classes": 22},
               default_layer="head_input", description="the bundled demo model, trained on rendered objects"),
 ]  # fmt: skip
 MODELS: dict[str, ModelSpec] = {s.name: s for s in _SPECS}

@@ -6,8 +6,11 @@ the selected setting for the mean best epoch of its folds (no validation set is 
 """
 
 import dataclasses
+import functools
 import time
+from collections.abc import Callable
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -16,7 +19,7 @@ from alignment_jax.errors import InputError
 from alignment_jax.probing import objective
 from alignment_jax.probing.optimizers import OPTIMIZERS
 from alignment_jax.probing.standardize import standardization
-from alignment_jax.probing.sweep import SweepOutcome, TrainSettings, stack_folds, train_sweep
+from alignment_jax.probing.sweep import Configurations, SweepOutcome, TrainSettings, stack_folds, train_configurations
 from alignment_jax.probing.transform import Transform
 
 PROTOCOLS = ("fast", "paper")
@@ -40,6 +43,7 @@ class ProbeSettings:
     standardize: str
     select_by: str
     protocol: str
+    memory_gb: float = 0.0  # device memory the sweep may use per device; 0 = measured (probing/memory.py)
 
     @classmethod
     def from_config(cls, probe: ml_collections.ConfigDict, n_dims: int) -> "ProbeSettings":
@@ -81,7 +85,12 @@ class ProbeSettings:
             init=probe.init,
             init_scale=probe.init_scale,
         )
-        return cls(lambdas, lrs, probe.folds, probe.split, train, probe.standardize, probe.select_by, probe.protocol)
+        if probe.memory_gb < 0:
+            raise InputError(f"probe.memory_gb={probe.memory_gb}: must be >= 0 (0 = measure the free memory)")
+        return cls(
+            lambdas, lrs, probe.folds, probe.split, train, probe.standardize, probe.select_by, probe.protocol,
+            probe.memory_gb,
+        )  # fmt: skip
 
 
 def _floats(value, field: str) -> tuple[float, ...]:
@@ -113,13 +122,48 @@ def run_probe(
 ) -> ProbeResult:
     """features: (n, p); train/test triplets: (T, 3), column 2 = odd one out. progress: a mode of
     alignment_jax/progress.py for the sweep's and the refit's progress (True = auto)."""
-    start = time.perf_counter()
-    n_objects, p = features.shape
-    mean, std = standardization(features, settings.standardize)
-    x = ((features - mean) / std).astype(np.float32)
-    lambdas, lrs = (np.array(v, np.float32).ravel() for v in np.meshgrid(settings.lambdas, settings.lrs, indexing="ij"))
-    multiple = settings.train.batch_size or 1
+    return run_probe_layers({"features": features}, train_triplets, test_triplets, settings, seed, progress)["features"]
 
+
+def run_probe_layers(
+    features: dict[str, np.ndarray],
+    train_triplets: np.ndarray,
+    test_triplets: np.ndarray | None,
+    settings: ProbeSettings | Callable[[int], ProbeSettings],
+    seed: int = 0,
+    progress: bool | str = True,
+) -> dict[str, ProbeResult]:
+    """The probe of every layer: {layer: (n, p_layer) features} -> {layer: ProbeResult}.
+
+    Layers of one width train together: layer x lambda x lr x fold in one compiled sweep (probing/sweep.py),
+    then each layer's refit in one more. Each layer is standardized on its own and selects its own lambda
+    (and lr); its numbers equal those of a run of that layer alone with the same seed. settings: one for
+    every width, or a function of the width (the fast protocol's lr is 1/p). A summary's "seconds" is
+    the time of the whole call.
+    """
+    start = time.perf_counter()
+    settings_for = settings if callable(settings) else (lambda p: settings)
+    n_objects = {f.shape[0] for f in features.values()}
+    if len(n_objects) != 1:
+        raise InputError(f"the layers' features have different numbers of rows {sorted(n_objects)}")
+    widths: dict[int, list[str]] = {}
+    for name, x in features.items():
+        widths.setdefault(x.shape[1], []).append(name)
+    first = settings_for(next(iter(widths)))
+    masks = _fold_masks(train_triplets, n_objects.pop(), first, seed)
+    results: dict[str, ProbeResult] = {}
+    for p, names in widths.items():
+        group = {name: features[name] for name in names}
+        results.update(_probe_width(group, train_triplets, test_triplets, masks, settings_for(p), seed, progress))
+    for result in results.values():
+        result.summary["seconds"] = time.perf_counter() - start
+    return {name: results[name] for name in features}
+
+
+def _fold_masks(
+    train_triplets: np.ndarray, n_objects: int, settings: ProbeSettings, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) masks (folds, T) of the cross-validation; every fold has triplets on both sides."""
     if settings.split == "objects":
         train_masks, val_masks = object_kfold_masks(train_triplets, n_objects, settings.folds, seed)
     else:
@@ -129,43 +173,91 @@ def run_probe(
             f"too few triplets for {settings.folds}-fold object cross-validation: a fold has no triplet with all "
             "three objects on one side; use more triplets or fewer folds (probe.folds)"
         )
-    folds = stack_folds(x, train_triplets, train_masks, val_masks, multiple)
-    outcome = train_sweep(folds, lambdas, lrs, settings.train, seed, progress=progress, desc="probe sweep")
+    return train_masks, val_masks
 
-    diverged = diverged_configurations(outcome)  # (F, H)
-    complete = ~diverged.any(axis=0)  # (H,): no fold diverged
-    if not complete.any():
-        raise InputError(
-            "every probe configuration diverged in some fold (validation cross-entropy NaN/inf or above "
-            f"{DIVERGED_CROSS_ENTROPY:.3f} = 2 log 3, twice chance): lower the learning rate (probe.lr, or probe.lrs "
-            "for a sweep of learning rates)"
-        )
-    if settings.select_by == "cross_entropy":
-        best = int(np.argmin(np.where(complete, outcome.val_cross_entropy.mean(axis=0), np.inf)))
-    else:
-        best = int(np.argmax(np.where(complete, outcome.val_accuracy.mean(axis=0), -np.inf)))
 
-    refit_epochs = max(1, int(round(outcome.best_epoch[:, best].mean())))
-    refit_settings = dataclasses.replace(settings.train, epochs=refit_epochs, min_epochs=refit_epochs)
+def _probe_width(
+    features: dict[str, np.ndarray],
+    train_triplets: np.ndarray,
+    test_triplets: np.ndarray | None,
+    masks: tuple[np.ndarray, np.ndarray],
+    settings: ProbeSettings,
+    seed: int,
+    progress: bool | str,
+) -> dict[str, ProbeResult]:
+    """Sweep, selection, refit and test of layers of one width p: features {layer: (n, p)}."""
+    names = list(features)
+    n_views, p = len(names), next(iter(features.values())).shape[1]
+    standardizations = [standardization(features[name], settings.standardize) for name in names]
+    x = np.stack(
+        [((features[name] - m) / s).astype(np.float32) for name, (m, s) in zip(names, standardizations, strict=True)]
+    )
+    lambdas, lrs = (np.array(v, np.float32).ravel() for v in np.meshgrid(settings.lambdas, settings.lrs, indexing="ij"))
+    n_hyper, multiple = len(lambdas), settings.train.batch_size or 1
+    budget = settings.memory_gb * 1e9
+    what = f" ({n_views} layers of width {p})" if n_views > 1 else ""
+
+    folds = stack_folds(x, train_triplets, *masks, multiple)
+    configs = Configurations.grid(lambdas, lrs, settings.train.epochs, n_views)
+    sweep = train_configurations(
+        folds, configs, settings.train, seed, progress=progress, desc="probe sweep" + what, budget_bytes=budget,
+        keep_params=False,
+    )  # fmt: skip
+    del folds
+    outcomes = [sweep.columns(slice(v * n_hyper, (v + 1) * n_hyper)) for v in range(n_views)]
+    best = np.array([_best_setting(o, settings.select_by, names[v], n_views) for v, o in enumerate(outcomes)])
+    refit_epochs = np.array([max(1, int(round(o.best_epoch[:, best[v]].mean()))) for v, o in enumerate(outcomes)])
+
     everything, nothing = np.ones((1, len(train_triplets)), bool), np.zeros((1, len(train_triplets)), bool)
     all_train = stack_folds(x, train_triplets, everything, nothing, multiple)
-    refit = train_sweep(
-        all_train,
-        lambdas[best : best + 1],
-        lrs[best : best + 1],
-        refit_settings,
-        seed,
-        fold_ids=np.array([settings.folds]),
-        hyper_ids=np.array([best]),
-        progress=progress,
-        desc="probe refit",
-    )
-    params = {k: v[0, 0] for k, v in refit.params.items()}
-    if refit.failed[0, 0]:
-        raise InputError("the refit on all training triplets diverged (loss NaN/inf): lower probe.lr")
-    transform = Transform(params["weights"], params.get("bias", np.zeros(p)), mean, std)
+    refit_configs = Configurations({"lam": lambdas[best], "lr": lrs[best]}, np.arange(n_views), refit_epochs, best)
+    refit = train_configurations(
+        all_train, refit_configs, settings.train, seed, fold_ids=np.array([settings.folds]), progress=progress,
+        desc="probe refit" + what, budget_bytes=budget,
+    )  # fmt: skip
 
-    summary = {
+    results = {}
+    for v, name in enumerate(names):
+        if refit.failed[0, v]:
+            raise InputError(
+                f"the refit{_of(name, n_views)} on all training triplets diverged (loss NaN/inf): lower probe.lr"
+            )
+        params = {k: a[0, v] for k, a in refit.params.items()}
+        mean, std = standardizations[v]
+        transform = Transform(params["weights"], params.get("bias", np.zeros(p)), mean, std)
+        summary = _summary(outcomes[v], int(best[v]), lambdas, lrs, int(refit_epochs[v]), settings)
+        if test_triplets is not None and len(test_triplets):
+            ce, acc = probe_scores(transform, features[name], test_triplets, settings.train.temperature)
+            summary.update(test_accuracy=acc, test_cross_entropy=ce)
+        summary["seconds"] = 0.0  # the caller sets the time of the whole probe
+        summary["sweep"] = _sweep_rows(outcomes[v], lambdas, lrs, settings.folds)
+        results[name] = ProbeResult(transform, summary)
+    return results
+
+
+def _of(name: str, n_views: int) -> str:
+    return f" of layer {name}" if n_views > 1 else ""
+
+
+def _best_setting(outcome: SweepOutcome, select_by: str, name: str, n_views: int) -> int:
+    """The hyperparameter setting (column of the (F, H) outcome) of the best mean over folds, among those
+    that no fold saw diverge (diverged_configurations)."""
+    complete = ~diverged_configurations(outcome).any(axis=0)  # (H,): no fold diverged
+    if not complete.any():
+        raise InputError(
+            f"every probe configuration{_of(name, n_views)} diverged in some fold (validation cross-entropy NaN/inf "
+            f"or above {DIVERGED_CROSS_ENTROPY:.3f} = 2 log 3, twice chance): lower the learning rate (probe.lr, or "
+            "probe.lrs for a sweep of learning rates)"
+        )
+    if select_by == "cross_entropy":
+        return int(np.argmin(np.where(complete, outcome.val_cross_entropy.mean(axis=0), np.inf)))
+    return int(np.argmax(np.where(complete, outcome.val_accuracy.mean(axis=0), -np.inf)))
+
+
+def _summary(
+    outcome: SweepOutcome, best: int, lambdas: np.ndarray, lrs: np.ndarray, refit_epochs: int, settings: ProbeSettings
+) -> dict:
+    return {
         "best_lambda": float(lambdas[best]),
         "best_lr": float(lrs[best]),
         "cv_accuracy": float(outcome.val_accuracy[:, best].mean()),
@@ -175,11 +267,11 @@ def run_probe(
         "regularizer": settings.train.regularizer,
         "refit_epochs": refit_epochs,
     }
-    if test_triplets is not None and len(test_triplets):
-        ce, acc = probe_scores(transform, features, test_triplets, settings.train.temperature)
-        summary.update(test_accuracy=acc, test_cross_entropy=ce)
-    summary["seconds"] = time.perf_counter() - start
-    summary["sweep"] = [
+
+
+def _sweep_rows(outcome: SweepOutcome, lambdas: np.ndarray, lrs: np.ndarray, n_folds: int) -> list[dict]:
+    diverged = diverged_configurations(outcome)
+    return [
         {
             "lambda": float(lambdas[h]),
             "lr": float(lrs[h]),
@@ -191,9 +283,8 @@ def run_probe(
             "status": "diverged" if diverged[f, h] else "ok",
         }
         for h in range(len(lambdas))
-        for f in range(settings.folds)
+        for f in range(n_folds)
     ]
-    return ProbeResult(transform, summary)
 
 
 def diverged_configurations(outcome: SweepOutcome) -> np.ndarray:
@@ -211,7 +302,7 @@ def probe_scores(
     params = {"weights": jnp.asarray(transform.weights), "bias": jnp.asarray(transform.bias)}
     x = jnp.asarray(transform.standardize(features))
     triplets = jnp.asarray(triplets, jnp.int32)
-    ce, acc = objective.evaluate(
+    ce, acc = _evaluate(
         params,
         x,
         triplets,
@@ -220,6 +311,12 @@ def probe_scores(
         formulation=objective.choose_formulation(x.shape[0], len(triplets), x.shape[1]),
     )
     return float(ce), float(acc)
+
+
+@functools.partial(jax.jit, static_argnames=("temperature", "formulation"))
+def _evaluate(params, x, triplets, weights, *, temperature: float, formulation: str):
+    """objective.evaluate, compiled as one program (not op by op)."""
+    return objective.evaluate(params, x, triplets, weights, temperature=temperature, formulation=formulation)
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -51,26 +51,40 @@ def transform(params: Params, x: jax.Array) -> jax.Array:
 
 def pair_similarities(params: Params, x: jax.Array, triplets: jax.Array, formulation: str) -> jax.Array:
     """x: (n, p) standardized features; triplets: (B, 3) -> (B, 3) [s_ij, s_ik, s_jk] of transformed features."""
+    return jnp.stack(_pair_columns(params, x, triplets, formulation), axis=1)
+
+
+def _pair_columns(
+    params: Params, x: jax.Array, triplets: jax.Array, formulation: str
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(s_ij, s_ik, s_jk), each (B,): the columns of pair_similarities, kept apart (cheaper to vmap than a
+    (B, 3) array reduced over its short axis)."""
+    i, j, k = triplets[:, 0], triplets[:, 1], triplets[:, 2]
     if formulation == "matrix":
         z = transform(params, x)
         s = jnp.matmul(z, z.T, precision=PRECISION)
-        i, j, k = triplets[:, 0], triplets[:, 1], triplets[:, 2]
-        return jnp.stack([s[i, j], s[i, k], s[j, k]], axis=1)
+        return s[i, j], s[i, k], s[j, k]
     if formulation == "objects":
         z = transform(params, x)
-        zi, zj, zk = z[triplets[:, 0]], z[triplets[:, 1]], z[triplets[:, 2]]
+        zi, zj, zk = z[i], z[j], z[k]
     elif formulation == "rows":
-        zi, zj, zk = (transform(params, x[triplets[:, c]]) for c in range(3))
+        zi, zj, zk = (transform(params, x[c]) for c in (i, j, k))
     else:
         raise ValueError(f"unknown formulation {formulation!r}; one of {FORMULATIONS}")
     dot = lambda a, b: jnp.sum(a * b, axis=1)
-    return jnp.stack([dot(zi, zj), dot(zi, zk), dot(zj, zk)], axis=1)
+    return dot(zi, zj), dot(zi, zk), dot(zj, zk)
 
 
 def triplet_nll(pair_sims: jax.Array, temperature: float = 1.0) -> jax.Array:
     """pair_sims: (B, 3) with the human-chosen pair first -> (B,) -log softmax(pair_sims / T)[0]."""
-    logits = pair_sims / temperature
-    return jax.nn.logsumexp(logits, axis=1) - logits[:, 0]
+    return _nll(pair_sims[:, 0], pair_sims[:, 1], pair_sims[:, 2], temperature)
+
+
+def _nll(s_ij: jax.Array, s_ik: jax.Array, s_jk: jax.Array, temperature: float) -> jax.Array:
+    """-log softmax([s_ij, s_ik, s_jk] / T)[0] per triplet, from the three (B,) columns (stable log-sum-exp)."""
+    a, b, c = s_ij / temperature, s_ik / temperature, s_jk / temperature
+    top = jax.lax.stop_gradient(jnp.maximum(jnp.maximum(a, b), c))
+    return top + jnp.log(jnp.exp(a - top) + jnp.exp(b - top) + jnp.exp(c - top)) - a
 
 
 def triplet_correct(pair_sims: jax.Array) -> jax.Array:
@@ -131,7 +145,7 @@ def loss(
     formulation: str,
 ) -> jax.Array:
     """Weighted mean triplet NLL over (B, 3) triplets (weights (B,) mask folds and padding) + lam * R(W)."""
-    nll = triplet_nll(pair_similarities(params, x, triplets, formulation), temperature)
+    nll = _nll(*_pair_columns(params, x, triplets, formulation), temperature)
     return weighted_mean(nll, weights) + lam * REGULARIZERS[regularizer](params["weights"])
 
 
@@ -139,5 +153,6 @@ def evaluate(
     params: Params, x: jax.Array, triplets: jax.Array, weights: jax.Array, *, temperature: float, formulation: str
 ) -> tuple[jax.Array, jax.Array]:
     """(cross-entropy, accuracy) over weighted triplets, without the penalty."""
-    sims = pair_similarities(params, x, triplets, formulation)
-    return weighted_mean(triplet_nll(sims, temperature), weights), weighted_mean(triplet_correct(sims), weights)
+    s_ij, s_ik, s_jk = _pair_columns(params, x, triplets, formulation)
+    correct = (s_ij > s_ik) & (s_ij > s_jk)
+    return weighted_mean(_nll(s_ij, s_ik, s_jk, temperature), weights), weighted_mean(correct, weights)

@@ -1,16 +1,37 @@
-"""Training every (fold, lambda, learning rate) configuration of a probe sweep in ONE compiled program.
+"""Training every configuration of a probe sweep (layer x lambda x lr x fold) in ONE compiled program.
 
-Parameters of all configurations are stacked on leading axes (folds F, hyperparameters H); one epoch of
-one configuration is written once and vmapped over both axes. A fold is a padded, weighted triplet list
-over the objects it uses: with object cross-validation the training side of a fold only touches 2/3 of
-the objects and the validation side 1/3, so its similarity matrices cost 4/9 and 1/9 of the n x n one.
-Early stopping is per configuration: a `done` mask freezes finished configurations while the others go
-on; a configuration whose loss turns NaN/inf is marked failed and frozen at its best parameters. On
-several devices the H axis is sharded over a 1-D mesh.
+The configuration axis. A sweep trains K configurations on each of F folds (F x K in all). The K axis is
+flat: configuration k is a row of per-configuration arrays (`Configurations`): its hyperparameters
+(`hyper`: lambda, lr; gLocal's alpha and tau are two more entries), the view of the data it trains on
+(`view`: a layer of the network), its epoch budget and the id that seeds its initial weights. The F axis
+is the data axis: a fold is a padded, weighted triplet list over the objects it uses (with object
+cross-validation the training side of a fold only touches 2/3 of the objects and the validation side 1/3,
+so its similarity matrices cost 4/9 and 1/9 of the n x n one), and every configuration on that fold reads
+the fold's triplets without a copy. Per-layer features are per-configuration data like the folds: the
+fold data holds V views (layers of one width, each standardized on its own) of the fold's objects,
+(F, V, n_rows, p), and configuration k gathers view[k]'s rows (n_rows x p: small next to the fold's
+millions of triplets, which are why the fold is an axis of its own and not an index). Adding a
+hyperparameter is adding an entry to `hyper` and reading it in the loss; adding a layer is adding a view.
+
+One epoch of one configuration is written once and vmapped over the slots of a fold, then over the folds
+(per-fold data). The configurations train in a pool of F x S slots, S as many as fit the device's memory
+(probing/memory.py: an estimate per configuration from n, p, the triplets, the formulation and the
+optimizer state) and, on the CPU, its last-level cache (a pool that fits runs faster per configuration);
+the pool is sharded over this process's devices, and each slot holds its own configuration's arrays.
+Early stopping is per configuration: a configuration stops when its validation loss has not improved for
+`patience` epochs (or its loss turns NaN/inf: it is marked failed, frozen at its best parameters), and its
+slot takes the next configuration of that fold, if any is left. Once none is left, the pool shrinks to its
+active slots where the epochs saved pay for compiling the smaller program (a slow layer's stragglers do not
+keep every finished configuration computing). A configuration's numbers do not depend on its slot, on when
+it starts or on the other configurations: its initial weights depend on (seed, fold id, seed id) and its
+minibatch order on (seed, fold id, its own epoch) only.
 """
 
+import collections
+import contextlib
 import dataclasses
 import functools
+import time
 from typing import NamedTuple
 
 import jax
@@ -20,7 +41,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from alignment_jax.probing import objective
+from alignment_jax.probing import memory, objective
 from alignment_jax.probing.optimizers import direction
 from alignment_jax.progress import progress_bar
 
@@ -48,8 +69,8 @@ class TrainSettings:
 class FoldData:
     """Each fold's two sides, padded to common shapes; weight 0 marks padding.
 
-    train_features: (F, n_train, p) rows of X for the objects that the fold's training triplets use;
-    train_triplets: (F, T_train, 3) int32 indices into those rows; train_weights: (F, T_train) float32.
+    train_features: (F, V, n_train, p): V views (layers) of the objects that the fold's training triplets
+    use; train_triplets: (F, T_train, 3) int32 indices into those rows; train_weights: (F, T_train) float32.
     val_*: the same for validation (T_val may be 0: no validation, no early stopping).
     """
 
@@ -71,30 +92,83 @@ class FoldData:
 def stack_folds(
     x: np.ndarray, triplets: np.ndarray, train_masks: np.ndarray, val_masks: np.ndarray, multiple: int = 1
 ) -> FoldData:
-    """x: (n, p); triplets: (T, 3); masks: (F, T) bool -> FoldData, train length padded to a multiple."""
-    train = _pad_stack(x, [triplets[m] for m in train_masks], multiple)
-    val = _pad_stack(x, [triplets[m] for m in val_masks], 1)
+    """x: (n, p), or (V, n, p) for V views of the same objects; triplets: (T, 3); masks: (F, T) bool ->
+    FoldData, the train length padded to a multiple of `multiple`."""
+    views = x[None] if x.ndim == 2 else x
+    train = _pad_stack(views, [triplets[m] for m in train_masks], multiple)
+    val = _pad_stack(views, [triplets[m] for m in val_masks], 1)
     return FoldData(*train, *val)
 
 
-def _pad_stack(x: np.ndarray, parts: list[np.ndarray], multiple: int) -> tuple[np.ndarray, ...]:
-    """Per part: the feature rows of the objects it uses and its triplets re-indexed into them."""
+def _pad_stack(views: np.ndarray, parts: list[np.ndarray], multiple: int) -> tuple[np.ndarray, ...]:
+    """Per part: the feature rows (of every view) of the objects it uses and its triplets re-indexed into them."""
     objects = [np.unique(part) for part in parts]
     n_rows = max(1, max(len(o) for o in objects))
     length = max(len(p) for p in parts)
     length = -(-length // multiple) * multiple if length else 0
-    features = np.zeros((len(parts), n_rows, x.shape[1]), np.float32)
+    features = np.zeros((len(parts), views.shape[0], n_rows, views.shape[2]), np.float32)
     triplets = np.zeros((len(parts), length, 3), np.int32)
     weights = np.zeros((len(parts), length), np.float32)
     for f, (part, used) in enumerate(zip(parts, objects, strict=True)):
-        features[f, : len(used)] = x[used]
+        features[f, :, : len(used)] = views[:, used]
         triplets[f, : len(part)] = np.searchsorted(used, part)
         weights[f, : len(part)] = 1.0
     return features, triplets, weights
 
 
+@dataclasses.dataclass(frozen=True)
+class Configurations:
+    """The flat configuration axis: K configurations, each trained on every fold.
+
+    hyper: {name: (K,) float32}, the hyperparameters the epoch reads ("lam": the penalty weight lambda,
+      "lr": the learning rate);
+    view: (K,) int32, the view of the fold data (a layer) it trains on;
+    max_epochs: (K,) int32, its epoch budget (the refit trains each layer for its own number of epochs);
+    seed_id: (K,) int32, names it in its initial key (with the fold id): configurations with equal seed ids
+      start from equal weights, whatever their view or position.
+    """
+
+    hyper: dict[str, np.ndarray]
+    view: np.ndarray
+    max_epochs: np.ndarray
+    seed_id: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "hyper", {k: np.asarray(v, np.float32) for k, v in self.hyper.items()})
+        for name in ("view", "max_epochs", "seed_id"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), np.int32))
+        sizes = {len(v) for v in (*self.hyper.values(), self.view, self.max_epochs, self.seed_id)}
+        if len(sizes) != 1:
+            raise ValueError(f"configuration arrays of different lengths {sorted(sizes)}")
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def take(self, index: np.ndarray) -> "Configurations":
+        return Configurations(
+            {k: v[index] for k, v in self.hyper.items()}, self.view[index], self.max_epochs[index], self.seed_id[index]
+        )
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What the compiled epoch reads per configuration: the hyperparameters, view and max_epochs."""
+        return {**self.hyper, "view": self.view, "max_epochs": self.max_epochs}
+
+    @classmethod
+    def grid(cls, lambdas: np.ndarray, lrs: np.ndarray, epochs: int, n_views: int = 1) -> "Configurations":
+        """Every view crossed with the H hyperparameter settings (lambdas[h], lrs[h]), view-major (k = v H + h);
+        seed id h, so each view's setting h starts from the same weights as in a sweep of that view alone."""
+        lambdas, lrs = np.asarray(lambdas, np.float32), np.asarray(lrs, np.float32)
+        n_hyper = len(lambdas)
+        return cls(
+            {"lam": np.tile(lambdas, n_views), "lr": np.tile(lrs, n_views)},
+            np.repeat(np.arange(n_views), n_hyper),
+            np.full(n_views * n_hyper, epochs),
+            np.tile(np.arange(n_hyper), n_views),
+        )
+
+
 class SweepState(NamedTuple):
-    """Per-configuration training state; every leaf has leading axes (F, H)."""
+    """Per-configuration training state; every leaf has leading axes (F, K)."""
 
     params: objective.Params
     opt_state: optax.OptState
@@ -110,9 +184,9 @@ class SweepState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class SweepOutcome:
-    """Results per configuration, arrays with leading axes (F, H): the parameters at the best validation loss
-    (the last ones without validation), its cross-entropy and accuracy, the epoch it came from (1-based),
-    the epochs trained, and whether the loss turned non-finite."""
+    """Results per configuration, arrays with leading axes (F, K): the parameters at the best validation loss
+    (the last ones without validation; empty when not kept), its cross-entropy and accuracy, the epoch it
+    came from (1-based), the epochs trained, and whether the loss turned non-finite."""
 
     params: dict[str, np.ndarray]
     val_cross_entropy: np.ndarray
@@ -120,6 +194,13 @@ class SweepOutcome:
     best_epoch: np.ndarray
     epochs: np.ndarray
     failed: np.ndarray
+
+    def columns(self, index: np.ndarray | slice) -> "SweepOutcome":
+        """The outcome of configurations `index` (an index into the K axis)."""
+        return SweepOutcome(
+            {k: v[:, index] for k, v in self.params.items()},
+            *(getattr(self, f.name)[:, index] for f in dataclasses.fields(self)[1:]),
+        )
 
 
 def init_params(key: jax.Array, p: int, settings: TrainSettings) -> objective.Params:
@@ -136,23 +217,63 @@ def init_params(key: jax.Array, p: int, settings: TrainSettings) -> objective.Pa
     return params
 
 
-def _config_key(seed: int, fold_id: int, hyper_id: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), fold_id), hyper_id)
+@functools.partial(jax.jit, static_argnames=("p", "settings"))
+def _initial_state(seed, fold_ids, seed_ids, idle, *, p: int, settings: TrainSettings) -> SweepState:
+    """A fresh state for every slot: fold_ids (F,), seed_ids (F, S) name each slot's configuration (its
+    initial weights come from fold_in(fold_in(key(seed), fold id), seed id)); idle (F, S) bool slots hold
+    no configuration (done)."""
+    per_fold = jax.vmap(lambda f: jax.random.fold_in(jax.random.key(seed), f))(fold_ids.astype(jnp.uint32))
+    keys = jax.vmap(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))(per_fold, seed_ids.astype(jnp.uint32))
+    params = jax.vmap(jax.vmap(lambda key: init_params(key, p, settings)))(keys)
+    tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
+    zeros = jnp.zeros(idle.shape, jnp.int32)
+    return SweepState(
+        params=params,
+        opt_state=jax.vmap(jax.vmap(tx.init))(params),
+        best_params=params,
+        best_loss=jnp.full(idle.shape, jnp.inf),
+        best_accuracy=jnp.full(idle.shape, jnp.nan),
+        best_epoch=zeros,
+        wait=zeros,
+        epochs=zeros,
+        done=idle,
+        failed=jnp.zeros(idle.shape, bool),
+    )
 
 
-def _epoch_key(seed: int, fold_id: int, epoch: int) -> jax.Array:
-    """Shuffling depends on (seed, fold, epoch) only, so a configuration run alone sees the same batches."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), fold_id), epoch)
+@functools.partial(jax.jit, donate_argnums=0)
+def _refill(state: SweepState, fresh_state: SweepState, fresh: jax.Array) -> SweepState:
+    """The slots of `fresh` (F, S) take their fresh state (new configurations start); the others go on."""
+    pick = lambda a, b: jnp.where(fresh.reshape(fresh.shape + (1,) * (b.ndim - 2)), a, b)
+    return jax.tree.map(pick, fresh_state, state)
+
+
+@jax.jit
+def _gather_slots(state: SweepState, order: jax.Array, idle: jax.Array) -> SweepState:
+    """state with slot s of fold f taken from slot order[f, s] (F, S'); `idle` (F, S') slots are done."""
+    take = lambda a: jnp.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
+    state = jax.tree.map(take, state)
+    return state._replace(done=state.done | idle)
 
 
 def _select(flag: jax.Array, new, old):
     return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
+def _view(features: jax.Array, view: jax.Array) -> jax.Array:
+    """features: (V, n, p) -> (n, p) of the configuration's view (no gather when there is one view)."""
+    return features[0] if features.shape[0] == 1 else features[view]
+
+
 def _config_epoch(
-    state: SweepState, train_x, train_t, train_w, val_x, val_t, val_w, lam, lr, key, *, settings, n_batches
+    state: SweepState, train_x, train_t, train_w, val_x, val_t, val_w, config, fold_id, seed, *, settings, n_batches
 ):
-    """One epoch of one configuration (unbatched state); frozen when state.done."""
+    """One epoch of one configuration (unbatched state); frozen when state.done. config: its arrays().
+
+    Its minibatch order depends on (seed, fold id, its own epoch) only, so it sees the same batches
+    whichever slot it trains in and whenever it starts."""
+    train_x, val_x = _view(train_x, config["view"]), _view(val_x, config["view"])
+    lam, lr = config["lam"], config["lr"]
     batch = train_t.shape[0] // n_batches
     tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
     loss_fn = functools.partial(
@@ -162,6 +283,7 @@ def _config_epoch(
         formulation=objective.choose_formulation(train_x.shape[0], batch, train_x.shape[1]),
     )
     if n_batches > 1:
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), fold_id), state.epochs)
         order = jax.random.permutation(key, train_t.shape[0]).reshape(n_batches, batch)
     else:
         order = None
@@ -175,9 +297,11 @@ def _config_epoch(
         params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
         return (params, opt_state, finite & jnp.isfinite(value)), None
 
-    (params, opt_state, finite), _ = jax.lax.scan(
-        step, (state.params, state.opt_state, jnp.array(True)), jnp.arange(n_batches)
-    )
+    carry = (state.params, state.opt_state, jnp.array(True))
+    if n_batches == 1:  # full batch: one step, no loop around it
+        (params, opt_state, finite), _ = step(carry, 0)
+    else:
+        (params, opt_state, finite), _ = jax.lax.scan(step, carry, jnp.arange(n_batches))
     epochs = state.epochs + 1
     has_val = val_t.shape[0] > 0
     if has_val:
@@ -198,7 +322,9 @@ def _config_epoch(
     else:
         improved = finite
     wait = jnp.where(improved, 0, state.wait + 1)
-    stop = (epochs >= settings.epochs) | ((epochs >= settings.min_epochs) & (wait >= settings.patience))
+    stop = epochs >= config["max_epochs"]
+    if has_val:  # without validation (the refit) only the epoch budget stops a configuration
+        stop = stop | ((epochs >= settings.min_epochs) & (wait >= settings.patience))
     new = SweepState(
         params=params,
         opt_state=opt_state,
@@ -215,12 +341,185 @@ def _config_epoch(
 
 
 @functools.partial(jax.jit, static_argnames=("settings", "n_batches"), donate_argnums=0)
-def _sweep_epoch(state, train_x, train_t, train_w, val_x, val_t, val_w, lams, lrs, keys, *, settings, n_batches):
-    """One epoch of every configuration: vmapped over H (shared fold data), then over F (per-fold data)."""
+def _sweep_epoch(
+    state, train_x, train_t, train_w, val_x, val_t, val_w, configs, fold_ids, seed, *, settings, n_batches
+):
+    """One epoch of every slot (F, S): vmapped over the slots of a fold (its data shared), then over the
+    folds (per-fold data). configs: per-slot arrays (F, S); fold_ids: (F,)."""
     epoch = functools.partial(_config_epoch, settings=settings, n_batches=n_batches)
-    over_h = jax.vmap(epoch, in_axes=(0, None, None, None, None, None, None, 0, 0, None))
-    over_f = jax.vmap(over_h, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, 0))
-    return over_f(state, train_x, train_t, train_w, val_x, val_t, val_w, lams, lrs, keys)
+    over_s = jax.vmap(epoch, in_axes=(0, None, None, None, None, None, None, 0, None, None))
+    over_f = jax.vmap(over_s, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, 0, None))
+    return over_f(state, train_x, train_t, train_w, val_x, val_t, val_w, configs, fold_ids, seed)
+
+
+def train_configurations(
+    folds: FoldData,
+    configs: Configurations,
+    settings: TrainSettings,
+    seed: int = 0,
+    fold_ids: np.ndarray | None = None,
+    progress: bool | str = True,
+    desc: str = "probe sweep",
+    budget_bytes: float = 0,
+    keep_params: bool = True,
+) -> SweepOutcome:
+    """Trains F x K configurations on standardized features (in `folds`); returns arrays (F, K).
+
+    The configurations train in a pool of F x S slots, S as many as fit `budget_bytes` of device memory
+    per device (0 = measured, probing/memory.py) and on the CPU its cache, sharded over this process's
+    devices; a slot whose configuration stopped takes the fold's next one, and when none is left the pool
+    shrinks to the active slots where the saved epochs pay for compiling the smaller program. fold_ids (F,)
+    name the folds for seeding (default 0..F-1). keep_params=False leaves the (F, K, p, p) parameters on the
+    device (a cross-validation sweep only needs the numbers).
+    """
+    n_folds, n_configs = folds.n_folds, len(configs)
+    fold_ids = np.arange(n_folds) if fold_ids is None else np.asarray(fold_ids)
+    t_train = folds.train_triplets.shape[1]
+    batch = settings.batch_size if 0 < settings.batch_size < t_train else t_train
+    n_batches = max(1, t_train // batch)
+    devices = jax.local_devices()
+    per_config = memory.config_bytes(folds, batch, settings.optimizer, settings.bias)
+    budget = budget_bytes or memory.available_bytes(devices)
+    plan = memory.plan_chunks(n_configs, n_folds, per_config, memory.data_bytes(folds), budget, len(devices))
+    cached = memory.cache_slots(per_config, n_folds, devices) * len(devices)
+    slots = min(plan.size, cached) if cached else plan.size  # a pool that fits the CPU's cache runs faster
+    mesh = jax.make_mesh((len(devices),), ("configs",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    data = [jax.device_put(a, NamedSharding(mesh, P())) for a in dataclasses.astuple(folds)]
+    pool = _Pool(configs, settings, seed, fold_ids, folds.train_features.shape[-1], mesh, keep_params)
+    pool.start(slots)
+    step = functools.partial(_sweep_epoch, settings=settings, n_batches=n_batches)
+    at_once = f", {slots} at a time" if slots < n_configs else ""
+    bar = progress_bar(n_folds * n_configs, f"{desc} ({n_folds}x{n_configs} configs{at_once})", progress, "configs")
+    clock = _Clock()
+    while pool.active():
+        with clock.epoch(pool.slots):
+            pool.state = step(pool.state, *data, pool.arrays, pool.fold_ids, pool.seed)
+            finished = pool.retire()
+        bar.update(finished)
+        bar.set_postfix({"slots": f"{int(pool.active())}/{pool.slots * n_folds}", "epochs": clock.epochs})
+        target = pool.compact_target(len(devices))
+        if target and clock.pays(pool.slots, target, pool.remaining_epochs()):
+            pool.compact(target)
+    bar.close()
+    return pool.outcome()
+
+
+class _Clock:
+    """Epoch times per pool size, and the compile time that a new size costs (first epoch minus a later one)."""
+
+    def __init__(self):
+        self.seconds: dict[int, list[float]] = collections.defaultdict(list)
+        self.epochs = 0
+
+    @contextlib.contextmanager
+    def epoch(self, slots: int):
+        start = time.perf_counter()
+        yield
+        self.seconds[slots].append(time.perf_counter() - start)
+        self.epochs += 1
+
+    def pays(self, slots: int, target: int, remaining_epochs: float) -> bool:
+        """Whether shrinking the pool from `slots` to `target` slots saves more time than it costs."""
+        times = self.seconds[slots]
+        if len(times) < 2:
+            return False
+        epoch = float(np.median(times[1:]))
+        compile_cost = max(0.0, max(t[0] - float(np.median(t[1:])) for t in self.seconds.values() if len(t) > 1))
+        return remaining_epochs * epoch * (1 - target / slots) > compile_cost
+
+
+class _Pool:
+    """F x S slots, each training one configuration (index into `configs`) or idle (-1), with the state on
+    the devices and the finished configurations' results on the host."""
+
+    def __init__(self, configs, settings, seed, fold_ids, p, mesh, keep_params):
+        self.configs, self.settings, self.p, self.mesh, self.keep = configs, settings, p, mesh, keep_params
+        self.fold_ids, self.seed = jnp.asarray(fold_ids, jnp.int32), jnp.int32(seed)
+        n_folds, n_configs = len(fold_ids), len(configs)
+        self.queues = [collections.deque(range(n_configs)) for _ in range(n_folds)]
+        self.results = {
+            name: np.full((n_folds, n_configs), fill, dtype)
+            for name, fill, dtype in (
+                ("best_loss", np.inf, np.float32),
+                ("best_accuracy", np.nan, np.float32),
+                ("best_epoch", 0, np.int32),
+                ("epochs", 0, np.int32),
+                ("failed", False, bool),
+            )
+        }
+        self.params: dict[str, np.ndarray] = {}
+        self.slots = 0
+
+    def _sharded(self, tree):
+        return jax.device_put(tree, NamedSharding(self.mesh, P(None, "configs")))
+
+    def _ids(self) -> tuple:
+        """(seed, fold ids, each slot's seed id): what _initial_state needs to start the slots' configurations."""
+        return self.seed, self.fold_ids, jnp.asarray(self.configs.seed_id[np.maximum(self.assigned, 0)])
+
+    def _put_arrays(self) -> None:
+        index = np.maximum(self.assigned, 0)
+        self.arrays = self._sharded({k: v[index] for k, v in self.configs.arrays().items()})
+
+    def start(self, slots: int) -> None:
+        self.slots = slots
+        self.assigned = np.array([[q.popleft() if q else -1 for _ in range(slots)] for q in self.queues])
+        idle = jnp.asarray(self.assigned < 0)
+        self.state = self._sharded(_initial_state(*self._ids(), idle, p=self.p, settings=self.settings))
+        self._put_arrays()
+
+    def active(self) -> int:
+        return int((self.assigned >= 0).sum())
+
+    def retire(self) -> int:
+        """Moves the results of the configurations that stopped to the host and gives their slots the next
+        configurations of their folds; returns how many stopped."""
+        finished = np.asarray(self.state.done) & (self.assigned >= 0)
+        if not finished.any():
+            return 0
+        f, s = np.nonzero(finished)
+        k = self.assigned[f, s]
+        for name in self.results:
+            self.results[name][f, k] = np.asarray(getattr(self.state, name))[f, s]
+        if self.keep:
+            for name, leaf in self.state.best_params.items():
+                if name not in self.params:
+                    self.params[name] = np.zeros(self.results["epochs"].shape + leaf.shape[2:], np.float32)
+                self.params[name][f, k] = np.asarray(leaf)[f, s]
+        self.assigned[f, s] = [self.queues[fold].popleft() if self.queues[fold] else -1 for fold in f]
+        fresh = finished & (self.assigned >= 0)
+        if fresh.any():
+            fresh_state = _initial_state(*self._ids(), jnp.asarray(~fresh), p=self.p, settings=self.settings)
+            self.state = _refill(self.state, self._sharded(fresh_state), jnp.asarray(fresh))
+            self._put_arrays()
+        return len(k)
+
+    def compact_target(self, n_devices: int) -> int:
+        """Once no fold has a configuration left to start: the fewest slots (a multiple of the device count)
+        that hold every fold's active configurations, if at most half the pool (so the pool's size, and
+        with it a compilation, changes only a few times); else 0."""
+        need = int((self.assigned >= 0).sum(axis=1).max())
+        target = -(-need // n_devices) * n_devices
+        return target if not any(self.queues) and 0 < target <= self.slots // 2 else 0
+
+    def remaining_epochs(self) -> float:
+        """A cautious guess of how long the active configurations go on: `patience` epochs (each stops
+        `patience` epochs after its last improvement at the earliest), within their epoch budgets."""
+        active = self.assigned >= 0
+        left = self.configs.max_epochs[self.assigned[active]] - np.asarray(self.state.epochs)[active]
+        return float(min(self.settings.patience, np.max(left)))
+
+    def compact(self, target: int) -> None:
+        """Moves the active configurations of each fold into the first `target` slots."""
+        order = np.argsort(self.assigned < 0, axis=1, kind="stable")[:, :target]  # active slots first
+        self.assigned = np.take_along_axis(self.assigned, order, axis=1)
+        self.state = self._sharded(_gather_slots(self.state, jnp.asarray(order), jnp.asarray(self.assigned < 0)))
+        self.slots = target
+        self._put_arrays()
+
+    def outcome(self) -> SweepOutcome:
+        r = self.results
+        return SweepOutcome(self.params, r["best_loss"], r["best_accuracy"], r["best_epoch"], r["epochs"], r["failed"])
 
 
 def train_sweep(
@@ -231,79 +530,20 @@ def train_sweep(
     seed: int = 0,
     fold_ids: np.ndarray | None = None,
     hyper_ids: np.ndarray | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     desc: str = "probe sweep",
+    budget_bytes: float = 0,
 ) -> SweepOutcome:
-    """Trains F x H configurations at once on standardized features (in `folds`); lambdas, lrs: (H,).
+    """Trains F x H configurations of one view at once; lambdas, lrs: (H,). Returns arrays (F, H).
 
     fold_ids (F,) and hyper_ids (H,) name the configurations for seeding (default 0..F-1, 0..H-1), so a
     single configuration trained alone with its ids reproduces its numbers inside a sweep.
     """
-    n_folds, n_hyper = folds.n_folds, len(lambdas)
-    fold_ids = np.arange(n_folds) if fold_ids is None else np.asarray(fold_ids)
-    hyper_ids = np.arange(n_hyper) if hyper_ids is None else np.asarray(hyper_ids)
-    mesh, n_padded = _config_mesh(n_hyper)
-    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], n_padded - n_hyper)])
-    lambdas, lrs, hyper_ids = pad(np.asarray(lambdas, np.float32)), pad(np.asarray(lrs, np.float32)), pad(hyper_ids)
-    t_train = folds.train_triplets.shape[1]
-    batch = settings.batch_size if 0 < settings.batch_size < t_train else t_train
-    n_batches = max(1, t_train // batch)
-
-    p = folds.train_features.shape[2]
-    tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
-    params = jax.vmap(jax.vmap(lambda k: init_params(k, p, settings)))(
-        jnp.stack([jnp.stack([_config_key(seed, int(f), int(h)) for h in hyper_ids]) for f in fold_ids])
+    n_hyper = len(lambdas)
+    configs = Configurations(
+        {"lam": lambdas, "lr": lrs},
+        np.zeros(n_hyper),
+        np.full(n_hyper, settings.epochs),
+        np.arange(n_hyper) if hyper_ids is None else hyper_ids,
     )
-    shape = (n_folds, n_padded)
-    state = SweepState(
-        params=params,
-        opt_state=jax.vmap(jax.vmap(tx.init))(params),
-        best_params=jax.tree.map(jnp.copy, params),
-        best_loss=jnp.full(shape, jnp.inf),
-        best_accuracy=jnp.full(shape, jnp.nan),
-        best_epoch=jnp.zeros(shape, jnp.int32),
-        wait=jnp.zeros(shape, jnp.int32),
-        epochs=jnp.zeros(shape, jnp.int32),
-        done=jnp.zeros(shape, bool),
-        failed=jnp.zeros(shape, bool),
-    )
-    config_sharding = NamedSharding(mesh, P(None, "configs"))
-    state = jax.tree.map(lambda a: jax.device_put(a, config_sharding), state)
-    hyper_sharding = NamedSharding(mesh, P("configs"))
-    lams_d, lrs_d = jax.device_put(lambdas, hyper_sharding), jax.device_put(lrs, hyper_sharding)
-    data = [jnp.asarray(a) for a in dataclasses.astuple(folds)]
-
-    bar = progress_bar(settings.epochs, f"{desc} ({n_folds}x{n_hyper} configs)", progress, unit="epochs")
-    for epoch in range(settings.epochs):
-        keys = jnp.stack([_epoch_key(seed, int(f), epoch) for f in fold_ids])
-        state = _sweep_epoch(state, *data, lams_d, lrs_d, keys, settings=settings, n_batches=n_batches)
-        done = np.asarray(state.done)[:, :n_hyper]
-        bar.update(1)
-        postfix = {"done": f"{int(done.sum())}/{done.size}"}
-        if folds.val_triplets.shape[1]:
-            postfix["best_val"] = f"{float(jnp.min(state.best_loss)):.4f}"
-        bar.set_postfix(postfix)
-        if done.all():
-            break
-    bar.close()
-    trim = lambda a: np.asarray(a)[:, :n_hyper]
-    return SweepOutcome(
-        params=jax.tree.map(trim, state.best_params),
-        val_cross_entropy=trim(state.best_loss),
-        val_accuracy=trim(state.best_accuracy),
-        best_epoch=trim(state.best_epoch),
-        epochs=trim(state.epochs),
-        failed=trim(state.failed),
-    )
-
-
-def _config_mesh(n_hyper: int) -> tuple[jax.sharding.Mesh, int]:
-    """A 1-D mesh over this process's devices for the H axis, and H padded to a multiple of their count.
-
-    On several hosts every process runs the (cheap) sweep on its own devices: only extraction, the
-    expensive step, is sharded across hosts.
-    """
-    devices = jax.local_devices()
-    n_devices = len(devices)
-    mesh = jax.make_mesh((n_devices,), ("configs",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
-    return mesh, -(-n_hyper // n_devices) * n_devices
+    return train_configurations(folds, configs, settings, seed, fold_ids, progress, desc, budget_bytes)

@@ -8,8 +8,9 @@ test_zero_shot_transformed_ci95?, ...}, `comparisons` [{a, b, n_triplets, differ
 b_only}], `transfer` [{dataset, kernel, spearman, pearson, spearman_transformed, pearson_transformed,
 <metric>_ci95?}], `transfer_triplets` [{dataset, n_triplets, accuracy, ci95?, accuracy_transformed,
 ci95_transformed?}], `concepts` [{concept, n_triplets, accuracy, accuracy_transformed, accuracy_ci95?,
-accuracy_transformed_ci95?}], `transform` (a given transform: {source, test_accuracy, local_*}). Every key
-marked ? may be missing (older results, settings without it).
+accuracy_transformed_ci95?}], `transform` (a given transform: {source, test_accuracy, local_*}), `layers` and
+`best_layer` (model.layers: report/depth.py). Every key marked ? may be missing (older results, settings
+without it).
 """
 
 import dataclasses
@@ -17,7 +18,7 @@ import os
 from typing import Any
 
 from alignment_jax import atomic
-from alignment_jax.report import plots
+from alignment_jax.report import depth, plots
 
 PLOT_DIR = "plots"
 LOCAL_KEYS = ("local_knn_overlap", "local_heldout_loss", "local_tau", "local_n_heldout")  # locality of a transform
@@ -40,6 +41,9 @@ def tables(results: dict[str, Any]) -> list[Table]:
     accuracy = _accuracy_table(results)
     if accuracy:
         out.append(accuracy)
+    layers = depth.table(results, _fmt)
+    if layers:
+        out.append(Table(*layers, plot="depth"))
     if results.get("probe"):
         probe = results["probe"]
         shown = ("best_lambda", "cv_cross_entropy", "test_cross_entropy", "seconds", *LOCAL_KEYS)
@@ -89,6 +93,8 @@ def make_plots(results: dict[str, Any], workdir: str) -> dict[str, str]:
         plots.plot_accuracy(
             os.path.join(workdir, made["accuracy"]), bars, noise_ceiling(results), baselines, _ceiling_interval(results)
         )
+    if depth.plot(os.path.join(workdir, PLOT_DIR, "depth.png"), results, noise_ceiling(results)):
+        made["depth"] = os.path.join(PLOT_DIR, "depth.png")
     if results.get("transfer"):
         made["rsa"] = os.path.join(PLOT_DIR, "rsa.png")
         plots.plot_rsa(os.path.join(workdir, made["rsa"]), results["transfer"])

@@ -209,3 +209,56 @@ def _save(fig: Figure, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+
+
+def plot_depth(
+    path: str,
+    layers: list[dict],
+    noise_ceiling: float | None = None,
+    best: str = "",
+    chance: float = CHANCE,
+) -> None:
+    """Odd-one-out accuracy against relative depth, one point per layer: layers = [{"layer", "depth",
+    "zero_shot", "probe"}] with the accuracies (None where missing) and the split they are on ("split");
+    chance and the noise ceiling as lines, the best layer (by CV) ringed."""
+    fig = Figure(figsize=(6.4, 3.8))
+    ax = fig.add_subplot()
+    x = [layer["depth"] for layer in layers]
+    for key, colour, label in (("zero_shot", _BEFORE, "zero-shot"), ("probe", _AFTER, "probe")):
+        values = [_nan(layer[key]) for layer in layers]
+        if any(v == v for v in values):
+            ax.plot(x, values, marker="o", color=colour, label=f"{label} ({layers[0]['split']})")
+    ringed = [(layer["depth"], layer["probe"]) for layer in layers if layer["layer"] == best and layer["probe"]]
+    for depth, value in ringed:
+        ax.plot([depth], [value], "o", markersize=13, markerfacecolor="none", color="black", label="best (CV)")
+    ax.axhline(chance, color="black", linestyle=":", linewidth=1, label=f"chance ({chance:.3f})")
+    if noise_ceiling is not None:
+        ax.axhline(
+            noise_ceiling, color="black", linestyle="--", linewidth=1, label=f"noise ceiling ({noise_ceiling:.3f})"
+        )
+    step = max(1, -(-len(layers) // 14))  # at most about 14 labelled ticks
+    shown = layers[::step] if layers[-1] in layers[::step] else [*layers[::step], layers[-1]]
+    ax.set_xticks([layer["depth"] for layer in shown], [layer["layer"] for layer in shown], rotation=45, ha="right")
+    ax.set_xlabel("layer (placed at its relative depth)")
+    ax.set_ylabel("odd-one-out accuracy")
+    ax.set_ylim(0, 1)
+    _legend_above(ax, 3)
+    _save(fig, path)
+
+
+def plot_depth_models(path: str, models: list[tuple[str, list[float], list[float | None], list[float | None]]]) -> None:
+    """Every model's depth curve in one figure, x = relative depth (block i of d at (i + 1) / d): models =
+    [(name, depths, probe accuracies, zero-shot accuracies)]; probe solid, zero-shot dashed in the same colour."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    colours = [f"C{i % 10}" for i in range(len(models))]
+    for (name, depths, probe, zero_shot), colour in zip(models, colours, strict=True):
+        ax.plot(depths, [_nan(v) for v in probe], marker="o", markersize=3, color=colour, label=name)
+        ax.plot(depths, [_nan(v) for v in zero_shot], linestyle="--", linewidth=1, color=colour)
+    ax.plot([], [], linestyle="--", linewidth=1, color="black", label="zero-shot")
+    ax.axhline(CHANCE, color="black", linestyle=":", linewidth=1, label="chance")
+    ax.set_xlabel("relative depth (block / number of blocks)")
+    ax.set_ylabel("odd-one-out accuracy (probe solid)")
+    ax.set_ylim(0, 1)
+    _legend_above(ax, 4)
+    _save(fig, path)

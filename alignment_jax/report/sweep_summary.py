@@ -1,8 +1,9 @@
 """A sweep's comparison of models: one row per model from its results.json, as CSV, text and a figure.
 
 Columns: name, status, zero_shot_accuracy (all triplets), zero_shot_test_accuracy, probe_cv_accuracy,
-probe_test_accuracy, best_lambda, noise_ceiling, then per transfer dataset and kernel
-`spearman_<dataset>_<kernel>` and `spearman_<dataset>_<kernel>_transformed`, per transfer triplet dataset
+probe_test_accuracy, best_lambda, noise_ceiling, then for models run with model.layers best_layer (by
+the probe's cross-validation), best_layer_cv_accuracy and best_layer_test_accuracy, per transfer dataset
+and kernel `spearman_<dataset>_<kernel>` and `spearman_<dataset>_<kernel>_transformed`, per transfer triplet dataset
 `accuracy_<dataset>` and `accuracy_<dataset>_transformed`, and last config (the spec) and error.
 """
 
@@ -11,7 +12,7 @@ import io
 from typing import Any
 
 from alignment_jax import atomic
-from alignment_jax.report import plots
+from alignment_jax.report import depth, plots
 from alignment_jax.report.markdown import Table, noise_ceiling, text_table
 
 FIXED = (
@@ -39,6 +40,7 @@ def row(name: str, status: str, results: dict[str, Any], config: str = "", error
         "probe_test_accuracy": probe.get("test_accuracy"),
         "best_lambda": probe.get("best_lambda"),
         "noise_ceiling": noise_ceiling(results),
+        **depth.best_layer_columns(results),
     }
     for r in results.get("transfer") or ():
         column = f"spearman_{r['dataset']}_{r['kernel']}"
@@ -95,6 +97,9 @@ _HEADERS = {
     "probe_test_accuracy": "probe (test)",
     "best_lambda": "lambda",
     "noise_ceiling": "ceiling",
+    "best_layer": "best layer",
+    "best_layer_cv_accuracy": "best (CV)",
+    "best_layer_test_accuracy": "best (test)",
 }
 
 

@@ -22,8 +22,9 @@ and optionally the constants
 world (demo data) -> extract (features from images) -> zero_shot -> probe (transform.npz) -> transfer ->
 concepts -> report (report.md, plots): each reads what the stages before it wrote. The INPUTS stages make
 the run's inputs in the workdir's caches (DIR/world, DIR/features); the others write its outputs.
-SHARED_OUTPUTS are files that several stages add to (decisions.npz: zero_shot and probe outcomes per test
-triplet): moved aside with the other outputs, never a reason on their own to redo a stage.
+SHARED_OUTPUTS are outputs that several stages add to (decisions.npz: zero_shot and probe outcomes per test
+triplet) or that only some runs write (transforms/<layer>/: model.layers): moved aside with the other
+outputs, never a reason on their own to redo a stage.
 """
 
 import importlib
@@ -31,7 +32,7 @@ from types import ModuleType
 
 ORDER = ("world", "extract", "zero_shot", "probe", "transfer", "concepts", "report")
 INPUTS = ("world", "extract")
-SHARED_OUTPUTS = ("decisions.npz",)
+SHARED_OUTPUTS = ("decisions.npz", "transforms")
 
 
 def load(name: str) -> ModuleType:

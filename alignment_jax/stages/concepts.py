@@ -15,7 +15,9 @@ from alignment_jax.data.concept_embedding import load_concept_embedding
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.concepts import assign_concepts, concept_rows
 from alignment_jax.evaluation.zero_shot import odd_one_out
+from alignment_jax.models.layers import select_layers
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import layers
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
@@ -49,6 +51,7 @@ def provenance(ctx: RunContext) -> dict:
         "transform": ctx.transform_source(),
         "files:concepts": facts.files_fingerprint([config.embedding, config.labels]),
         **facts.settings(ctx.config, "concepts", "similarity"),
+        **layers.provenance(ctx),
     }
 
 
@@ -80,9 +83,10 @@ def run(ctx: RunContext) -> list[dict]:
     correct_transformed = None
     if transform is not None:
         correct_transformed = odd_one_out(transform.apply(ctx.features), triplets, ctx.config.similarity, 0).correct
+    assignment = assign_concepts(embedding.weights, triplets, config.top_k)
     rows = concept_rows(
         embedding.labels,
-        assign_concepts(embedding.weights, triplets, config.top_k),
+        assignment,
         correct,
         correct_transformed,
         bootstrap=ctx.config.zero_shot.bootstrap,
@@ -94,4 +98,17 @@ def run(ctx: RunContext) -> list[dict]:
         f"lowest {ranked[0]['concept']} ({ranked[0]['accuracy']:.3f}), "
         f"highest {ranked[-1]['concept']} ({ranked[-1]['accuracy']:.3f})"
     )
+    chosen = select_layers(config.layers, ctx.layers, "concepts.layers")
+    if chosen:
+        layers.require_transforms(ctx, chosen, "concepts.layers")
+        values = {}
+        for layer in chosen:
+            features, transform = ctx.layer_features(layer), layers.layer_transform(ctx, layer)
+            before = odd_one_out(features, triplets, ctx.config.similarity, bootstrap=0).correct
+            after = None
+            if transform is not None:
+                after = odd_one_out(transform.apply(features), triplets, ctx.config.similarity, 0).correct
+            values[layer] = concept_rows(embedding.labels, assignment, before, after)
+        layers.update(ctx, "concepts", values)
+        ctx.log(f"concepts: per layer for {', '.join(chosen)} (results.json layers)")
     return rows

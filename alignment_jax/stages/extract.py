@@ -1,7 +1,9 @@
 """Stage extract: features of config.model for the images of config.images, into a store in
 `workdir/features/`; later stages read them (ctx.features). A second run reuses the finished store,
 an interrupted one resumes it; features made another way are never reused (the store name holds a
-hash of model, checkpoint, layer, pooling, dtype and matmul precision, decoding and images)."""
+hash of model, checkpoint, layer, pooling, dtype and matmul precision, decoding and images). With
+model.layers, every layer comes from one pass over the images, each into its own store (stages/layers.py:
+results.json `layers`)."""
 
 import os
 
@@ -12,13 +14,14 @@ from alignment_jax.config import checks
 from alignment_jax.errors import InputError
 from alignment_jax.extract.decode import RESIZE_MODES
 from alignment_jax.extract.extractor import POOLINGS
-from alignment_jax.extract.pipeline import SOURCES, extract_with_config, image_source
+from alignment_jax.extract.pipeline import SOURCES, extract_layers_with_config, image_source
 from alignment_jax.extract.store import FORMATS
 from alignment_jax.models import storage
 from alignment_jax.models.checkpoints import split_subtree
 from alignment_jax.models.registry import DTYPES, MODELS, NORMALIZATIONS
 from alignment_jax.models.vit import VARIANTS
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import layers
 
 MEMORY = "images.batch_size (or model.dtype=bfloat16)"
 
@@ -82,24 +85,50 @@ def provenance(ctx: RunContext) -> dict:
 
 
 def run(ctx: RunContext) -> dict:
-    """Returns the `extract` section: store, features path, n, p, images computed now, images/s, and
-    with a decoded-image cache its folder and how many images came from it."""
-    result, store = extract_with_config(ctx.config, image_source(ctx.config), os.path.join(ctx.workdir, "features"))
-    ctx.features_path = os.path.join(store, f"features.{ctx.config.images.store_format}")
+    """Returns the `extract` section: store, features path, n, p, images computed now, images/s (of
+    model.layer; with model.layers every layer comes from the same pass: `layers` lists each one's layer,
+    depth, p and features file, and the later stages fill in results.json `layers`)."""
+    config = ctx.config
+    extraction = extract_layers_with_config(
+        config, image_source(config), os.path.join(ctx.workdir, "features"), config.model.layers
+    )
+    result, store = extraction.layers[extraction.default]
+    ctx.features_path = _features_file(store, config)
     n, p = result.features.shape
+    what = f"{n} x {p} features"
+    others = [layer for layer in extraction.layers if layer != extraction.default]
+    if others:
+        what += f" of {extraction.default} and those of {len(others)} more layers ({', '.join(others)})"
     if result.computed:
-        ctx.log(
-            f"extract: {result.computed} images -> {n} x {p} features ({result.images_per_s:.1f} images/s), {store}"
-        )
+        speed = f"{result.images_per_s:.1f} images/s, one pass"
+        ctx.log(f"extract: {result.computed} images -> {what} ({speed}), {store}")
     else:
-        ctx.log(f"extract: reused {n} x {p} features from {store}")
+        ctx.log(f"extract: reused {what} from {store}")
     if result.image_cache:
         decoded = result.computed - result.from_cache
         ctx.log(f"extract: {result.from_cache} images read from the decoded-image cache, {decoded} decoded into it "
                 f"({result.image_cache})")  # fmt: skip
+    if config.model.layers.strip():
+        ctx.layer_paths = {layer: _features_file(path, config) for layer, (_, path) in extraction.layers.items()}
+        rows = [
+            {
+                "layer": layer,
+                "depth": extraction.depths[layer],
+                "p": e.features.shape[1],
+                "features": ctx.layer_paths[layer],
+            }
+            for layer, (e, _) in extraction.layers.items()
+        ]
+        layers.start(ctx, extraction.default, rows)
     section = {"store": store, "features": ctx.features_path, "n": n, "p": p, "computed": result.computed}
     if result.computed:
         section["images_per_s"] = result.images_per_s
     if result.image_cache:
         section.update(image_cache=result.image_cache, from_cache=result.from_cache)
+    if ctx.layer_rows:
+        section["layers"] = ctx.layer_rows
     return section
+
+
+def _features_file(store: str, config: ml_collections.ConfigDict) -> str:
+    return os.path.join(store, f"features.{config.images.store_format}")

@@ -7,10 +7,10 @@ from alignment_jax.config import checks
 from alignment_jax.data.splits import object_kfold_masks, triplet_kfold_masks
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.zero_shot import odd_one_out
-from alignment_jax.probing.cross_validation import DIVERGED_CROSS_ENTROPY, ProbeSettings, run_probe
+from alignment_jax.probing.cross_validation import DIVERGED_CROSS_ENTROPY, ProbeSettings, run_probe, run_probe_layers
 from alignment_jax.probing.standardize import MODES, standardization
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import local_inputs, statistics
+from alignment_jax.stages import layers, local_inputs, statistics
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
 
@@ -74,6 +74,7 @@ def provenance(ctx: RunContext) -> dict:
         "features": ctx.digest("features"),
         "things": ctx.digest("things"),
         **facts.settings(ctx.config, "probe", "seed"),
+        **layers.provenance(ctx),
     }
 
 
@@ -81,7 +82,15 @@ def run(ctx: RunContext) -> dict:
     config, things, features = ctx.config, ctx.things, ctx.features
     settings = ProbeSettings.from_config(config.probe, features.shape[1])
     test = things.test.triplets if things.test is not None else None
-    result = run_probe(features, things.train.triplets, test, settings, seed=config.seed, progress=config.progress)
+    if ctx.layers:  # every layer in one sweep per width; model.layer's result is this section's
+        for_width = lambda p: ProbeSettings.from_config(config.probe, p)
+        by_layer = run_probe_layers(
+            {layer: ctx.layer_features(layer) for layer in ctx.layers}, things.train.triplets, test, for_width,
+            seed=config.seed, progress=config.progress,
+        )  # fmt: skip
+        result = by_layer[ctx.layer]
+    else:
+        result = run_probe(features, things.train.triplets, test, settings, seed=config.seed, progress=config.progress)
     result.transform.save_npz(ctx.transform_path)
     result.transform.save_orbax(os.path.join(ctx.workdir, "transform_checkpoint"))
     if ctx.facts is not None:  # results.json records which transform.npz this section wrote
@@ -112,4 +121,6 @@ def run(ctx: RunContext) -> dict:
             f"{DIVERGED_CROSS_ENTROPY:.3f} = 2 log 3) and were never selected: {listed}"
         )
     statistics.probe_statistics(ctx, section, result.transform, transformed)
+    if ctx.layers:
+        layers.record_probe(ctx, by_layer, test, settings.select_by)
     return section

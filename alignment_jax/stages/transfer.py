@@ -22,9 +22,10 @@ from alignment_jax.data.rsm_datasets import RSMDataset, TripletDataset, load_dat
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation import rsa
 from alignment_jax.evaluation.zero_shot import odd_one_out
+from alignment_jax.models.layers import select_layers
 from alignment_jax.probing.transform import Transform
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import load
+from alignment_jax.stages import layers, load
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
@@ -69,6 +70,7 @@ def provenance(ctx: RunContext) -> dict:
         **facts.settings(ctx.config, "transfer", "similarity", "seed", "zero_shot.bootstrap"),
         "files:transfer": facts.files_fingerprint(paths),
         "transform": ctx.transform_source(),
+        **layers.provenance(ctx),
     }
     if ctx.config.model.name or ctx.config.model.variant:
         found.update(facts.settings(ctx.config, "model", "images.resize", "images.jpeg_draft", "images.token_pooling"))
@@ -86,11 +88,14 @@ def kernels(config: ml_collections.ConfigDict) -> list[str]:
 
 def run(ctx: RunContext) -> list[dict]:
     """Returns the `transfer` section: [{"dataset", "kernel", "spearman", "pearson", "spearman_transformed",
-    "pearson_transformed", "n_stimuli"}] (+ "<metric>_ci95" with transfer.bootstrap > 0)."""
+    "pearson_transformed", "n_stimuli"}] (+ "<metric>_ci95" with transfer.bootstrap > 0). With
+    transfer.layers, the same rows per layer go into that layer's entry of results.json `layers`."""
     config = ctx.config.transfer
     chosen_kernels = kernels(ctx.config)
     datasets = load_datasets(config.datasets)
     files, folders = parse_feature_sources(config.features, [d.name for d in datasets])
+    chosen = select_layers(config.layers, ctx.layers, "transfer.layers")
+    by_layer = {d.name: layer_dataset_features(ctx, d, files, folders, chosen) for d in datasets} if chosen else {}
     transform = ctx.transform
     if transform is None:
         ctx.log(f"transfer: no {ctx.transform_path} (run the probe stage first); transformed columns are empty")
@@ -105,7 +110,63 @@ def run(ctx: RunContext) -> list[dict]:
     if triplet_rows or "transfer_triplets" in ctx.results:
         ctx.record("transfer_triplets", triplet_rows)
     _log_summary(ctx, rsa_rows, triplet_rows)
+    if chosen:
+        _record_layers(ctx, datasets, by_layer, chosen, chosen_kernels)
     return rsa_rows
+
+
+def layer_dataset_features(
+    ctx: RunContext, dataset: RSMDataset | TripletDataset, files: dict[str, str], folders: list[str], chosen: list[str]
+) -> dict[str, np.ndarray]:
+    """{layer: (n, p) features} of the dataset's stimuli for every chosen layer (and model.layer, whose store
+    the main extraction then reuses), from one pass of config.model over its images."""
+    in_folders = [os.path.join(f, dataset.name + ext) for f in folders for ext in (".npy", ".h5")]
+    if dataset.name in files or any(os.path.isfile(p) for p in in_folders):
+        raise InputError(
+            f"transfer.layers: {dataset.name} has precomputed features (transfer.features), of one layer; per-layer "
+            "transfer extracts every layer from the dataset's images with config.model (leave transfer.features empty)"
+        )
+    if not dataset.stimuli:
+        raise InputError(f"transfer.layers: {dataset.name} has no images to extract its layers from")
+    from alignment_jax.extract.pipeline import layer_features_for_images
+
+    spec = ",".join(chosen)
+    extracted = layer_features_for_images(ctx.config, list(dataset.stimuli), dataset.name, ctx.workdir, spec)
+    return {layer: np.asarray(extracted[layer], np.float32) for layer in chosen}
+
+
+def _record_layers(
+    ctx: RunContext, datasets: list, by_layer: dict[str, dict[str, np.ndarray]], chosen: list[str], kernels: list[str]
+) -> None:
+    """The transfer rows of every chosen layer (its own transform, DIR/transforms/<layer>/transform.npz)."""
+    config = ctx.config.transfer
+    layers.require_transforms(ctx, chosen, "transfer.layers")
+    rsa_rows: dict[str, list[dict]] = {layer: [] for layer in chosen}
+    triplet_rows: dict[str, list[dict]] = {layer: [] for layer in chosen}
+    for layer in chosen:
+        transform = layers.layer_transform(ctx, layer)
+        for dataset in datasets:
+            features = by_layer[dataset.name][layer]
+            transformed = _apply(transform, features, dataset.name, ctx.layer_transform_path(layer))
+            if isinstance(dataset, RSMDataset):
+                rsa_rows[layer] += rsa_rows_for(
+                    dataset, features, transformed, kernels, config.bootstrap, ctx.config.seed
+                )
+            else:
+                triplet_rows[layer].append(_triplet_row(dataset, features, transformed, ctx.config))
+    layers.update(ctx, "transfer", rsa_rows)
+    if any(triplet_rows.values()):
+        layers.update(ctx, "transfer_triplets", triplet_rows)
+    for i, row in enumerate(rsa_rows[chosen[0]]):  # the same datasets and kernels, in order, for every layer
+        pairs = [
+            f"{layer} {_fmt(rows[i]['spearman'])} -> {_fmt(rows[i]['spearman_transformed'])}"
+            for layer, rows in rsa_rows.items()
+        ]
+        ctx.log(f"transfer {row['dataset']} ({row['kernel']}) per layer, Spearman -> transformed: {', '.join(pairs)}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def rsa_rows_for(

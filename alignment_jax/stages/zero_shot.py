@@ -9,7 +9,7 @@ from alignment_jax.evaluation.noise_ceiling import CHANCE
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import given_transform, statistics
+from alignment_jax.stages import given_transform, layers, statistics
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
 MEMORY = "zero_shot.bootstrap (resamples)"
@@ -41,6 +41,7 @@ def provenance(ctx: RunContext) -> dict:
         **facts.settings(ctx.config, "similarity", "seed", "zero_shot", "things", "transform"),
         **given_transform.provenance(ctx),
         **statistics.provenance(ctx),
+        **layers.provenance(ctx),
     }
 
 
@@ -73,4 +74,6 @@ def run(ctx: RunContext) -> dict:
         section.update(given_transform.zero_shot_transformed(ctx, everything, len(things.train)))
         ctx.log(given_transform.log_line(section))
         ctx.record("transform", given_transform.section(ctx))
+    if ctx.layers:
+        layers.record_zero_shot(ctx, everything, len(things.train), similarity)
     return section
