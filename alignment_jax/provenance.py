@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from alignment_jax import atomic
+from alignment_jax.config.files import leaves
 
 
 def digest(value: Any) -> str:
@@ -85,20 +86,10 @@ def settings(config: ml_collections.ConfigDict, *fields: str) -> dict[str, Any]:
         for part in field.split("."):
             value = value[part]
         if isinstance(value, ml_collections.ConfigDict):
-            for key, leaf in _leaves(value, field + "."):
+            for key, leaf in leaves(value, field + "."):
                 out[f"config:{key}"] = atomic.strict(leaf)
         else:
             out[f"config:{field}"] = atomic.strict(value)
-    return out
-
-
-def _leaves(config: ml_collections.ConfigDict, prefix: str) -> list[tuple[str, Any]]:
-    out = []
-    for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict):
-            out += _leaves(value, f"{prefix}{key}.")
-        else:
-            out.append((f"{prefix}{key}", value))
     return out
 
 

@@ -27,10 +27,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import add_world_flags, things_world
 
 from alignment_jax.config.base import base_config
 from alignment_jax.data.splits import object_kfold_masks
-from alignment_jax.data.synthetic import make_world
 from alignment_jax.probing import memory, sweep
 from alignment_jax.probing.cross_validation import ProbeSettings
 from alignment_jax.probing.sweep import Configurations, stack_folds, train_configurations, train_sweep
@@ -98,26 +98,14 @@ def plan_only(views, triplets, train, val, settings, lambdas, budget) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n_objects", type=int, default=1854)
-    parser.add_argument("--dims", type=int, default=768)
-    parser.add_argument("--triplets", type=int, default=4_700_000)
-    parser.add_argument("--concepts", type=int, default=49)
+    add_world_flags(parser)
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--lambdas", type=int, default=5, help="the first this many of the default lambdas")
     parser.add_argument("--memory_gb", type=float, default=0.0, help="sweep memory per device; 0 = measured")
     parser.add_argument("--plan_only", action="store_true", help="print the pool and XLA's bytes for it; no training")
     args = parser.parse_args()
 
-    world = make_world(
-        n_objects=args.n_objects,
-        n_concepts=args.concepts,
-        n_dims=args.dims,
-        n_train=args.triplets,
-        n_test=0,
-        n_repeated_sets=0,
-        beta=1.0,
-        seed=0,
-    )
+    world = things_world(args)
     config = base_config()
     settings = ProbeSettings.from_config(config.probe, args.dims)
     views = layer_views(world.features, args.layers)

@@ -16,6 +16,7 @@ import time
 
 import jax
 import numpy as np
+from common import best_of
 
 from alignment_jax.evaluation.statistics import paired_comparisons
 
@@ -38,15 +39,6 @@ def loop_bootstrap(correct: np.ndarray, n_resamples: int, seed: int = 0) -> np.n
         accuracy = correct[rng.integers(0, len(correct), len(correct))].mean(axis=0)
         out[b] = accuracy[first] - accuracy[second]
     return out
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(n_triplets: int, n_models: int, n_resamples: int, subset: int) -> None:

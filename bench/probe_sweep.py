@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from common import add_world_flags, things_world
 
 from alignment_jax.config.base import base_config
 from alignment_jax.data.splits import object_kfold_masks
-from alignment_jax.data.synthetic import make_world
 from alignment_jax.probing.cross_validation import ProbeSettings
 from alignment_jax.probing.sweep import stack_folds, train_sweep
 
@@ -53,22 +53,10 @@ def baseline_seconds_per_epoch(x: np.ndarray, triplets: np.ndarray, n_batches: i
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n_objects", type=int, default=1854)
-    parser.add_argument("--dims", type=int, default=768)
-    parser.add_argument("--triplets", type=int, default=4_700_000)
-    parser.add_argument("--concepts", type=int, default=49)
+    add_world_flags(parser)
     args = parser.parse_args()
 
-    world = make_world(
-        n_objects=args.n_objects,
-        n_concepts=args.concepts,
-        n_dims=args.dims,
-        n_train=args.triplets,
-        n_test=0,
-        n_repeated_sets=0,
-        beta=1.0,
-        seed=0,
-    )
+    world = things_world(args)
     config = base_config()
     settings = ProbeSettings.from_config(config.probe, args.dims)
     x = ((world.features - world.features.mean()) / world.features.std()).astype(np.float32)

@@ -7,10 +7,10 @@ of every triplet; it is timed on a subset and scaled to all triplets. Also times
 
 import json
 import platform
-import time
 
 import jax
 import numpy as np
+from common import best_of
 
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.data.synthetic import random_triplets
@@ -23,15 +23,6 @@ def numpy_baseline(features: np.ndarray, triplets: np.ndarray) -> np.ndarray:
     a, b, c = x[triplets[:, 0]], x[triplets[:, 1]], x[triplets[:, 2]]
     s_ab, s_ac, s_bc = (a * b).sum(1), (a * c).sum(1), (b * c).sum(1)
     return (s_ab > s_ac) & (s_ab > s_bc)
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(n_objects: int = 1854, n_triplets: int = 4_700_000, dims: int = 1408, subset: int = 50_000) -> None:

@@ -144,7 +144,7 @@ def resolve(spec: RunSpec, shared: ml_collections.ConfigDict | None = None) -> m
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: ml_collections.ConfigDict, source: str) -> None:
     """Sets every field of the nested `overrides` in `config`; a None value (a placeholder) leaves it alone."""
-    for key, value in _leaves(overrides):
+    for key, value in leaves(overrides):
         if value is not None:
             set_field(config, key, value, source)
 
@@ -199,11 +199,12 @@ def _parent(config: ml_collections.ConfigDict, key: str, source: str) -> tuple[m
     return parent, field
 
 
-def _leaves(config: ml_collections.ConfigDict, prefix: str = "") -> list[tuple[str, Any]]:
+def leaves(config: ml_collections.ConfigDict, prefix: str = "") -> list[tuple[str, Any]]:
+    """[("a.b", value), ...]: every field of a nested config with its dotted name (after `prefix`)."""
     out = []
     for key, value in config.items():
         if isinstance(value, ml_collections.ConfigDict):
-            out += _leaves(value, f"{prefix}{key}.")
+            out += leaves(value, f"{prefix}{key}.")
         else:
             out.append((f"{prefix}{key}", value))
     return out
