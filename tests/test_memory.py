@@ -31,7 +31,8 @@ def compiled_bytes(
     fresh = functools.partial(sweep._initial_state, p=p, settings=settings)
     state = jax.eval_shape(fresh, jnp.int32(0), jnp.arange(f), jnp.asarray(slots), jnp.asarray(slots < 0))
     names = ("lam", "lr", "view", "max_epochs") + (() if data is None else ("alpha", "tau"))
-    configs = {k: jax.ShapeDtypeStruct((f, n_slots), np.int32 if k in ("view", "max_epochs") else np.float32) for k in names}
+    dtype = lambda k: np.int32 if k in ("view", "max_epochs") else np.float32
+    configs = {k: jax.ShapeDtypeStruct((f, n_slots), dtype(k)) for k in names}
     arrays = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in dataclasses.astuple(folds)]
     groups = None
     if data is not None:
