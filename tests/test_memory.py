@@ -21,17 +21,25 @@ def small():
     return x, world.train, train, val
 
 
-def compiled_bytes(folds: sweep.FoldData, n_slots: int, settings: sweep.TrainSettings, n_batches: int) -> int:
-    """Bytes XLA assigns to one epoch of F x n_slots configurations (arguments, outputs, temporaries)."""
+def compiled_bytes(
+    folds: sweep.FoldData, n_slots: int, settings: sweep.TrainSettings, n_batches: int, data=None
+) -> int:
+    """Bytes XLA assigns to one epoch of F x n_slots configurations (arguments, outputs, temporaries); with
+    local data (gLocal) every slot in a group of its own, the most local batches a pool computes."""
     f, p = folds.n_folds, folds.train_features.shape[-1]
     slots = np.zeros((f, n_slots), np.int32)
     fresh = functools.partial(sweep._initial_state, p=p, settings=settings)
     state = jax.eval_shape(fresh, jnp.int32(0), jnp.arange(f), jnp.asarray(slots), jnp.asarray(slots < 0))
-    configs = sweep.Configurations.grid([1e-3], [1e-3], 5).arrays()
-    configs = {k: jax.ShapeDtypeStruct((f, n_slots), v.dtype) for k, v in configs.items()}
-    data = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in dataclasses.astuple(folds)]
+    names = ("lam", "lr", "view", "max_epochs") + (() if data is None else ("alpha", "tau"))
+    dtype = lambda k: np.int32 if k in ("view", "max_epochs") else np.float32
+    configs = {k: jax.ShapeDtypeStruct((f, n_slots), dtype(k)) for k in names}
+    arrays = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in dataclasses.astuple(folds)]
+    groups = None
+    if data is not None:
+        every = jnp.tile(jnp.arange(n_slots, dtype=jnp.int32), (f, 1))
+        groups = sweep.Groups(every, every)
     lowered = sweep._sweep_epoch.lower(
-        state, *data, configs, jnp.arange(f), jnp.int32(0), settings=settings, n_batches=n_batches
+        state, *arrays, data, configs, groups, jnp.arange(f), jnp.int32(0), settings=settings, n_batches=n_batches
     )
     stats = lowered.compile().memory_analysis()
     used = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes

@@ -54,7 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.probe.folds = 3
     config.probe.split = "objects"  # objects: the paper's CV over objects | triplets: plain k-fold over triplets
     config.probe.protocol = "fast"  # fast (object-level, large batch) | paper (batch 256 minibatches)
-    config.probe.regularizer = "frobenius"  # frobenius | frobenius_sq | identity | orthonormal
+    # frobenius | frobenius_sq | identity | orthonormal; "" = the objective's: frobenius (global, the paper's) |
+    # identity (glocal, gLocal's ||W - mean(diag W) I||^2)
+    config.probe.regularizer = ""
     config.probe.optimizer = "adam"  # adam | adamw | sgd (momentum 0.9)
     config.probe.lr = -1.0  # -1 = the protocol's default
     config.probe.batch_size = -1  # -1 = the protocol's default; 0 = full batch
@@ -64,20 +66,25 @@ def base_config() -> ml_collections.ConfigDict:
     config.probe.min_delta = 1e-4
     config.probe.clip_norm = 1.0
     config.probe.bias = False
-    config.probe.init = "normal"  # normal: N(0, init_scale^2) | identity: init_scale * I
+    # normal: W ~ N(0, init_scale^2), bias 0 | identity: W = init_scale * I, bias init_scale (gLocal's); "" = the
+    # objective's: normal (global) | identity (glocal)
+    config.probe.init = ""
     config.probe.init_scale = 1e-3
     config.probe.standardize = "global"  # global (one scalar mean/std) | per_dim | none
     config.probe.select_by = "cross_entropy"  # cross_entropy | accuracy
     config.probe.temperature = 1.0
     config.probe.objective = "global"  # global (the paper's) | glocal: (1 - alpha) triplet + alpha local + lambda R
-    config.probe.alphas = (0.1, 0.25)  # glocal: weights of the local term, swept like lambdas
-    config.probe.taus = (0.1, 1.0)  # glocal: temperatures of the local term; the first also scores given transforms
+    # glocal: weights of the local term, swept like lambdas; alpha = 0 is the global probe, trained in the same
+    # sweep and reported beside gLocal's choice (`global_probe`)
+    config.probe.alphas = (0.0, 0.1, 0.25)
+    config.probe.taus = (0.1, 1.0)  # glocal: temperatures of the local term; the first scores global/given transforms
     config.probe.local = ml_collections.ConfigDict()  # gLocal's local image set (docs/glocal.md)
     config.probe.local.batch_size = 1024  # local images per step (gLocal's)
     config.probe.local.features = ""  # features of the local images (n_local, p): .npy or .h5; row = image
     config.probe.local.images = ""  # or the images, extracted with config.model: FOLDER | tfds:NAME:SPLIT
     config.probe.local.test_features = ""  # held-out local features for evaluation ("" = hold out `heldout`)
     config.probe.local.heldout = 0.1  # fraction of the local images held out for evaluation (random, by seed)
+    config.probe.local.validation = 0.1  # fraction of the others that validate (early stopping, selection); by seed
     config.probe.local.standardize = "none"  # none: raw rows into W (gLocal) | things: THINGS mean/std first
     config.probe.memory_gb = 0.0  # device memory the sweep may use per device; 0 = 70% of the free memory (or RAM)
 

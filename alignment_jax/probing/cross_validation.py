@@ -1,8 +1,13 @@
-"""The probe end to end: standardize, sweep lambda (x lr) x object folds, select, refit, test.
+"""The probe end to end: standardize, sweep lambda (x alpha x tau) (x lr) x object folds, select, refit, test.
 
-Selection follows the paper: the lambda (and learning rate) with the lowest mean validation
-cross-entropy over folds (or the highest mean accuracy). The refit trains on every training triplet with
-the selected setting for the mean best epoch of its folds (no validation set is left for early stopping).
+Selection follows the paper for the global objective: the lambda (and learning rate) with the lowest mean
+validation cross-entropy over folds (or the highest mean accuracy). With gLocal's objective it follows
+gLocal: the configuration (lambda, alpha > 0, tau, lr) with the lowest mean over folds of its validation
+loss, triplet cross-entropy + local term on the validation images, unweighted (docs/glocal.md); the
+configurations with alpha = 0 are the global probe, trained in the same sweep and selected by the paper's
+rule among themselves, to be reported beside it. The refit trains on every training triplet (and every
+local training image) with each selected setting for the mean best epoch of its folds (no validation set is
+left for early stopping).
 """
 
 import dataclasses
@@ -14,9 +19,11 @@ import jax
 import ml_collections
 import numpy as np
 
+from alignment_jax.data.local_set import split_heldout
 from alignment_jax.data.splits import object_kfold_masks, triplet_kfold_masks
 from alignment_jax.errors import InputError
 from alignment_jax.probing import objective
+from alignment_jax.probing.glocal import GlocalSettings, LocalData, local_data
 from alignment_jax.probing.optimizers import OPTIMIZERS
 from alignment_jax.probing.standardize import standardization
 from alignment_jax.probing.sweep import Configurations, SweepOutcome, TrainSettings, stack_folds, train_configurations
@@ -44,14 +51,25 @@ class ProbeSettings:
     select_by: str
     protocol: str
     memory_gb: float = 0.0  # device memory the sweep may use per device; 0 = measured (probing/memory.py)
+    glocal: GlocalSettings | None = None  # objective, alphas, taus, local images; None = global
+
+    @property
+    def objective(self) -> str:
+        return self.glocal.objective if self.glocal is not None else "global"
 
     @classmethod
     def from_config(cls, probe: ml_collections.ConfigDict, n_dims: int) -> "ProbeSettings":
         """Fast protocol: full batch, Adam lr = 1/p (weights of a useful W are about 1/p, so a few dozen
-        full-batch Adam steps reach them), up to 500 steps. Paper protocol: batch 256, lr 1e-3, 100 epochs."""
+        full-batch Adam steps reach them), up to 500 steps. Paper protocol: batch 256, lr 1e-3, 100 epochs.
+        regularizer and init "" are the objective's: the paper's ||W||_F and W ~ N(0, init_scale^2) for the
+        global probe, gLocal's ||W - mean(diag W) I||^2 and W = init_scale * I (bias init_scale) for glocal."""
         if probe.protocol not in PROTOCOLS:
             raise InputError(f"probe.protocol={probe.protocol!r} is not one of {', '.join(PROTOCOLS)}")
-        if probe.regularizer not in objective.REGULARIZERS:
+        local = GlocalSettings.from_config(probe)
+        is_glocal = local.objective == "glocal"
+        regularizer = probe.regularizer or ("identity" if is_glocal else "frobenius")
+        init = probe.init or ("identity" if is_glocal else "normal")
+        if regularizer not in objective.REGULARIZERS:
             raise InputError(
                 f"probe.regularizer={probe.regularizer!r} is not one of {', '.join(objective.REGULARIZERS)}"
             )
@@ -59,9 +77,14 @@ class ProbeSettings:
             raise InputError(f"probe.optimizer={probe.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if probe.select_by not in SELECT_BY:
             raise InputError(f"probe.select_by={probe.select_by!r} is not one of {', '.join(SELECT_BY)}")
+        if is_glocal and probe.select_by != "cross_entropy":
+            raise InputError(
+                f"probe.select_by={probe.select_by!r} with probe.objective=glocal: gLocal selects by its validation "
+                "loss (triplet cross-entropy + local term); set probe.select_by=cross_entropy"
+            )
         if probe.split not in SPLITS:
             raise InputError(f"probe.split={probe.split!r} is not one of {', '.join(SPLITS)}")
-        if probe.init not in ("normal", "identity"):
+        if init not in ("normal", "identity"):
             raise InputError(f"probe.init={probe.init!r} is not one of normal, identity")
         paper = probe.protocol == "paper"
         lr = probe.lr if probe.lr > 0 else (1e-3 if paper else 1.0 / n_dims)
@@ -79,17 +102,18 @@ class ProbeSettings:
             patience=probe.patience,
             min_delta=probe.min_delta,
             clip_norm=probe.clip_norm,
-            regularizer=probe.regularizer,
+            regularizer=regularizer,
             temperature=probe.temperature,
             bias=probe.bias,
-            init=probe.init,
+            init=init,
             init_scale=probe.init_scale,
+            local_batch_size=local.batch_size,
         )
         if probe.memory_gb < 0:
             raise InputError(f"probe.memory_gb={probe.memory_gb}: must be >= 0 (0 = measure the free memory)")
         return cls(
             lambdas, lrs, probe.folds, probe.split, train, probe.standardize, probe.select_by, probe.protocol,
-            probe.memory_gb,
+            probe.memory_gb, local,
         )  # fmt: skip
 
 
@@ -106,10 +130,13 @@ def _floats(value, field: str) -> tuple[float, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class ProbeResult:
-    """The refit transform and the numbers of results.json's "probe" section."""
+    """The refit transform and the numbers of results.json's "probe" section; with gLocal's objective and
+    alpha = 0 among probe.alphas, `global_probe` is the global probe selected among the alpha = 0
+    configurations of the same sweep (its summary is also the section's `global_probe` entry)."""
 
     transform: Transform
     summary: dict
+    global_probe: "ProbeResult | None" = None
 
 
 def run_probe(
@@ -119,10 +146,15 @@ def run_probe(
     settings: ProbeSettings,
     seed: int = 0,
     progress: bool | str = True,
+    local: np.ndarray | None = None,
 ) -> ProbeResult:
     """features: (n, p); train/test triplets: (T, 3), column 2 = odd one out. progress: a mode of
-    alignment_jax/progress.py for the sweep's and the refit's progress (True = auto)."""
-    return run_probe_layers({"features": features}, train_triplets, test_triplets, settings, seed, progress)["features"]
+    alignment_jax/progress.py for the sweep's and the refit's progress (True = auto). local: (N, p) raw
+    features of the local images gLocal's objective trains on (not the held-out ones)."""
+    layers = None if local is None else {"features": local}
+    return run_probe_layers({"features": features}, train_triplets, test_triplets, settings, seed, progress, layers)[
+        "features"
+    ]
 
 
 def run_probe_layers(
@@ -132,13 +164,15 @@ def run_probe_layers(
     settings: ProbeSettings | Callable[[int], ProbeSettings],
     seed: int = 0,
     progress: bool | str = True,
+    local: dict[str, np.ndarray] | None = None,
 ) -> dict[str, ProbeResult]:
     """The probe of every layer: {layer: (n, p_layer) features} -> {layer: ProbeResult}.
 
-    Layers of one width train together: layer x lambda x lr x fold in one compiled sweep (probing/sweep.py),
-    then each layer's refit in one more. Each layer is standardized on its own and selects its own lambda
-    (and lr); its numbers equal those of a run of that layer alone with the same seed. settings: one for
-    every width, or a function of the width (the fast protocol's lr is 1/p). A summary's "seconds" is
+    Layers of one width train together: layer x lambda (x alpha x tau) x lr x fold in one compiled sweep
+    (probing/sweep.py), then each layer's refit in one more. Each layer is standardized on its own and selects
+    its own setting; its numbers equal those of a run of that layer alone with the same seed. settings: one
+    for every width, or a function of the width (the fast protocol's lr is 1/p). local: {layer: (N, p_layer)}
+    raw features of the same N local images in each layer (gLocal's objective). A summary's "seconds" is
     the time of the whole call.
     """
     start = time.perf_counter()
@@ -154,9 +188,13 @@ def run_probe_layers(
     results: dict[str, ProbeResult] = {}
     for p, names in widths.items():
         group = {name: features[name] for name in names}
-        results.update(_probe_width(group, train_triplets, test_triplets, masks, settings_for(p), seed, progress))
+        group_local = None if local is None else {name: local[name] for name in names}
+        results.update(
+            _probe_width(group, train_triplets, test_triplets, masks, settings_for(p), seed, progress, group_local)
+        )
     for result in results.values():
-        result.summary["seconds"] = time.perf_counter() - start
+        for summary in (result.summary, *([result.summary["global_probe"]] if result.global_probe else [])):
+            summary["seconds"] = time.perf_counter() - start
     return {name: results[name] for name in features}
 
 
@@ -176,6 +214,50 @@ def _fold_masks(
     return train_masks, val_masks
 
 
+def hyper_grid(settings: ProbeSettings) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The H hyperparameter settings of one view: ({"lam", "lr"[, "alpha", "tau"]}: (H,) arrays, seed ids (H,)).
+
+    Lambda-major, then lr (then alpha, then tau with gLocal's objective). Settings of the same (lambda, lr)
+    share a seed id (they start from the same weights), the index of that pair; alpha = 0 (the global probe)
+    ignores tau in training and early stopping, so it is swept once, at the first tau."""
+    rows = []
+    for i, lam in enumerate(settings.lambdas):
+        for j, lr in enumerate(settings.lrs):
+            pair = {"lam": lam, "lr": lr}, i * len(settings.lrs) + j
+            if settings.objective != "glocal":
+                rows.append(pair)
+                continue
+            for alpha in settings.glocal.alphas:
+                for tau in settings.glocal.taus[:1] if alpha == 0 else settings.glocal.taus:
+                    rows.append(({**pair[0], "alpha": alpha, "tau": tau}, pair[1]))
+    hyper = {name: np.array([r[name] for r, _ in rows], np.float32) for name in rows[0][0]}
+    return hyper, np.array([seed_id for _, seed_id in rows], np.int32)
+
+
+def _local_data(
+    local: dict[str, np.ndarray], names: list[str], standardizations: list, settings: ProbeSettings, seed: int
+) -> tuple[LocalData, LocalData]:
+    """The sweep's local data (training and validation images of every view: the same images, split by the
+    seed) and the refit's (all of them, no validation)."""
+    rows = np.stack([np.asarray(local[name], np.float32) for name in names])
+    train, val = split_heldout(rows.shape[1], settings.glocal.validation, seed)
+    if len(train) < 2 or len(val) < 2:
+        raise InputError(
+            f"{rows.shape[1]} local training images: the local term needs at least 2 to train and 2 to validate on "
+            f"(probe.local.validation={settings.glocal.validation}); give more local images"
+        )
+    if settings.glocal.standardize == "things":  # the student's rows as transform.npz is applied (glocal.py)
+        shift = np.stack([np.broadcast_to(m, rows.shape[2]) for m, _ in standardizations])
+        scale = np.stack([np.broadcast_to(s, rows.shape[2]) for _, s in standardizations])
+    else:
+        shift, scale = np.zeros(rows.shape[2], np.float32), np.ones(rows.shape[2], np.float32)
+    batch = settings.glocal.batch_size
+    return (
+        local_data(rows[:, train], rows[:, val], shift, scale, batch),
+        local_data(rows, None, shift, scale, batch),
+    )
+
+
 def _probe_width(
     features: dict[str, np.ndarray],
     train_triplets: np.ndarray,
@@ -184,54 +266,84 @@ def _probe_width(
     settings: ProbeSettings,
     seed: int,
     progress: bool | str,
+    local: dict[str, np.ndarray] | None = None,
 ) -> dict[str, ProbeResult]:
-    """Sweep, selection, refit and test of layers of one width p: features {layer: (n, p)}."""
+    """Sweep, selection, refit and test of layers of one width p: features {layer: (n, p)}; local {layer:
+    (N, p)} raw local images for gLocal's objective."""
     names = list(features)
     n_views, p = len(names), next(iter(features.values())).shape[1]
+    is_glocal = settings.objective == "glocal"
+    if is_glocal and local is None:
+        raise InputError("probe.objective=glocal needs local images (probe.local.features or probe.local.images)")
     standardizations = [standardization(features[name], settings.standardize) for name in names]
     x = np.stack(
         [((features[name] - m) / s).astype(np.float32) for name, (m, s) in zip(names, standardizations, strict=True)]
     )
-    lambdas, lrs = (np.array(v, np.float32).ravel() for v in np.meshgrid(settings.lambdas, settings.lrs, indexing="ij"))
-    n_hyper, multiple = len(lambdas), settings.train.batch_size or 1
+    hyper, seed_ids = hyper_grid(settings)
+    n_hyper, multiple = len(seed_ids), settings.train.batch_size or 1
     budget = settings.memory_gb * 1e9
     what = f" ({n_views} layers of width {p})" if n_views > 1 else ""
+    sweep_data, refit_data = _local_data(local, names, standardizations, settings, seed) if is_glocal else (None, None)
 
     folds = stack_folds(x, train_triplets, *masks, multiple)
-    configs = Configurations.grid(lambdas, lrs, settings.train.epochs, n_views)
+    configs = Configurations(
+        {k: np.tile(v, n_views) for k, v in hyper.items()},
+        np.repeat(np.arange(n_views), n_hyper),
+        np.full(n_views * n_hyper, settings.train.epochs),
+        np.tile(seed_ids, n_views),
+    )
     sweep = train_configurations(
         folds, configs, settings.train, seed, progress=progress, desc="probe sweep" + what, budget_bytes=budget,
-        keep_params=False,
+        keep_params=False, data=sweep_data,
     )  # fmt: skip
     del folds
     outcomes = [sweep.columns(slice(v * n_hyper, (v + 1) * n_hyper)) for v in range(n_views)]
-    best = np.array([_best_setting(o, settings.select_by, names[v], n_views) for v, o in enumerate(outcomes)])
-    refit_epochs = np.array([max(1, int(round(o.best_epoch[:, best[v]].mean()))) for v, o in enumerate(outcomes)])
+    alpha = hyper.get("alpha", np.ones(n_hyper))
+    chosen = [[_best_setting(o, settings, names[v], n_views, alpha > 0, is_glocal)] for v, o in enumerate(outcomes)]
+    if is_glocal and (alpha == 0).any():  # the global probe beside gLocal's
+        for v, o in enumerate(outcomes):
+            chosen[v].append(_best_setting(o, settings, names[v], n_views, alpha == 0, False))
+    refit_epochs = [
+        [max(1, int(round(o.best_epoch[:, h].mean()))) for h in c] for o, c in zip(outcomes, chosen, strict=True)
+    ]
 
     everything, nothing = np.ones((1, len(train_triplets)), bool), np.zeros((1, len(train_triplets)), bool)
     all_train = stack_folds(x, train_triplets, everything, nothing, multiple)
-    refit_configs = Configurations({"lam": lambdas[best], "lr": lrs[best]}, np.arange(n_views), refit_epochs, best)
+    picks = np.array([h for c in chosen for h in c])
+    refit_configs = Configurations(
+        {k: v[picks] for k, v in hyper.items()},
+        np.array([v for v, c in enumerate(chosen) for _ in c]),
+        np.array([e for epochs in refit_epochs for e in epochs]),
+        seed_ids[picks],
+    )
     refit = train_configurations(
         all_train, refit_configs, settings.train, seed, fold_ids=np.array([settings.folds]), progress=progress,
-        desc="probe refit" + what, budget_bytes=budget,
+        desc="probe refit" + what, budget_bytes=budget, data=refit_data,
     )  # fmt: skip
 
-    results = {}
+    results, column = {}, 0
     for v, name in enumerate(names):
-        if refit.failed[0, v]:
-            raise InputError(
-                f"the refit{_of(name, n_views)} on all training triplets diverged (loss NaN/inf): lower probe.lr"
-            )
-        params = {k: a[0, v] for k, a in refit.params.items()}
-        mean, std = standardizations[v]
-        transform = Transform(params["weights"], params.get("bias", np.zeros(p)), mean, std)
-        summary = _summary(outcomes[v], int(best[v]), lambdas, lrs, int(refit_epochs[v]), settings)
-        if test_triplets is not None and len(test_triplets):
-            ce, acc = probe_scores(transform, features[name], test_triplets, settings.train.temperature)
-            summary.update(test_accuracy=acc, test_cross_entropy=ce)
-        summary["seconds"] = 0.0  # the caller sets the time of the whole probe
-        summary["sweep"] = _sweep_rows(outcomes[v], lambdas, lrs, settings.folds)
-        results[name] = ProbeResult(transform, summary)
+        made = []
+        for h, epochs in zip(chosen[v], refit_epochs[v], strict=True):
+            if refit.failed[0, column]:
+                raise InputError(
+                    f"the refit{_of(name, n_views)} on all training triplets diverged (loss NaN/inf): lower probe.lr"
+                )
+            params = {k: a[0, column] for k, a in refit.params.items()}
+            column += 1
+            mean, std = standardizations[v]
+            transform = Transform(params["weights"], params.get("bias", np.zeros(p)), mean, std)
+            summary = _summary(outcomes[v], h, hyper, epochs, settings, glocal_choice=is_glocal and not made)
+            if test_triplets is not None and len(test_triplets):
+                ce, acc = probe_scores(transform, features[name], test_triplets, settings.train.temperature)
+                summary.update(test_accuracy=acc, test_cross_entropy=ce)
+            summary["seconds"] = 0.0  # the caller sets the time of the whole probe
+            made.append(ProbeResult(transform, summary))
+        made[0].summary["sweep"] = _sweep_rows(outcomes[v], hyper, settings.folds)
+        beside = made[1] if len(made) > 1 else None
+        if beside is not None:
+            made[0].summary["global_probe"] = beside.summary
+        results[name] = ProbeResult(made[0].transform, made[0].summary, beside)
     return results
 
 
@@ -239,52 +351,90 @@ def _of(name: str, n_views: int) -> str:
     return f" of layer {name}" if n_views > 1 else ""
 
 
-def _best_setting(outcome: SweepOutcome, select_by: str, name: str, n_views: int) -> int:
-    """The hyperparameter setting (column of the (F, H) outcome) of the best mean over folds, among those
-    that no fold saw diverge (diverged_configurations)."""
-    complete = ~diverged_configurations(outcome).any(axis=0)  # (H,): no fold diverged
+def _best_setting(
+    outcome: SweepOutcome, settings: ProbeSettings, name: str, n_views: int, among: np.ndarray, glocal_rule: bool
+) -> int:
+    """The hyperparameter setting (column of the (F, H) outcome) of the best mean over folds, among the
+    settings `among` (H,) that no fold saw diverge (diverged_configurations). glocal_rule: gLocal's, the
+    lowest mean validation loss = triplet cross-entropy + local term; else the paper's (probe.select_by): the
+    lowest mean cross-entropy or the highest mean accuracy."""
+    complete = ~diverged_configurations(outcome).any(axis=0) & among  # (H,): no fold diverged
     if not complete.any():
+        which = "configuration"
+        if settings.objective == "glocal":
+            which = "gLocal configuration (alpha > 0)" if glocal_rule else "global probe configuration (alpha = 0)"
         raise InputError(
-            f"every probe configuration{_of(name, n_views)} diverged in some fold (validation cross-entropy NaN/inf "
-            f"or above {DIVERGED_CROSS_ENTROPY:.3f} = 2 log 3, twice chance): lower the learning rate (probe.lr, or "
+            f"every probe {which}{_of(name, n_views)} diverged in some fold (validation cross-entropy NaN/inf or "
+            f"above {DIVERGED_CROSS_ENTROPY:.3f} = 2 log 3, twice chance): lower the learning rate (probe.lr, or "
             "probe.lrs for a sweep of learning rates)"
         )
-    if select_by == "cross_entropy":
-        return int(np.argmin(np.where(complete, outcome.val_cross_entropy.mean(axis=0), np.inf)))
-    return int(np.argmax(np.where(complete, outcome.val_accuracy.mean(axis=0), -np.inf)))
+    if glocal_rule:
+        score = (outcome.val_cross_entropy + outcome.val_local).mean(axis=0)
+    elif settings.select_by == "accuracy":
+        score = -outcome.val_accuracy.mean(axis=0)
+    else:
+        score = outcome.val_cross_entropy.mean(axis=0)
+    return int(np.argmin(np.where(complete, score, np.inf)))
 
 
 def _summary(
-    outcome: SweepOutcome, best: int, lambdas: np.ndarray, lrs: np.ndarray, refit_epochs: int, settings: ProbeSettings
+    outcome: SweepOutcome,
+    best: int,
+    hyper: dict[str, np.ndarray],
+    refit_epochs: int,
+    settings: ProbeSettings,
+    glocal_choice: bool,
 ) -> dict:
-    return {
-        "best_lambda": float(lambdas[best]),
-        "best_lr": float(lrs[best]),
+    """The numbers of setting `best`: the probe section (with gLocal's objective: `glocal_choice` for its
+    selected configuration, else the global probe beside it)."""
+    summary = {
+        "objective": "glocal" if glocal_choice else "global",
+        "best_lambda": float(hyper["lam"][best]),
+        "best_lr": float(hyper["lr"][best]),
         "cv_accuracy": float(outcome.val_accuracy[:, best].mean()),
         "cv_accuracy_folds": [float(v) for v in outcome.val_accuracy[:, best]],
         "cv_cross_entropy": float(outcome.val_cross_entropy[:, best].mean()),
         "protocol": settings.protocol,
         "regularizer": settings.train.regularizer,
+        "init": settings.train.init,
         "refit_epochs": refit_epochs,
     }
+    if settings.objective == "glocal":  # the local term on the validation images (at the setting's tau)
+        local_term = float(outcome.val_local[:, best].mean())
+        summary["cv_local_loss"] = _finite_or_none(local_term)
+        summary["local_batch_size"] = settings.glocal.batch_size
+    if glocal_choice:
+        summary.update(
+            best_alpha=float(hyper["alpha"][best]),
+            best_tau=float(hyper["tau"][best]),
+            cv_loss=_finite_or_none(summary["cv_cross_entropy"] + local_term),  # what the selection minimized
+        )
+    return summary
 
 
-def _sweep_rows(outcome: SweepOutcome, lambdas: np.ndarray, lrs: np.ndarray, n_folds: int) -> list[dict]:
+def _sweep_rows(outcome: SweepOutcome, hyper: dict[str, np.ndarray], n_folds: int) -> list[dict]:
+    """One row per setting and fold: its hyperparameters, validation numbers (with gLocal's objective both
+    terms: the triplet cross_entropy and the local_loss on the validation images), epochs and status."""
     diverged = diverged_configurations(outcome)
-    return [
-        {
-            "lambda": float(lambdas[h]),
-            "lr": float(lrs[h]),
-            "fold": f,
-            "accuracy": _finite_or_none(outcome.val_accuracy[f, h]),
-            "cross_entropy": _finite_or_none(outcome.val_cross_entropy[f, h]),
-            "epochs": int(outcome.epochs[f, h]),
-            "best_epoch": int(outcome.best_epoch[f, h]),
-            "status": "diverged" if diverged[f, h] else "ok",
-        }
-        for h in range(len(lambdas))
-        for f in range(n_folds)
-    ]
+    names = {"lam": "lambda", "lr": "lr", "alpha": "alpha", "tau": "tau"}
+    rows = []
+    for h in range(len(hyper["lam"])):
+        for f in range(n_folds):
+            row = {names[k]: float(v[h]) for k, v in hyper.items()}
+            row.update(
+                fold=f,
+                accuracy=_finite_or_none(outcome.val_accuracy[f, h]),
+                cross_entropy=_finite_or_none(outcome.val_cross_entropy[f, h]),
+            )
+            if "alpha" in hyper:
+                row["local_loss"] = _finite_or_none(outcome.val_local[f, h])
+            row.update(
+                epochs=int(outcome.epochs[f, h]),
+                best_epoch=int(outcome.best_epoch[f, h]),
+                status="diverged" if diverged[f, h] else "ok",
+            )
+            rows.append(row)
+    return rows
 
 
 def diverged_configurations(outcome: SweepOutcome) -> np.ndarray:

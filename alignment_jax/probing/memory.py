@@ -16,6 +16,16 @@ T_v = validation triplets (the formulation of each is chosen by probing/objectiv
 
 A = 8 words per triplet (its three similarities, their softmax and gradient); each fold's data adds
 16 words per triplet (indices, weights, the minibatch order and the gathers shared by its configurations).
+
+gLocal's local term (probing/glocal.py) adds, per configuration, for a batch of B local images (and Bv
+validation images per batch) in p dims out of N training images:
+
+    local step   L_p B p + L_b B^2 + N   its rows, their transform and unit rows, the B x B student and teacher
+                                         matrices, the softmax temporaries and their gradients; its group's
+                                         batch order (counted per configuration: a fold has at most S groups)
+    local val    L_p Bv p + L_b Bv^2     one validation batch at a time, without gradients
+
+and to the shared data the N x p training images and the validation images with their Bv x Bv teacher matrices.
 The constants come from XLA's own buffer assignment of the compiled epoch, which the estimate exceeds by
 1.1 to 1.6x over the shapes of tests/test_memory.py (it checks this). The training step and the
 validation are not live at the same time: the larger counts. The sweep trains its configurations
@@ -27,12 +37,14 @@ import glob
 import os
 
 import jax
+import numpy as np
 
 from alignment_jax.probing import objective
 
 WORD = 4  # bytes of a float32 / int32
 PER_TRIPLET = 8  # words per triplet and configuration in a step (see above)
 SHARED_PER_TRIPLET = 16  # words per triplet of a fold, shared by its configurations (see above)
+LOCAL_PER_ROW_DIM, LOCAL_PER_PAIR = 4, 6  # L_p, L_b: words per local row and dim, per local pair (see above)
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1}
 USABLE = 0.7  # of the memory found free: the rest is left to XLA's fragmentation and the host's other work
 
@@ -60,27 +72,42 @@ def step_words(formulation: str, n_rows: int, n_triplets: int, dims: int, gradie
     return words + PER_TRIPLET * b
 
 
-def config_bytes(folds, batch: int, optimizer: str = "adam", bias: bool = False) -> float:
+def local_words(rows: int, dims: int, n_images: int = 0) -> float:
+    """float32 words of the local term of one configuration for a batch of `rows` images (and the batch
+    order over `n_images` training images; 0 for validation, whose batches are fixed)."""
+    b, p = float(rows), float(dims)
+    return LOCAL_PER_ROW_DIM * b * p + LOCAL_PER_PAIR * b * b + n_images
+
+
+def config_bytes(
+    folds, batch: int, optimizer: str = "adam", bias: bool = False, data=None, local_batch_size: int = 0
+) -> float:
     """Device bytes of one configuration on one fold during an epoch of `folds` (a sweep.FoldData) with
-    `batch` triplets per step."""
+    `batch` triplets per step; with `data` (glocal.LocalData) also gLocal's local term for batches of
+    `local_batch_size` images."""
     _, n_views, n_train, p = folds.train_features.shape
     n_val, t_val = folds.val_features.shape[2], folds.val_triplets.shape[1]
     params = p * p + (p if bias else 0)
     state = (3 + OPTIMIZER_SLOTS.get(optimizer, 2)) * params + 4 * params
     train = step_words(objective.choose_formulation(n_train, batch, p), n_train, batch, p)
     val = step_words(objective.choose_formulation(n_val, t_val, p), n_val, t_val, p, gradient=False) if t_val else 0
+    if data is not None:
+        n_images = data.train.shape[1]
+        train += local_words(min(local_batch_size, n_images), p, n_images)
+        val += local_words(data.val_rows.shape[2], p) if t_val and data.val_rows.shape[1] else 0
     view = (n_train + n_val) * p if n_views > 1 else 0
     t_train = folds.train_triplets.shape[1]
     shuffle = 3 * t_train if batch < t_train else 0
     return WORD * (state + max(train, val) + view + shuffle)
 
 
-def data_bytes(folds) -> float:
+def data_bytes(folds, data=None) -> float:
     """Device bytes of the fold data: features, triplets (int32) and weights of both sides, and the
-    minibatch order of each fold."""
+    minibatch order of each fold; with `data` (glocal.LocalData) also the local images and teachers."""
     features = folds.train_features.size + folds.val_features.size
     triplets = folds.train_triplets.shape[0] * (folds.train_triplets.shape[1] + folds.val_triplets.shape[1])
-    return float(WORD * (features + SHARED_PER_TRIPLET * triplets))
+    local = 0 if data is None else sum(int(np.prod(a.shape)) for a in data)
+    return float(WORD * (features + SHARED_PER_TRIPLET * triplets + local))
 
 
 def available_bytes(devices: list | None = None) -> float:

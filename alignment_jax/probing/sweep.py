@@ -1,8 +1,8 @@
-"""Training every configuration of a probe sweep (layer x lambda x lr x fold) in ONE compiled program.
+"""Training every configuration of a probe sweep (layer x lambda x alpha x tau x lr x fold) in ONE program.
 
 The configuration axis. A sweep trains K configurations on each of F folds (F x K in all). The K axis is
 flat: configuration k is a row of per-configuration arrays (`Configurations`): its hyperparameters
-(`hyper`: lambda, lr; gLocal's alpha and tau are two more entries), the view of the data it trains on
+(`hyper`: lambda, lr; with gLocal's objective also alpha and tau), the view of the data it trains on
 (`view`: a layer of the network), its epoch budget and the id that seeds its initial weights. The F axis
 is the data axis: a fold is a padded, weighted triplet list over the objects it uses (with object
 cross-validation the training side of a fold only touches 2/3 of the objects and the validation side 1/3,
@@ -13,18 +13,27 @@ fold data holds V views (layers of one width, each standardized on its own) of t
 millions of triplets, which are why the fold is an axis of its own and not an index). Adding a
 hyperparameter is adding an entry to `hyper` and reading it in the loss; adding a layer is adding a view.
 
-One epoch of one configuration is written once and vmapped over the slots of a fold, then over the folds
-(per-fold data). The configurations train in a pool of F x S slots, S as many as fit the device's memory
-(probing/memory.py: an estimate per configuration from n, p, the triplets, the formulation and the
-optimizer state) and, on the CPU, its last-level cache (a pool that fits runs faster per configuration);
-the pool is sharded over this process's devices, and each slot holds its own configuration's arrays.
-Early stopping is per configuration: a configuration stops when its validation loss has not improved for
-`patience` epochs (or its loss turns NaN/inf: it is marked failed, frozen at its best parameters), and its
-slot takes the next configuration of that fold, if any is left. Once none is left, the pool shrinks to its
-active slots where the epochs saved pay for compiling the smaller program (a slow layer's stragglers do not
-keep every finished configuration computing). A configuration's numbers do not depend on its slot, on when
-it starts or on the other configurations: its initial weights depend on (seed, fold id, seed id) and its
-minibatch order on (seed, fold id, its own epoch) only.
+gLocal's objective (probing/local.py, docs/glocal.md) adds the local images (`glocal.LocalData`, shared by
+every fold, one view per layer): each training step pairs the configuration's triplet step (full batch or
+minibatch) with the next batch of its own stream of local images (glocal.py), whose teacher similarities are
+computed once per batch for the configurations of a fold that read it; the validation loss that early
+stopping watches is gLocal's: triplet cross-entropy + local term on the validation images, unweighted
+(alpha = 0 is the global probe: triplet cross-entropy alone). Without local images (the global objective)
+the program holds no local arrays and does no local work.
+
+One epoch of a fold is written once: a scan over its steps, each step vmapped over the fold's slots, then
+validation and bookkeeping vmapped over the slots; that is vmapped over the folds (per-fold data). The
+configurations train in a pool of F x S slots, S as many as fit the device's memory (probing/memory.py: an
+estimate per configuration from n, p, the triplets, the formulation and the optimizer state) and, on the
+CPU, its last-level cache (a pool that fits runs faster per configuration); the pool is sharded over this
+process's devices, and each slot holds its own configuration's arrays. Early stopping is per configuration:
+a configuration stops when its validation loss has not improved for `patience` epochs (or its loss turns
+NaN/inf: it is marked failed, frozen at its best parameters), and its slot takes the next configuration of
+that fold, if any is left. Once none is left, the pool shrinks to its active slots where the epochs saved
+pay for compiling the smaller program (a slow layer's stragglers do not keep every finished configuration
+computing). A configuration's numbers do not depend on its slot, on when it starts or on the other
+configurations: its initial weights depend on (seed, fold id, seed id) and its minibatch order on (seed,
+fold id, its own epoch) only, its local batches on (seed, fold id, its own step).
 """
 
 import collections
@@ -41,7 +50,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from alignment_jax.probing import memory, objective
+from alignment_jax.probing import glocal, local, memory, objective
 from alignment_jax.probing.optimizers import direction
 from alignment_jax.progress import progress_bar
 
@@ -63,6 +72,7 @@ class TrainSettings:
     init: str = "normal"
     init_scale: float = 1e-3
     weight_decay: float = 1e-4
+    local_batch_size: int = 1024  # gLocal's B: local images per step (with local data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +131,7 @@ class Configurations:
     """The flat configuration axis: K configurations, each trained on every fold.
 
     hyper: {name: (K,) float32}, the hyperparameters the epoch reads ("lam": the penalty weight lambda,
-      "lr": the learning rate);
+      "lr": the learning rate; with local data "alpha": the local term's weight, "tau": its temperature);
     view: (K,) int32, the view of the fold data (a layer) it trains on;
     max_epochs: (K,) int32, its epoch budget (the refit trains each layer for its own number of epochs);
     seed_id: (K,) int32, names it in its initial key (with the fold id): configurations with equal seed ids
@@ -173,8 +183,10 @@ class SweepState(NamedTuple):
     params: objective.Params
     opt_state: optax.OptState
     best_params: objective.Params
-    best_loss: jax.Array
+    best_loss: jax.Array  # the validation loss early stopping watches (triplet cross-entropy [+ local term])
+    best_cross_entropy: jax.Array
     best_accuracy: jax.Array
+    best_local: jax.Array  # the local term on the validation images (NaN without local data)
     best_epoch: jax.Array
     wait: jax.Array
     epochs: jax.Array
@@ -185,12 +197,14 @@ class SweepState(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class SweepOutcome:
     """Results per configuration, arrays with leading axes (F, K): the parameters at the best validation loss
-    (the last ones without validation; empty when not kept), its cross-entropy and accuracy, the epoch it
-    came from (1-based), the epochs trained, and whether the loss turned non-finite."""
+    (the last ones without validation; empty when not kept), its triplet cross-entropy and accuracy, its
+    local term on the validation images (NaN without local data), the epoch it came from (1-based), the
+    epochs trained, and whether the loss turned non-finite."""
 
     params: dict[str, np.ndarray]
     val_cross_entropy: np.ndarray
     val_accuracy: np.ndarray
+    val_local: np.ndarray
     best_epoch: np.ndarray
     epochs: np.ndarray
     failed: np.ndarray
@@ -204,16 +218,17 @@ class SweepOutcome:
 
 
 def init_params(key: jax.Array, p: int, settings: TrainSettings) -> objective.Params:
-    """W ~ N(0, init_scale^2) (paper) or init_scale * I (gLocal); bias 0."""
+    """W ~ N(0, init_scale^2), bias 0 (the paper), or gLocal's get_initialization: W = init_scale * I,
+    bias = init_scale * ones."""
     if settings.init == "normal":
-        weights = settings.init_scale * jax.random.normal(key, (p, p), jnp.float32)
+        weights, bias = settings.init_scale * jax.random.normal(key, (p, p), jnp.float32), 0.0
     elif settings.init == "identity":
-        weights = settings.init_scale * jnp.eye(p, dtype=jnp.float32)
+        weights, bias = settings.init_scale * jnp.eye(p, dtype=jnp.float32), settings.init_scale
     else:
         raise ValueError(f"unknown init {settings.init!r}; one of normal, identity")
     params = {"weights": weights}
     if settings.bias:
-        params["bias"] = jnp.zeros((p,), jnp.float32)
+        params["bias"] = jnp.full((p,), bias, jnp.float32)
     return params
 
 
@@ -232,7 +247,9 @@ def _initial_state(seed, fold_ids, seed_ids, idle, *, p: int, settings: TrainSet
         opt_state=jax.vmap(jax.vmap(tx.init))(params),
         best_params=params,
         best_loss=jnp.full(idle.shape, jnp.inf),
+        best_cross_entropy=jnp.full(idle.shape, jnp.inf),
         best_accuracy=jnp.full(idle.shape, jnp.nan),
+        best_local=jnp.full(idle.shape, jnp.nan),
         best_epoch=zeros,
         wait=zeros,
         epochs=zeros,
@@ -265,56 +282,120 @@ def _view(features: jax.Array, view: jax.Array) -> jax.Array:
     return features[0] if features.shape[0] == 1 else features[view]
 
 
-def _config_epoch(
-    state: SweepState, train_x, train_t, train_w, val_x, val_t, val_w, config, fold_id, seed, *, settings, n_batches
-):
-    """One epoch of one configuration (unbatched state); frozen when state.done. config: its arrays().
+class Groups(NamedTuple):
+    """Which slots of a fold share their local batches: slots at the same stream position of the same view.
 
-    Its minibatch order depends on (seed, fold id, its own epoch) only, so it sees the same batches
-    whichever slot it trains in and whenever it starts."""
-    train_x, val_x = _view(train_x, config["view"]), _view(val_x, config["view"])
-    lam, lr = config["lam"], config["lr"]
-    batch = train_t.shape[0] // n_batches
-    tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
-    loss_fn = functools.partial(
-        objective.loss,
-        regularizer=settings.regularizer,
-        temperature=settings.temperature,
-        formulation=objective.choose_formulation(train_x.shape[0], batch, train_x.shape[1]),
-    )
-    if n_batches > 1:
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), fold_id), state.epochs)
-        order = jax.random.permutation(key, train_t.shape[0]).reshape(n_batches, batch)
+    slot_group: (S,) int32, each slot's group (idle slots: any); leaders: (G,) int32, a slot of each group
+    (spare groups repeat one). Every active slot advances one epoch per call, so the groups only change when
+    configurations start or stop."""
+
+    slot_group: jax.Array
+    leaders: jax.Array
+
+
+def _config_step(params, opt_state, x, triplets, weights, config, local_batch, *, tx, settings, formulation):
+    """One optimizer step of one configuration: (params, opt_state, whether the loss was finite).
+    x: (V, n, p) the fold's training views; triplets (B, 3), weights (B,); local_batch: (student rows,
+    teacher similarities, valid) of its local batch, or None (the global objective)."""
+    x = _view(x, config["view"])
+    if local_batch is None:
+        loss_fn = lambda prm: objective.loss(
+            prm, x, triplets, weights, config["lam"], regularizer=settings.regularizer,
+            temperature=settings.temperature, formulation=formulation,
+        )  # fmt: skip
     else:
-        order = None
+        rows, teacher, valid = local_batch
+        loss_fn = lambda prm: local.glocal_loss(
+            prm, x, triplets, weights, rows, teacher, config["lam"], config["alpha"], config["tau"],
+            regularizer=settings.regularizer, temperature=settings.temperature, formulation=formulation,
+            local_valid=valid,
+        )  # fmt: skip
+    value, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = jax.tree.map(lambda p, u: p - config["lr"] * u, params, updates)
+    return params, opt_state, jnp.isfinite(value)
 
-    def step(carry, batch_index):
+
+def _fold_epoch(
+    state, train_x, train_t, train_w, val_x, val_t, val_w, configs, groups, fold_id, *, data, seed, settings, n_batches
+):
+    """One epoch of the S slots of one fold (state leaves and configs (S, ...)); frozen where state.done.
+    data: glocal.LocalData or None; groups: Groups (with data).
+
+    Each configuration's minibatch order depends on (seed, fold id, its own epoch) only and its local batches
+    on (seed, fold id, its own step), so it sees the same batches whichever slot it trains in and whenever it
+    starts; each group's local batch (and its teacher similarities) is computed once per step."""
+    n_triplets = train_t.shape[0]
+    batch = n_triplets // n_batches
+    tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
+    step_fn = functools.partial(
+        _config_step, tx=tx, settings=settings,
+        formulation=objective.choose_formulation(train_x.shape[1], batch, train_x.shape[2]),
+    )  # fmt: skip
+    if n_batches > 1:
+
+        def order(epochs):
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), fold_id), epochs)
+            return jax.random.permutation(key, n_triplets).reshape(n_batches, batch)
+
+        orders = jax.vmap(order)(state.epochs)  # (S, n_batches, batch)
+    if data is not None:
+        local_rows = glocal.effective_batch(settings.local_batch_size, data.train.shape[1])
+        group_views, group_steps = configs["view"][groups.leaders], state.epochs[groups.leaders] * n_batches
+        local_batches = jax.vmap(
+            lambda view, position: glocal.train_batch(data, view, position, fold_id, seed, local_rows)
+        )
+
+    def step(carry, j):
         params, opt_state, finite = carry
-        t = train_t if order is None else train_t[order[batch_index]]
-        w = train_w if order is None else train_w[order[batch_index]]
-        value, grads = jax.value_and_grad(loss_fn)(params, train_x, t, w, lam)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
-        return (params, opt_state, finite & jnp.isfinite(value)), None
+        minibatch = n_batches > 1
+        t = jnp.take(train_t, orders[:, j], axis=0) if minibatch else train_t
+        w = jnp.take(train_w, orders[:, j], axis=0) if minibatch else train_w
+        if data is None:
+            one = lambda prm, opt, t_, w_, config, _: step_fn(prm, opt, train_x, t_, w_, config, None)
+            shared = None
+        else:
+            shared = local_batches(group_views, group_steps + j)  # once per group, not per configuration
+            one = lambda prm, opt, t_, w_, config, group: step_fn(
+                prm, opt, train_x, t_, w_, config, jax.tree.map(lambda a: glocal._pick(a, group), shared)
+            )
+        slot_groups = None if data is None else groups.slot_group
+        params, opt_state, ok = jax.vmap(one, in_axes=(0, 0, 0 if minibatch else None, 0 if minibatch else None, 0, 0))(
+            params, opt_state, t, w, configs, slot_groups
+        )
+        return (params, opt_state, finite & ok), None
 
-    carry = (state.params, state.opt_state, jnp.array(True))
+    carry = (state.params, state.opt_state, jnp.ones(state.done.shape, bool))
     if n_batches == 1:  # full batch: one step, no loop around it
         (params, opt_state, finite), _ = step(carry, 0)
     else:
         (params, opt_state, finite), _ = jax.lax.scan(step, carry, jnp.arange(n_batches))
-    epochs = state.epochs + 1
+
     has_val = val_t.shape[0] > 0
     if has_val:
-        val_loss, val_acc = objective.evaluate(
-            params,
-            val_x,
-            val_t,
-            val_w,
-            temperature=settings.temperature,
-            formulation=objective.choose_formulation(val_x.shape[0], val_t.shape[0], val_x.shape[1]),
+        formulation = objective.choose_formulation(val_x.shape[1], val_t.shape[0], val_x.shape[2])
+        evaluate = lambda prm, view: objective.evaluate(
+            prm, _view(val_x, view), val_t, val_w, temperature=settings.temperature, formulation=formulation
         )
+        cross_entropy, accuracy = jax.vmap(evaluate)(params, configs["view"])
+        if data is None:
+            local_term = jnp.full(cross_entropy.shape, jnp.nan)
+            val_loss = cross_entropy
+        else:
+            validate = functools.partial(glocal.validation_loss, data)
+            local_term = jax.vmap(validate)(params, configs["view"], configs["tau"])
+            val_loss = cross_entropy + jnp.where(configs["alpha"] > 0, local_term, 0.0)  # gLocal's, unweighted
     else:
-        val_loss, val_acc = jnp.nan, jnp.nan
+        cross_entropy = accuracy = local_term = val_loss = jnp.full(state.done.shape, jnp.nan)
+    update = functools.partial(_bookkeeping, settings=settings, has_val=has_val)
+    return jax.vmap(update)(state, params, opt_state, finite, val_loss, cross_entropy, accuracy, local_term, configs)
+
+
+def _bookkeeping(
+    state, params, opt_state, finite, val_loss, cross_entropy, accuracy, local_term, config, *, settings, has_val
+):
+    """One configuration's state after its epoch: best parameters and numbers, patience, done, failed."""
+    epochs = state.epochs + 1
     finite = finite & jnp.all(jnp.array([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
     if has_val:
         finite = finite & jnp.isfinite(val_loss)
@@ -330,7 +411,9 @@ def _config_epoch(
         opt_state=opt_state,
         best_params=_select(improved, params, state.best_params),
         best_loss=jnp.where(improved, val_loss, state.best_loss),
-        best_accuracy=jnp.where(improved, val_acc, state.best_accuracy),
+        best_cross_entropy=jnp.where(improved, cross_entropy, state.best_cross_entropy),
+        best_accuracy=jnp.where(improved, accuracy, state.best_accuracy),
+        best_local=jnp.where(improved, local_term, state.best_local),
         best_epoch=jnp.where(improved, epochs, state.best_epoch),
         wait=wait,
         epochs=epochs,
@@ -342,14 +425,12 @@ def _config_epoch(
 
 @functools.partial(jax.jit, static_argnames=("settings", "n_batches"), donate_argnums=0)
 def _sweep_epoch(
-    state, train_x, train_t, train_w, val_x, val_t, val_w, configs, fold_ids, seed, *, settings, n_batches
+    state, train_x, train_t, train_w, val_x, val_t, val_w, data, configs, groups, fold_ids, seed, *, settings, n_batches
 ):
-    """One epoch of every slot (F, S): vmapped over the slots of a fold (its data shared), then over the
-    folds (per-fold data). configs: per-slot arrays (F, S); fold_ids: (F,)."""
-    epoch = functools.partial(_config_epoch, settings=settings, n_batches=n_batches)
-    over_s = jax.vmap(epoch, in_axes=(0, None, None, None, None, None, None, 0, None, None))
-    over_f = jax.vmap(over_s, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, 0, None))
-    return over_f(state, train_x, train_t, train_w, val_x, val_t, val_w, configs, fold_ids, seed)
+    """One epoch of every slot (F, S): `_fold_epoch` vmapped over the folds (per-fold data; the local data
+    is shared). configs: per-slot arrays (F, S); groups: Groups with leading axis F, or None; fold_ids: (F,)."""
+    epoch = functools.partial(_fold_epoch, data=data, seed=seed, settings=settings, n_batches=n_batches)
+    return jax.vmap(epoch)(state, train_x, train_t, train_w, val_x, val_t, val_w, configs, groups, fold_ids)
 
 
 def train_configurations(
@@ -362,6 +443,7 @@ def train_configurations(
     desc: str = "probe sweep",
     budget_bytes: float = 0,
     keep_params: bool = True,
+    data: glocal.LocalData | None = None,
 ) -> SweepOutcome:
     """Trains F x K configurations on standardized features (in `folds`); returns arrays (F, K).
 
@@ -370,7 +452,8 @@ def train_configurations(
     devices; a slot whose configuration stopped takes the fold's next one, and when none is left the pool
     shrinks to the active slots where the saved epochs pay for compiling the smaller program. fold_ids (F,)
     name the folds for seeding (default 0..F-1). keep_params=False leaves the (F, K, p, p) parameters on the
-    device (a cross-validation sweep only needs the numbers).
+    device (a cross-validation sweep only needs the numbers). data: gLocal's local images (the configurations
+    then have "alpha" and "tau"), None for the global objective.
     """
     n_folds, n_configs = folds.n_folds, len(configs)
     fold_ids = np.arange(n_folds) if fold_ids is None else np.asarray(fold_ids)
@@ -378,14 +461,17 @@ def train_configurations(
     batch = settings.batch_size if 0 < settings.batch_size < t_train else t_train
     n_batches = max(1, t_train // batch)
     devices = jax.local_devices()
-    per_config = memory.config_bytes(folds, batch, settings.optimizer, settings.bias)
+    per_config = memory.config_bytes(folds, batch, settings.optimizer, settings.bias, data, settings.local_batch_size)
     budget = budget_bytes or memory.available_bytes(devices)
-    plan = memory.plan_chunks(n_configs, n_folds, per_config, memory.data_bytes(folds), budget, len(devices))
+    shared = memory.data_bytes(folds, data)
+    plan = memory.plan_chunks(n_configs, n_folds, per_config, shared, budget, len(devices))
     cached = memory.cache_slots(per_config, n_folds, devices) * len(devices)
     slots = min(plan.size, cached) if cached else plan.size  # a pool that fits the CPU's cache runs faster
     mesh = jax.make_mesh((len(devices),), ("configs",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
-    data = [jax.device_put(a, NamedSharding(mesh, P())) for a in dataclasses.astuple(folds)]
-    pool = _Pool(configs, settings, seed, fold_ids, folds.train_features.shape[-1], mesh, keep_params)
+    replicated = NamedSharding(mesh, P())
+    arrays = [jax.device_put(a, replicated) for a in dataclasses.astuple(folds)]
+    local_data = None if data is None else jax.device_put(data, replicated)
+    pool = _Pool(configs, settings, seed, fold_ids, folds.train_features.shape[-1], mesh, keep_params, data is not None)
     pool.start(slots)
     step = functools.partial(_sweep_epoch, settings=settings, n_batches=n_batches)
     at_once = f", {slots} at a time" if slots < n_configs else ""
@@ -393,7 +479,7 @@ def train_configurations(
     clock = _Clock()
     while pool.active():
         with clock.epoch(pool.slots):
-            pool.state = step(pool.state, *data, pool.arrays, pool.fold_ids, pool.seed)
+            pool.state = step(pool.state, *arrays, local_data, pool.arrays, pool.groups, pool.fold_ids, pool.seed)
             finished = pool.retire()
         bar.update(finished)
         bar.set_postfix({"slots": f"{int(pool.active())}/{pool.slots * n_folds}", "epochs": clock.epochs})
@@ -432,16 +518,19 @@ class _Pool:
     """F x S slots, each training one configuration (index into `configs`) or idle (-1), with the state on
     the devices and the finished configurations' results on the host."""
 
-    def __init__(self, configs, settings, seed, fold_ids, p, mesh, keep_params):
+    def __init__(self, configs, settings, seed, fold_ids, p, mesh, keep_params, grouped):
         self.configs, self.settings, self.p, self.mesh, self.keep = configs, settings, p, mesh, keep_params
+        self.grouped = grouped  # local data: slots at the same stream position and view share their batches
+        self.group_size = 0
         self.fold_ids, self.seed = jnp.asarray(fold_ids, jnp.int32), jnp.int32(seed)
         n_folds, n_configs = len(fold_ids), len(configs)
         self.queues = [collections.deque(range(n_configs)) for _ in range(n_folds)]
         self.results = {
             name: np.full((n_folds, n_configs), fill, dtype)
             for name, fill, dtype in (
-                ("best_loss", np.inf, np.float32),
+                ("best_cross_entropy", np.inf, np.float32),
                 ("best_accuracy", np.nan, np.float32),
+                ("best_local", np.nan, np.float32),
                 ("best_epoch", 0, np.int32),
                 ("epochs", 0, np.int32),
                 ("failed", False, bool),
@@ -458,12 +547,23 @@ class _Pool:
         return self.seed, self.fold_ids, jnp.asarray(self.configs.seed_id[np.maximum(self.assigned, 0)])
 
     def _put_arrays(self) -> None:
+        """The slots' configuration arrays (and, with local data, their groups) on the devices."""
         index = np.maximum(self.assigned, 0)
         self.arrays = self._sharded({k: v[index] for k, v in self.configs.arrays().items()})
+        self.groups = None
+        if self.grouped:
+            views = np.where(self.assigned >= 0, self.configs.view[index], -1)
+            slot_group, leaders = slot_groups(views, np.asarray(self.state.epochs), self.assigned >= 0, self.group_size)
+            self.groups = Groups(jnp.asarray(slot_group), jnp.asarray(leaders))
 
     def start(self, slots: int) -> None:
         self.slots = slots
         self.assigned = np.array([[q.popleft() if q else -1 for _ in range(slots)] for q in self.queues])
+        # local batch groups: when every configuration starts now, each view's configurations train in step
+        # (one group per view and fold); else the later ones start at other epochs (up to a group per slot).
+        # Two sizes at most, so the program compiles once per pool size.
+        n_views = int(self.configs.view.max()) + 1
+        self.group_size = slots if any(self.queues) else min(n_views, slots)
         idle = jnp.asarray(self.assigned < 0)
         self.state = self._sharded(_initial_state(*self._ids(), idle, p=self.p, settings=self.settings))
         self._put_arrays()
@@ -491,7 +591,7 @@ class _Pool:
         if fresh.any():
             fresh_state = _initial_state(*self._ids(), jnp.asarray(~fresh), p=self.p, settings=self.settings)
             self.state = _refill(self.state, self._sharded(fresh_state), jnp.asarray(fresh))
-            self._put_arrays()
+        self._put_arrays()
         return len(k)
 
     def compact_target(self, n_devices: int) -> int:
@@ -514,12 +614,35 @@ class _Pool:
         order = np.argsort(self.assigned < 0, axis=1, kind="stable")[:, :target]  # active slots first
         self.assigned = np.take_along_axis(self.assigned, order, axis=1)
         self.state = self._sharded(_gather_slots(self.state, jnp.asarray(order), jnp.asarray(self.assigned < 0)))
-        self.slots = target
+        self.slots, self.group_size = target, min(self.group_size, target)
         self._put_arrays()
 
     def outcome(self) -> SweepOutcome:
         r = self.results
-        return SweepOutcome(self.params, r["best_loss"], r["best_accuracy"], r["best_epoch"], r["epochs"], r["failed"])
+        return SweepOutcome(
+            self.params, r["best_cross_entropy"], r["best_accuracy"], r["best_local"], r["best_epoch"], r["epochs"],
+            r["failed"],
+        )  # fmt: skip
+
+
+def slot_groups(views: np.ndarray, epochs: np.ndarray, active: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """views, epochs, active: (F, S) -> slot_group (F, S), leaders (F, size): the active slots of a fold with
+    the same view and epoch read the same local batches (one group, led by its first slot); spare groups
+    repeat the first leader, idle slots join group 0. `size` must hold every fold's groups."""
+    n_folds, n_slots = views.shape
+    slot_group = np.zeros((n_folds, n_slots), np.int32)
+    leaders: list[list[int]] = []
+    for f in range(n_folds):
+        first: dict[tuple[int, int], int] = {}
+        for s in np.flatnonzero(active[f]):
+            key = (int(views[f, s]), int(epochs[f, s]))
+            if key not in first:
+                first[key] = s
+            slot_group[f, s] = list(first).index(key)
+        leaders.append(list(first.values()) or [0])
+    if max(len(lead) for lead in leaders) > size:
+        raise ValueError(f"{max(len(lead) for lead in leaders)} groups of slots do not fit {size}")
+    return slot_group, np.array([lead + lead[:1] * (size - len(lead)) for lead in leaders], np.int32)
 
 
 def train_sweep(

@@ -41,6 +41,7 @@ def table(results: dict[str, Any], fmt) -> tuple[str, tuple[str, ...], list[tupl
     if not entries:
         return None
     best = results.get("best_layer")
+    local = any("local_knn_overlap" in (e.get("probe") or {}) for e in entries)  # the locality of each transform
     rows = []
     for entry in entries:
         zero_shot, probe = entry.get("zero_shot") or {}, entry.get("probe") or {}
@@ -58,11 +59,14 @@ def table(results: dict[str, Any], fmt) -> tuple[str, tuple[str, ...], list[tupl
                 fmt(probe.get("test_accuracy")),
                 fmt(probe.get("best_lambda")),
             )
+            + ((fmt(probe.get("local_knn_overlap")),) if local else ())
         )
     note = "depth: relative depth (block i of d at (i + 1) / d; outputs after the last block follow it)."
     if best:
         note += f" * best layer by the probe's cross-validation: {best}."
-    return "Accuracy through the depth of the network", HEADERS, rows, note
+    if local:
+        note += " 10-NN: the held-out local images' nearest neighbours kept by each layer's transform."
+    return "Accuracy through the depth of the network", HEADERS + (("10-NN overlap",) if local else ()), rows, note
 
 
 def plot(path: str, results: dict[str, Any], noise_ceiling: float | None) -> bool:

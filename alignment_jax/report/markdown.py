@@ -22,6 +22,10 @@ from alignment_jax.report import depth, plots
 
 PLOT_DIR = "plots"
 LOCAL_KEYS = ("local_knn_overlap", "local_heldout_loss", "local_tau", "local_n_heldout")  # locality of a transform
+PROBE_KEYS = (
+    *("objective", "best_lambda", "best_alpha", "best_tau", "cv_cross_entropy", "cv_local_loss", "cv_loss"),
+    *("test_cross_entropy", "seconds", *LOCAL_KEYS),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +50,10 @@ def tables(results: dict[str, Any]) -> list[Table]:
         out.append(Table(*layers, plot="depth"))
     if results.get("probe"):
         probe = results["probe"]
-        shown = ("best_lambda", "cv_cross_entropy", "test_cross_entropy", "seconds", *LOCAL_KEYS)
-        keys = [k for k in shown if k in probe]
+        keys = [k for k in PROBE_KEYS if k in probe]
         out.append(Table("Probe", ("setting", "value"), [(k, _fmt(probe[k])) for k in keys]))
+        if probe.get("global_probe"):
+            out.append(_side_by_side(probe))
     if results.get("comparisons"):
         out.append(_comparisons_table(results["comparisons"]))
     if results.get("transform"):  # a given transform (config.transform)
@@ -102,6 +107,26 @@ def make_plots(results: dict[str, Any], workdir: str) -> dict[str, str]:
         made["concepts"] = os.path.join(PLOT_DIR, "concepts.png")
         plots.plot_concepts(os.path.join(workdir, made["concepts"]), results["concepts"])
     return made
+
+
+def _side_by_side(probe: dict[str, Any]) -> Table:
+    """gLocal's selected transform beside the global probe (alpha = 0) of the same sweep."""
+    columns = ("cv_accuracy", "test_accuracy", "local_knn_overlap", "local_heldout_loss")
+    beside = probe["global_probe"]
+    rows = [
+        ("global probe", _fmt(beside.get("best_lambda")), "0", "-", *(_fmt(beside.get(c)) for c in columns)),
+        ("gLocal", *(_fmt(probe.get(c)) for c in ("best_lambda", "best_alpha", "best_tau", *columns))),
+    ]
+    headers = ("", "lambda", "alpha", "tau", "CV accuracy", "test accuracy", "10-NN overlap", "held-out local loss")
+    note = (
+        "Both transforms come from the same sweep: alpha = 0 is the global probe, selected by its validation "
+        "triplet cross-entropy; gLocal's configuration by triplet cross-entropy + local term on validation images. "
+        "Test accuracy: the probe's dot-product choices on the test triplets. 10-NN overlap: the mean fraction of "
+        "each held-out local image's 10 nearest neighbours kept by the transform (1 = all); held-out local loss: "
+        f"gLocal's contrastive loss over all {_fmt(probe.get('local_n_heldout'))} held-out images as one batch at "
+        f"tau {_fmt(probe.get('local_tau'))}."
+    )
+    return Table("gLocal beside the global probe", headers, rows, note=note)
 
 
 def text_table(table: Table) -> list[str]:

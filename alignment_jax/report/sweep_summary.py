@@ -2,7 +2,8 @@
 
 Columns: name, status, zero_shot_accuracy (all triplets), zero_shot_test_accuracy, probe_cv_accuracy,
 probe_test_accuracy, best_lambda, noise_ceiling, then for models run with model.layers best_layer (by
-the probe's cross-validation), best_layer_cv_accuracy and best_layer_test_accuracy, per transfer dataset
+the probe's cross-validation), best_layer_cv_accuracy and best_layer_test_accuracy, for gLocal's objective
+best_alpha and best_tau, with local images local_knn_overlap (the probe's transform), per transfer dataset
 and kernel `spearman_<dataset>_<kernel>` and `spearman_<dataset>_<kernel>_transformed`, per transfer triplet dataset
 `accuracy_<dataset>` and `accuracy_<dataset>_transformed`, and last config (the spec) and error.
 """
@@ -42,6 +43,10 @@ def row(name: str, status: str, results: dict[str, Any], config: str = "", error
         "noise_ceiling": noise_ceiling(results),
         **depth.best_layer_columns(results),
     }
+    if probe.get("objective") == "glocal":
+        out.update(best_alpha=probe.get("best_alpha"), best_tau=probe.get("best_tau"))
+    if "local_knn_overlap" in probe:
+        out["local_knn_overlap"] = probe["local_knn_overlap"]
     for r in results.get("transfer") or ():
         column = f"spearman_{r['dataset']}_{r['kernel']}"
         out[column], out[column + "_transformed"] = r.get("spearman"), r.get("spearman_transformed")

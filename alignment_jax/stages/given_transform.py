@@ -72,7 +72,8 @@ def section(ctx: RunContext) -> dict:
         line += f": probe-style test accuracy {out['test_accuracy']:.4f}, cross-entropy {out['test_cross_entropy']:.4f}"
     ctx.log(line)
     if local_inputs.has_local(config):
-        out.update(local_inputs.locality(ctx, transform))
+        local = local_inputs.local_sets(ctx)[ctx.layer]
+        out.update(local_inputs.locality(ctx, local, transform, float(config.probe.taus[0])))
         if "local_knn_overlap" in out:
             ctx.log(local_inputs.locality_line("transform", out))
     return out

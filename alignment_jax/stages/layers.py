@@ -26,6 +26,7 @@ from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.probing.cross_validation import DIVERGED_CROSS_ENTROPY
 from alignment_jax.probing.transform import Transform
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages.local_inputs import locality
 
 
 def start(ctx: RunContext, default: str, rows: list[dict[str, Any]]) -> None:
@@ -77,17 +78,31 @@ def record_zero_shot(ctx: RunContext, triplets: np.ndarray, n_train: int, simila
     ctx.log(f"zero-shot ({similarity}) per layer: " + _listing(values, "test_accuracy", "accuracy"))
 
 
-def record_probe(ctx: RunContext, results: dict, test: np.ndarray | None, select_by: str) -> None:
+RUN_KEYS = ("seconds", "protocol", "regularizer", "init")  # the same for every layer: in the probe section only
+
+
+def record_probe(
+    ctx: RunContext, results: dict, test: np.ndarray | None, select_by: str, local: dict | None = None
+) -> None:
     """Each layer's transform (DIR/transforms/<layer>/transform.npz) and probe numbers, and `best_layer`.
-    results: {layer: cross_validation.ProbeResult}."""
+    results: {layer: cross_validation.ProbeResult}; local: {layer: LocalSet} (stages/local_inputs.py), whose
+    held-out images give each layer's locality measures (and those of the global probe beside gLocal's)."""
     values = {}
     for layer, result in results.items():
         path = ctx.layer_transform_path(layer)
         result.transform.save_npz(path)
-        value = {k: v for k, v in result.summary.items() if k not in ("seconds", "protocol", "regularizer")}
+        value = {k: v for k, v in result.summary.items() if k not in RUN_KEYS}
         if test is not None and len(test):
             transformed = result.transform.apply(ctx.layer_features(layer))
             value["test_zero_shot_transformed"] = odd_one_out(transformed, test, ctx.config.similarity, 0).accuracy
+        if local and local.get(layer) is not None and local[layer].heldout is not None:
+            tau = float(value.get("best_tau", ctx.config.probe.taus[0]))
+            value.update(locality(ctx, local[layer], result.transform, tau))
+            if result.global_probe is not None:
+                value["global_probe"] = {
+                    **{k: v for k, v in value["global_probe"].items() if k not in RUN_KEYS},
+                    **locality(ctx, local[layer], result.global_probe.transform, tau),
+                }
         value["transform"] = os.path.relpath(path, ctx.workdir)
         values[layer] = value
     update(ctx, "probe", values)

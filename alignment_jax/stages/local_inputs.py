@@ -1,6 +1,7 @@
 """The run's local image set for gLocal (`probe.local.*`, docs/glocal.md): features from a file, or images
 (a folder, or `tfds:NAME:SPLIT`) run through config.model into the feature store `workdir/features/`,
-so a second run reuses them; split into training and held-out rows (alignment_jax/data/local_set.py).
+so a second run reuses them (with model.layers every layer in one pass); split into training and held-out
+rows (alignment_jax/data/local_set.py).
 """
 
 import os
@@ -14,6 +15,7 @@ from alignment_jax.evaluation.locality import transform_locality
 from alignment_jax.extract.sources import ImageSource, folder_source, tfds_source
 from alignment_jax.probing.glocal import GlocalSettings
 from alignment_jax.probing.transform import Transform
+from alignment_jax.provenance import file_digest
 from alignment_jax.run_context import RunContext
 
 TFDS_PREFIX = "tfds:"
@@ -44,6 +46,11 @@ def check(config: ml_collections.ConfigDict) -> None:
             "probe.objective=glocal needs local images: set probe.local.features=FILE.npy (row = image) or "
             "probe.local.images=FOLDER (or tfds:NAME:SPLIT, e.g. tfds:imagenet2012:train[:50000])"
         )
+    if settings.objective == "glocal" and local.features and config.model.layers.strip():
+        raise InputError(
+            f"probe.local.features holds one layer's features, but model.layers={config.model.layers!r} trains gLocal "
+            "on every layer: give the images (probe.local.images) to extract each layer, or set model.layers=''"
+        )
 
 
 def check_inputs(ctx: RunContext) -> None:
@@ -57,6 +64,12 @@ def check_inputs(ctx: RunContext) -> None:
         kind, where, _ = parse_images(local.images)
         if kind == "folder" and not os.path.isdir(where):
             raise InputError(f"probe.local.images={where}: image folder not found (or write tfds:NAME:SPLIT)")
+
+
+def provenance(ctx: RunContext) -> dict:
+    """The bytes of the local feature files, when given (their paths are among the probe.local settings)."""
+    local = ctx.config.probe.local
+    return {f"local_{field}": file_digest(local[field]) for field in ("features", "test_features") if local[field]}
 
 
 def parse_images(spec: str) -> tuple[str, str, str]:
@@ -77,8 +90,11 @@ def image_source(config: ml_collections.ConfigDict) -> ImageSource:
     return folder_source(where)
 
 
-def local_set(ctx: RunContext, dim: int) -> LocalSet:
-    """The run's local set, its features in the space of the THINGS features (dim = their p)."""
+def local_sets(ctx: RunContext) -> dict[str, LocalSet]:
+    """The run's local set in the space of each layer's features: {layer: LocalSet} for every layer of
+    model.layers when the images are extracted (one pass), else {main layer: LocalSet} (a features file
+    holds one layer: model.layer's; so does probe.local.test_features: the other layers then have no
+    held-out images). The main layer is ctx.layer ("" without model.layers)."""
     config = ctx.config
     local = config.probe.local
     heldout = GlocalSettings.from_config(config.probe).heldout
@@ -86,23 +102,34 @@ def local_set(ctx: RunContext, dim: int) -> LocalSet:
         raise InputError("no local images: set probe.local.features=FILE.npy or probe.local.images=FOLDER")
     if local.features:
         result = load_local_set(local.features, local.test_features, heldout, config.seed)
-    else:
-        from alignment_jax.extract.pipeline import extract_with_config
+        check_dims(result, ctx.features.shape[1], ctx.features_path or "THINGS features")
+        return {ctx.layer: result}
+    from alignment_jax.extract.pipeline import extract_layers_with_config
 
-        extraction, store = extract_with_config(config, image_source(config), os.path.join(ctx.workdir, "features"))
-        if extraction.computed:
-            ctx.log(f"local images: {extraction.computed} extracted ({extraction.images_per_s:.1f} images/s), {store}")
-        test = load_features(local.test_features) if local.test_features else None
-        result = make_local_set(extraction.features, store, test, heldout, config.seed)
-    check_dims(result, dim, ctx.features_path or "THINGS features")
-    return result
+    layers = config.model.layers if ctx.layers else ""
+    extraction = extract_layers_with_config(config, image_source(config), os.path.join(ctx.workdir, "features"), layers)
+    computed = sum(e.computed for e, _ in extraction.layers.values())
+    if computed:
+        first, store = next(iter(extraction.layers.values()))
+        where = os.path.dirname(store)
+        ctx.log(f"local images: {first.computed} extracted ({first.images_per_s:.1f} images/s) into {where}")
+    test = load_features(local.test_features) if local.test_features else None
+    sets = {}
+    for layer, (result, store) in extraction.layers.items():
+        name = layer if ctx.layers else ctx.layer
+        if test is not None and layer != extraction.default:  # the test file holds model.layer's features only
+            sets[name] = LocalSet(result.features, None, store)
+        else:
+            sets[name] = make_local_set(result.features, store, test, heldout, config.seed)
+        features = ctx.layer_features(layer) if ctx.layers else ctx.features
+        check_dims(sets[name], features.shape[1], ctx.layer_paths.get(layer, ctx.features_path) or "THINGS features")
+    return sets
 
 
-def locality(ctx: RunContext, transform: Transform) -> dict:
-    """`transform_locality` of `transform` on the held-out local images at the first of probe.taus:
+def locality(ctx: RunContext, local: LocalSet, transform: Transform, tau: float) -> dict:
+    """`transform_locality` of `transform` on the held-out images of `local` at temperature tau:
     {"local_heldout_loss", "local_knn_overlap", "local_tau", "local_k", "local_n_heldout"}; {} (and a
     log line) when nothing is held out."""
-    local = local_set(ctx, transform.dim)
     if local.heldout is None:
         ctx.log("local measures: no held-out local images (probe.local.heldout=0 and no test_features)")
         return {}
@@ -111,7 +138,7 @@ def locality(ctx: RunContext, transform: Transform) -> dict:
             f"{local.source}: {local.heldout.shape[0]} held-out local images; the {KNN}-NN overlap needs at least "
             f"{KNN + 1} (raise probe.local.heldout, or give probe.local.test_features)"
         )
-    return transform_locality(transform, local.heldout, float(ctx.config.probe.taus[0]), KNN)
+    return transform_locality(transform, local.heldout, tau, KNN)
 
 
 def locality_line(name: str, section: dict) -> str:

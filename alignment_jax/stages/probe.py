@@ -1,4 +1,7 @@
-"""Stage probe: the cross-validated lambda sweep, refit, test; writes transform.npz and an orbax checkpoint."""
+"""Stage probe: the cross-validated sweep (lambda x lr, with gLocal's objective x alpha x tau), selection, refit,
+test; writes transform.npz and an orbax checkpoint. With local images (probe.local.*) it also reports how
+much the transform moves their neighbourhoods, and with gLocal's objective and alpha = 0 among probe.alphas
+the global probe trained beside it (`global_probe`)."""
 
 import os
 
@@ -25,11 +28,6 @@ MEMORY = "probe.lambdas or probe.lrs (fewer configurations at once) or probe.bat
 def check(config) -> None:
     ProbeSettings.from_config(config.probe, n_dims=1)
     local_inputs.check(config)
-    if config.probe.objective == "glocal" and not config.transform:
-        raise InputError(
-            "probe.objective=glocal: training with gLocal's local term is not in the sweep yet (issue 13, part 2); "
-            "use probe.objective=global (with probe.local.* it reports the local measures too)"
-        )
     checks.choice(config, "probe.standardize", MODES)
     checks.integer(config, "probe.folds", minimum=2)
     checks.numbers(config, "probe.lambdas", minimum=0)
@@ -75,6 +73,7 @@ def provenance(ctx: RunContext) -> dict:
         "things": ctx.digest("things"),
         **facts.settings(ctx.config, "probe", "seed"),
         **layers.provenance(ctx),
+        **local_inputs.provenance(ctx),
     }
 
 
@@ -82,45 +81,86 @@ def run(ctx: RunContext) -> dict:
     config, things, features = ctx.config, ctx.things, ctx.features
     settings = ProbeSettings.from_config(config.probe, features.shape[1])
     test = things.test.triplets if things.test is not None else None
+    local = local_inputs.local_sets(ctx) if local_inputs.has_local(config) else {}
+    train_local = {layer: s.train for layer, s in local.items()} if settings.objective == "glocal" else None
     if ctx.layers:  # every layer in one sweep per width; model.layer's result is this section's
         for_width = lambda p: ProbeSettings.from_config(config.probe, p)
         by_layer = run_probe_layers(
             {layer: ctx.layer_features(layer) for layer in ctx.layers}, things.train.triplets, test, for_width,
-            seed=config.seed, progress=config.progress,
+            seed=config.seed, progress=config.progress, local=train_local,
         )  # fmt: skip
         result = by_layer[ctx.layer]
     else:
-        result = run_probe(features, things.train.triplets, test, settings, seed=config.seed, progress=config.progress)
+        result = run_probe(
+            features, things.train.triplets, test, settings, seed=config.seed, progress=config.progress,
+            local=None if train_local is None else train_local[ctx.layer],
+        )  # fmt: skip
     result.transform.save_npz(ctx.transform_path)
     result.transform.save_orbax(os.path.join(ctx.workdir, "transform_checkpoint"))
     if ctx.facts is not None:  # results.json records which transform.npz this section wrote
         ctx.facts["output:transform.npz"] = facts.file_digest(ctx.transform_path)
     section = result.summary
-    line = (
-        f"probe ({settings.protocol}, {settings.train.regularizer}): best lambda {section['best_lambda']:g}, "
-        f"CV accuracy {section['cv_accuracy']:.4f}"
-    )
     transformed = None
     if test is not None:
         transformed = odd_one_out(
             result.transform.apply(features), test, config.similarity, config.zero_shot.bootstrap, config.seed
         )
         section["test_zero_shot_transformed"] = transformed.accuracy
-        line += f", test accuracy {section['test_accuracy']:.4f}"
-        line += f" ({config.similarity} after transform {transformed.accuracy:.4f})"
-    ctx.log(line + f" in {section['seconds']:.1f} s")
-    if local_inputs.has_local(config):
-        section.update(local_inputs.locality(ctx, result.transform))
-        if "local_knn_overlap" in section:
-            ctx.log(local_inputs.locality_line("probe", section))
+    ctx.log(summary_line(section, config.similarity) + f" in {section['seconds']:.1f} s")
+    if local:
+        add_locality(ctx, local[ctx.layer], result, section)
     diverged = [r for r in section["sweep"] if r["status"] == "diverged"]
     if diverged:
-        listed = ", ".join(f"lambda {r['lambda']:g} lr {r['lr']:g} fold {r['fold']}" for r in diverged)
+        listed = ", ".join(f"{setting_name(r)} fold {r['fold']}" for r in diverged)
         ctx.log(
             f"probe: {len(diverged)} configuration(s) diverged (validation cross-entropy NaN/inf or above "
             f"{DIVERGED_CROSS_ENTROPY:.3f} = 2 log 3) and were never selected: {listed}"
         )
     statistics.probe_statistics(ctx, section, result.transform, transformed)
     if ctx.layers:
-        layers.record_probe(ctx, by_layer, test, settings.select_by)
+        layers.record_probe(ctx, by_layer, test, settings.select_by, local)
     return section
+
+
+def setting_name(row: dict) -> str:
+    """'lambda 0.01 lr 0.02' (with gLocal's objective also 'alpha 0.25 tau 0.1') of a sweep row."""
+    return " ".join(f"{name} {row[name]:g}" for name in ("lambda", "alpha", "tau", "lr") if name in row)
+
+
+def summary_line(section: dict, similarity: str) -> str:
+    """The probe's log line: objective, selected setting, CV and test accuracy (and the global probe beside)."""
+    names = (("lambda", "best_lambda"), ("alpha", "best_alpha"), ("tau", "best_tau"))
+    chosen = " ".join(f"{name} {section[key]:g}" for name, key in names if key in section)
+    line = (
+        f"probe ({section['protocol']}, {section['objective']}, {section['regularizer']}): best {chosen}, "
+        f"CV accuracy {section['cv_accuracy']:.4f}"
+    )
+    if "test_accuracy" in section:
+        line += f", test accuracy {section['test_accuracy']:.4f}"
+    if "test_zero_shot_transformed" in section:
+        line += f" ({similarity} after transform {section['test_zero_shot_transformed']:.4f})"
+    beside = section.get("global_probe")
+    if beside:
+        line += f"; global probe (alpha 0): lambda {beside['best_lambda']:g}, CV accuracy {beside['cv_accuracy']:.4f}"
+        if "test_accuracy" in beside:
+            line += f", test accuracy {beside['test_accuracy']:.4f}"
+    return line
+
+
+def locality_tau(section: dict, config) -> float:
+    """The temperature of the held-out local loss: gLocal's selected tau, else the first of probe.taus."""
+    return float(section.get("best_tau", config.probe.taus[0]))
+
+
+def add_locality(ctx: RunContext, local, result, section: dict) -> None:
+    """The locality measures of the probe's transform (and of the global probe beside gLocal's) on the
+    held-out local images, at `locality_tau`, into `section` (and its `global_probe` entry); logged."""
+    tau = locality_tau(section, ctx.config)
+    section.update(local_inputs.locality(ctx, local, result.transform, tau))
+    if "local_knn_overlap" not in section:
+        return
+    ctx.log(local_inputs.locality_line("probe", section))
+    if result.global_probe is not None:
+        beside = section["global_probe"]
+        beside.update(local_inputs.locality(ctx, local, result.global_probe.transform, tau))
+        ctx.log(local_inputs.locality_line("global probe (alpha 0)", beside))
