@@ -14,8 +14,9 @@ def add_world_flags(parser: argparse.ArgumentParser, **defaults: int) -> None:
         parser.add_argument(f"--{name}", type=int, default=default)
 
 
-def things_world(args: argparse.Namespace) -> World:
-    """A planted world of args' size: training triplets only (no test split, no repeated sets)."""
+def things_world(args: argparse.Namespace, n_local: int = 0) -> World:
+    """A planted world of args' size: training triplets only (no test split, no repeated sets), with
+    n_local local images (gLocal's)."""
     return make_world(
         n_objects=args.n_objects,
         n_concepts=args.concepts,
@@ -23,6 +24,7 @@ def things_world(args: argparse.Namespace) -> World:
         n_train=args.triplets,
         n_test=0,
         n_repeated_sets=0,
+        n_local=n_local,
         beta=1.0,
         seed=0,
     )

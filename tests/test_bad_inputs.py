@@ -576,7 +576,10 @@ def test_exploding_configurations_are_diverged_never_selected(data, tmp_path, ca
 
 def test_a_finite_but_exploded_cross_entropy_is_divergence():
     ce = np.array([[0.4, np.log(3.0), 2.1, 2.3, 1e20, np.nan]])
-    outcome = SweepOutcome({}, ce, np.zeros_like(ce), np.ones(ce.shape, int), np.ones(ce.shape, int), np.isnan(ce))
+    no_local = np.full_like(ce, np.nan)
+    outcome = SweepOutcome(
+        {}, ce, np.zeros_like(ce), no_local, np.ones(ce.shape, int), np.ones(ce.shape, int), np.isnan(ce)
+    )
     np.testing.assert_array_equal(diverged_configurations(outcome), [[False, False, False, True, True, True]])
     assert 2.1 < DIVERGED_CROSS_ENTROPY == 2 * np.log(3.0) < 2.3
 

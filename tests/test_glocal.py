@@ -171,6 +171,7 @@ def test_glocal_selection_is_the_lowest_triplet_plus_local_loss(both):
     best = min(score, key=score.get)
     assert (summary["best_lambda"], summary["best_alpha"], summary["best_tau"]) == best
     assert summary["cv_loss"] == pytest.approx(score[best], rel=1e-5)
+    assert summary["triplet_cross_entropy"] == pytest.approx(mean("cross_entropy", best), rel=1e-5)
     assert summary["cv_local_loss"] == pytest.approx(mean("local_loss", best), rel=1e-5)
     assert summary["objective"] == "glocal" and summary["init"] == summary["regularizer"] == "identity"
     for key in ("cv_accuracy", "cv_cross_entropy", "test_accuracy", "test_cross_entropy", "refit_epochs"):

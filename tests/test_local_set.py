@@ -98,10 +98,12 @@ def test_world_writes_a_local_set(tmp_path):
     assert images.probe.local.images == str(tmp_path / "images" / "world" / "local" / "images")
 
 
-def test_demo_config_argument_glocal():
+def test_demo_config_argument_glocal(tmp_path):
     from test_demo import get_config
 
     for arg in ("glocal=True", "glocal=True,features=True"):
         config = get_config("demo", arg)
         assert config.probe.objective == "glocal" and config.world.n_local == 1000 and config.world.enabled
+        world.configure(config, str(tmp_path / "world"))  # as the run does before its checks
         probe.check_settings(config)  # gLocal's objective is accepted
+        assert config.probe.local.features or config.probe.local.images  # the world's local set

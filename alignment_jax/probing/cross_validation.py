@@ -219,7 +219,9 @@ def hyper_grid(settings: ProbeSettings) -> tuple[dict[str, np.ndarray], np.ndarr
 
     Lambda-major, then lr (then alpha, then tau with gLocal's objective). Settings of the same (lambda, lr)
     share a seed id (they start from the same weights), the index of that pair; alpha = 0 (the global probe)
-    ignores tau in training and early stopping, so it is swept once, at the first tau."""
+    ignores tau in training and early stopping, so it is swept once, at the first tau. The arrays hold the
+    values as given (float64: results.json reports 0.1, not float32's 0.10000000149); training reads them as
+    float32 (`Configurations`)."""
     rows = []
     for i, lam in enumerate(settings.lambdas):
         for j, lr in enumerate(settings.lrs):
@@ -230,7 +232,7 @@ def hyper_grid(settings: ProbeSettings) -> tuple[dict[str, np.ndarray], np.ndarr
             for alpha in settings.glocal.alphas:
                 for tau in settings.glocal.taus[:1] if alpha == 0 else settings.glocal.taus:
                     rows.append(({**pair[0], "alpha": alpha, "tau": tau}, pair[1]))
-    hyper = {name: np.array([r[name] for r, _ in rows], np.float32) for name in rows[0][0]}
+    hyper = {name: np.array([r[name] for r, _ in rows], np.float64) for name in rows[0][0]}
     return hyper, np.array([seed_id for _, seed_id in rows], np.int32)
 
 
@@ -407,7 +409,9 @@ def _summary(
         summary.update(
             best_alpha=float(hyper["alpha"][best]),
             best_tau=float(hyper["tau"][best]),
-            cv_loss=_finite_or_none(summary["cv_cross_entropy"] + local_term),  # what the selection minimized
+            # what the selection minimized: cv_loss = triplet_cross_entropy (= cv_cross_entropy) + cv_local_loss
+            cv_loss=_finite_or_none(summary["cv_cross_entropy"] + local_term),
+            triplet_cross_entropy=summary["cv_cross_entropy"],
         )
     return summary
 
