@@ -101,6 +101,7 @@ class MilestoneLines:
         self.last_line = now
         seconds = now - self.start
         rate = (self.count - self.initial) / seconds if seconds > 0 else 0.0
-        parts = [f"{self.desc}: {self.count}/{self.total} {self.unit}", f"{seconds:.1f} s", f"{rate:.1f} {self.unit}/s"]
+        shown = f"{rate:.1f}" if rate >= 1 or rate == 0 else f"{rate:.2g}"  # 0.017 img/s, not 0.0
+        parts = [f"{self.desc}: {self.count}/{self.total} {self.unit}", f"{seconds:.1f} s", f"{shown} {self.unit}/s"]
         parts += [f"{k} {v}" for k, v in self.postfix.items()]
         print(", ".join(parts), file=self.stream or sys.stderr, flush=True)

@@ -41,6 +41,18 @@ def numbers(config: Any, field: str, minimum: float | None = None, above: float 
     return tuple(_number(v, field, minimum, above, ()) for v in items)
 
 
+def float_tuple(value: Any, field: str, example: str) -> tuple[float, ...]:
+    """A non-empty sequence as a tuple of floats (the command line gives `--config.probe.lambdas=0.1,0.01`);
+    `example` shows a valid value in the error."""
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{field}={value!r}: expected numbers, e.g. {example}") from e
+    if not out:
+        raise InputError(f"{field} is empty")
+    return out
+
+
 def choice(config: Any, field: str, choices: Sequence[str]) -> str:
     """config.<field> is one of `choices`."""
     value = get(config, field)

@@ -19,6 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from alignment_jax.config import checks
 from alignment_jax.data.local_set import split_heldout
 from alignment_jax.data.splits import object_kfold_masks, triplet_kfold_masks
 from alignment_jax.errors import InputError
@@ -90,8 +91,8 @@ class ProbeSettings:
         lr = probe.lr if probe.lr > 0 else (1e-3 if paper else 1.0 / n_dims)
         batch_size = probe.batch_size if probe.batch_size >= 0 else (256 if paper else 0)
         epochs = probe.epochs if probe.epochs > 0 else (100 if paper else 500)
-        lambdas = _floats(probe.lambdas, "probe.lambdas")
-        lrs = _floats(probe.lrs, "probe.lrs") if probe.lrs else (lr,)
+        lambdas = checks.float_tuple(probe.lambdas, "probe.lambdas", "1e-1,1e-2")
+        lrs = checks.float_tuple(probe.lrs, "probe.lrs", "1e-3,1e-2") if probe.lrs else (lr,)
         if any(v < 0 for v in lambdas) or any(v <= 0 for v in lrs):
             raise InputError("probe.lambdas must be >= 0 and probe.lrs > 0")
         train = TrainSettings(
@@ -115,17 +116,6 @@ class ProbeSettings:
             lambdas, lrs, probe.folds, probe.split, train, probe.standardize, probe.select_by, probe.protocol,
             probe.memory_gb, local,
         )  # fmt: skip
-
-
-def _floats(value, field: str) -> tuple[float, ...]:
-    """A tuple of floats (the command line gives `--config.probe.lambdas=0.1,0.01`)."""
-    try:
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{field}={value!r}: expected numbers, e.g. 1e-1,1e-2") from e
-    if not out:
-        raise InputError(f"{field} is empty")
-    return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from alignment_jax.config import checks
 from alignment_jax.errors import InputError
 from alignment_jax.probing import local
 
@@ -53,7 +54,8 @@ class GlocalSettings:
     def from_config(cls, probe: ml_collections.ConfigDict) -> "GlocalSettings":
         if probe.objective not in OBJECTIVES:
             raise InputError(f"probe.objective={probe.objective!r} is not one of {', '.join(OBJECTIVES)}")
-        alphas, taus = _floats(probe.alphas, "probe.alphas"), _floats(probe.taus, "probe.taus")
+        alphas = checks.float_tuple(probe.alphas, "probe.alphas", "0,0.1,0.25")
+        taus = checks.float_tuple(probe.taus, "probe.taus", "0.1,1")
         if any(not 0.0 <= a <= 1.0 for a in alphas):
             raise InputError(f"probe.alphas={probe.alphas!r}: each alpha must be in [0, 1]")
         if any(not (t > 0 and np.isfinite(t)) for t in taus):
@@ -173,14 +175,3 @@ def validation_loss(data: LocalData, params, view: jax.Array, tau: jax.Array) ->
 
     total, _ = jax.lax.scan(batch_loss, jnp.float32(0), jnp.arange(weights.shape[0]))
     return total / jnp.maximum(weights.sum(), 1.0)
-
-
-def _floats(value, field: str) -> tuple[float, ...]:
-    """A non-empty tuple of floats (the command line gives `--config.probe.taus=0.1,1`)."""
-    try:
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{field}={value!r}: expected numbers, e.g. 0.1,0.25") from e
-    if not out:
-        raise InputError(f"{field} is empty")
-    return out

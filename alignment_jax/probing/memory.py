@@ -39,6 +39,7 @@ import os
 import jax
 import numpy as np
 
+from alignment_jax.extract.memory import free_bytes
 from alignment_jax.probing import objective
 
 WORD = 4  # bytes of a float32 / int32
@@ -112,24 +113,13 @@ def data_bytes(folds, data=None) -> float:
 
 def available_bytes(devices: list | None = None) -> float:
     """Bytes a sweep may use on each of `devices` (default: this process's): USABLE of the free device
-    memory on accelerators (jax's memory_stats), of the available RAM shared by the devices on the CPU."""
+    memory on accelerators (jax's memory_stats), of the available RAM shared by the devices on the CPU
+    (extract/memory.py's `free_bytes`; the physical memory where the available is unknown)."""
     devices = devices if devices is not None else jax.local_devices()
-    stats = devices[0].memory_stats()
-    if stats and stats.get("bytes_limit"):
-        return USABLE * (stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    return USABLE * host_available_bytes() / len(devices)
-
-
-def host_available_bytes() -> float:
-    """Available RAM: MemAvailable of /proc/meminfo, else the physical memory."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    free = free_bytes(devices[0])
+    if free is None:  # a backend that counts nothing: the physical RAM
+        free = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return USABLE * free / (len(devices) if devices[0].platform == "cpu" else 1)  # the CPU devices share the RAM
 
 
 def cache_bytes() -> float:
