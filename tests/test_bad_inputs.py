@@ -584,6 +584,24 @@ def test_a_finite_but_exploded_cross_entropy_is_divergence():
     assert 2.1 < DIVERGED_CROSS_ENTROPY == 2 * np.log(3.0) < 2.3
 
 
+def test_diverged_glocal_configurations_name_the_local_term():
+    """When every gLocal configuration diverged, the message names tau and alpha beside the learning rate;
+    a global probe's does not."""
+    from alignment_jax.config.base import base_config
+    from alignment_jax.probing.cross_validation import ProbeSettings, _best_setting
+
+    ce = np.array([[np.nan, 3.0], [0.5, 0.5]])  # setting 0: global (alpha 0), fine; setting 1: gLocal, exploded
+    outcome = SweepOutcome({}, ce, ce, ce, np.ones(ce.shape, int), np.ones(ce.shape, int), np.isnan(ce))
+    config = base_config().probe
+    config.objective = "glocal"
+    settings = ProbeSettings.from_config(config, 4)
+    with pytest.raises(InputError, match=r"diverged.*lower the learning rate.*larger tau or a smaller alpha"):
+        _best_setting(outcome, settings, "features", 1, np.array([False, True]), True)
+    with pytest.raises(InputError, match=r"global probe configuration \(alpha = 0\) diverged") as raised:
+        _best_setting(outcome, settings, "features", 1, np.array([True, False]), False)
+    assert "tau" not in str(raised.value)
+
+
 def test_one_based_unsigned_files_do_not_wrap(data, tmp_path, capsys):
     root, world = data
     train = np.concatenate([world.train, world.repeats])

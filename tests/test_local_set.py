@@ -7,6 +7,7 @@ from alignment_jax import probe
 from alignment_jax.config.base import base_config
 from alignment_jax.data.local_set import load_local_set, split_heldout
 from alignment_jax.errors import InputError
+from alignment_jax.probing.transform import Transform
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import local_inputs, world
 
@@ -73,6 +74,52 @@ def test_missing_local_files_fail_before_any_stage_writes(changes, message, thin
     with pytest.raises(InputError, match=message):
         probe.run(config, str(tmp_path / "run"))
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def _local_file(tmp_path, name, rows, p, nan=False):
+    features = np.random.default_rng(0).normal(size=(rows, p)).astype(np.float32)
+    if nan:
+        features[rows // 2, 0] = np.nan
+    np.save(tmp_path / name, features)
+    return str(tmp_path / name)
+
+
+@pytest.mark.parametrize(
+    "rows, changes, message",
+    [
+        (40, {"local.heldout": 0.1}, "4 held-out local images; the 10-NN overlap needs at least 11"),
+        (40, {"objective": "glocal", "local.heldout": 0.5, "local.validation": 0.99}, "leave 1 to train and 19"),
+        (40, {"objective": "glocal", "local.heldout": 0.95, "alphas": (0.1,)}, "leave 1 to train and 1 to validate"),
+        (1, {}, "1 local image"),
+        (200, {"nan": True}, "NaN"),
+        (200, {"test_rows": 5}, "5 held-out local images"),
+    ],
+)
+def test_local_sets_too_small_or_bad_fail_before_any_stage_writes(rows, changes, message, things_dir, tmp_path):
+    """Counts that only the local files tell (held-out images for the 10-NN overlap, training and validation
+    images of the local term) and bad values are refused before the first stage writes, with and without a
+    given transform (the run then measures the transform's locality)."""
+    changes = dict(changes)
+    p = np.load(things_dir / "features.npy").shape[1]
+    features = _local_file(tmp_path, "local.npy", rows, p, nan=changes.pop("nan", False))
+    test_rows = changes.pop("test_rows", None)
+    for given in (False, True):
+        config = base_config()
+        config.features, config.things.root = str(things_dir / "features.npy"), str(things_dir)
+        config.probe.local.features = features
+        if test_rows:
+            config.probe.local.test_features = _local_file(tmp_path, "test.npy", test_rows, p)
+        config.probe.update_from_flattened_dict(changes)
+        if given:
+            if config.probe.objective == "glocal":
+                continue  # a given transform trains nothing
+            identity = Transform(np.eye(p, dtype=np.float32), np.zeros(p, np.float32), 0.0, 1.0)
+            identity.save_npz(str(tmp_path / "transform.npz"))
+            config.transform, config.stages = str(tmp_path / "transform.npz"), "zero_shot"
+        work = tmp_path / f"run_{given}"
+        with pytest.raises(InputError, match=message):
+            probe.run(config, str(work))
+        assert not (work / "results.json").exists()
 
 
 def test_image_specs(tmp_path):

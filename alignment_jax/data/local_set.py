@@ -37,6 +37,31 @@ def split_heldout(n_images: int, fraction: float, seed: int) -> tuple[np.ndarray
     return np.sort(order[n_heldout:]), np.sort(order[:n_heldout])
 
 
+def check_counts(
+    n_images: int, n_test: int | None, heldout: float, validation: float, trains: bool, knn: int, source: str
+) -> None:
+    """Before anything slow runs: n_images local images (n_test held out in their own file, else a `heldout`
+    fraction of them) are enough for the locality measures (more than `knn` held out, or none) and, when the
+    local term `trains`, for at least 2 training and 2 validation images (a `validation` fraction of the rest).
+    The counts are those split_heldout gives for any seed."""
+    if n_images < 2:
+        raise InputError(f"{source}: {n_images} local image(s); the local term needs at least 2")
+    n_held = n_test if n_test is not None else len(split_heldout(n_images, heldout, 0)[1])
+    if 0 < n_held <= knn:
+        raise InputError(
+            f"{source}: {n_held} held-out local images; the {knn}-NN overlap needs at least {knn + 1} "
+            "(raise probe.local.heldout, or give probe.local.test_features)"
+        )
+    n_train = n_images if n_test is not None else n_images - n_held
+    n_val = len(split_heldout(n_train, validation, 0)[1])
+    if trains and (n_train - n_val < 2 or n_val < 2):
+        raise InputError(
+            f"{source}: {n_images} local images leave {n_train - n_val} to train and {n_val} to validate on "
+            f"({n_held} held out: probe.local.heldout={heldout}; validation: probe.local.validation={validation}); "
+            "the local term needs at least 2 of each: give more local images or change those fractions"
+        )
+
+
 def make_local_set(
     features: np.ndarray, source: str, test_features: np.ndarray | None, heldout: float, seed: int
 ) -> LocalSet:

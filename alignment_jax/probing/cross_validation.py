@@ -355,10 +355,16 @@ def _best_setting(
         which = "configuration"
         if settings.objective == "glocal":
             which = "gLocal configuration (alpha > 0)" if glocal_rule else "global probe configuration (alpha = 0)"
+        local_cause = (
+            "; or for gLocal's local term a larger tau or a smaller alpha (probe.taus, probe.alphas: a small tau makes "
+            "its gradients outweigh the triplets')"
+            if glocal_rule
+            else ""
+        )
         raise InputError(
             f"every probe {which}{_of(name, n_views)} diverged in some fold (validation cross-entropy NaN/inf or "
             f"above {DIVERGED_CROSS_ENTROPY:.3f} = 2 log 3, twice chance): lower the learning rate (probe.lr, or "
-            "probe.lrs for a sweep of learning rates)"
+            f"probe.lrs for a sweep of learning rates){local_cause}"
         )
     if glocal_rule:
         score = (outcome.val_cross_entropy + outcome.val_local).mean(axis=0)

@@ -32,6 +32,12 @@ def check(config: ml_collections.ConfigDict) -> None:
         )
 
 
+def check_inputs(ctx: RunContext) -> None:
+    """With a given transform and local images, the local set's inputs (the locality measures need them)."""
+    if ctx.config.transform and local_inputs.has_local(ctx.config):
+        local_inputs.check_inputs(ctx)
+
+
 def provenance(ctx: RunContext) -> dict:
     """The given transform's bytes, when there is one (config.transform)."""
     return {"transform": file_digest(ctx.transform_path)} if ctx.config.transform else {}

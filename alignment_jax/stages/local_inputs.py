@@ -9,7 +9,7 @@ import os
 import ml_collections
 
 from alignment_jax.data.features import load_features
-from alignment_jax.data.local_set import LocalSet, check_dims, load_local_set, make_local_set
+from alignment_jax.data.local_set import LocalSet, check_counts, check_dims, load_local_set, make_local_set
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.locality import transform_locality
 from alignment_jax.extract.sources import ImageSource, folder_source, tfds_source
@@ -54,16 +54,30 @@ def check(config: ml_collections.ConfigDict) -> None:
 
 
 def check_inputs(ctx: RunContext) -> None:
-    """The local set's feature files or image folder are there (after the demo world wrote its own)."""
+    """The local set's feature files (read and checked: shape, finite values) or image folder are there (after
+    the demo world wrote its own), and hold enough images for the held-out measures and the local term's
+    training and validation (data/local_set.py: check_counts)."""
     local = ctx.config.probe.local
     for field in ("features", "test_features"):
         path = local[field]
         if path and not os.path.isfile(path):
             raise InputError(f"{path}: local feature file not found (probe.local.{field})")
+    n_images = None
     if local.images:
         kind, where, _ = parse_images(local.images)
         if kind == "folder" and not os.path.isdir(where):
             raise InputError(f"probe.local.images={where}: image folder not found (or write tfds:NAME:SPLIT)")
+        if kind == "folder":
+            n_images = len(folder_source(where))
+    if local.features:
+        n_images = load_features(local.features).shape[0]
+    if n_images is None:  # a TFDS split: counted when it is extracted
+        return
+    n_test = load_features(local.test_features).shape[0] if local.test_features else None
+    settings = GlocalSettings.from_config(ctx.config.probe)
+    trains = settings.objective == "glocal"
+    source = local.features or local.images
+    check_counts(n_images, n_test, settings.heldout, settings.validation, trains, KNN, source)
 
 
 def provenance(ctx: RunContext) -> dict:

@@ -29,6 +29,7 @@ def check(config) -> None:
 def check_inputs(ctx: RunContext) -> None:
     check_things_and_features(ctx)
     statistics.check_inputs(ctx)
+    given_transform.check_inputs(ctx)
     things = ctx.things
     if not len(things.train) and (things.test is None or not len(things.test)):
         raise InputError(f"{things.train.source}: no triplets (and no test triplets either)")
