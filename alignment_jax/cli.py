@@ -160,6 +160,8 @@ def _parse(argv: list[str]) -> tuple[ml_collections.ConfigDict, str]:
     path = spec.partition(":")[0] if spec and not os.path.isfile(spec) else spec
     if path and not os.path.isfile(path):
         _fail(f"--config={spec}: config file not found (paths are relative to {os.getcwd()})", exit=True)
+    if path:
+        _check_config(spec, argv)
     sys.modules.pop("config_config", None)  # config_flags keeps the module it loaded under this name
     saved = sys.argv
     sys.argv = list(argv)  # config_flags defines the --config.a.b override flags from sys.argv
@@ -199,6 +201,33 @@ def _parse(argv: list[str]) -> tuple[ml_collections.ConfigDict, str]:
     if not WORKDIR.value:
         _fail("--workdir=DIR is required (the folder the run writes to)", exit=True)
     return config, WORKDIR.value
+
+
+def _check_config(spec: str, argv: list[str]) -> None:
+    """Loads the config file and applies the --config.a.b overrides to it, as config_flags will, so that a bad
+    config argument, an unknown field (with the closest known one) or a value of the wrong type gets one plain
+    line naming it (raises _Exit after printing it)."""
+    path, _, arg = spec.partition(":") if not os.path.isfile(spec) else (spec, "", "")
+    try:
+        config = config_files.load_config(path, arg)
+    except InputError as e:
+        message = str(e)
+        if message.startswith(f"{path}: "):  # load_config names the file: name the whole --config
+            message = message[len(path) + 2 :]
+        _fail(f"--config={spec}: {message}", exit=True)
+    for item in argv[1:]:
+        if item.startswith("--config."):
+            key, sep, text = item[len("--config.") :].partition("=")
+            try:
+                parent, field = config_files.parent_of(config, key)
+            except InputError:
+                _fail(f"--config.{key}: unknown config field{config_files.did_you_mean(config, key)}", exit=True)
+            try:
+                if sep:
+                    parent[field] = config_files.typed_value(parent, field, text)
+            except (ValueError, TypeError) as e:
+                reason = str(e) if isinstance(e, ValueError) else config_files.type_problem(parent, field)
+                _fail(f"--config.{key}={text}: {reason}", exit=True)
 
 
 def _config_spec(argv: list[str]) -> str:

@@ -54,6 +54,11 @@ def run(config: ml_collections.ConfigDict, workdir_path: str) -> RunContext:
     requested = requested_stages(config)
     planned = plan(config, workdir_path, requested)
     caches.use_compilation_cache(config.compilation_cache)
+    with workdir.removed_if_left_empty(workdir_path):
+        return _run(config, workdir_path, requested, planned)
+
+
+def _run(config: ml_collections.ConfigDict, workdir_path: str, requested, planned: list[str]) -> RunContext:
     ctx = RunContext(config, workdir_path)
     ctx.planned = tuple(planned)
     for line in skipped_stages(config, requested):
@@ -79,6 +84,7 @@ def plan(config: ml_collections.ConfigDict, workdir_path: str, requested: list[s
     predicted = copy.deepcopy(config)
     world = stages.load("world")
     if requested is None and world.has_inputs(predicted) or requested and "world" in requested:
+        world.check_unused_inputs(config)
         world.configure(predicted, world.root_of(workdir_path))
     if requested is None:
         planned = [s for s in stages.ORDER if stages.load(s).has_inputs(predicted)]
@@ -108,6 +114,11 @@ def check_run_settings(config: ml_collections.ConfigDict) -> None:
     checks.fields_of_a_run(config)
     checks.integer(config, "seed", minimum=0, maximum=SEED_LIMIT)
     check_kind(config.similarity)
+    if config.model.standin and config.model.checkpoint:
+        raise InputError(
+            f"model.checkpoint={config.model.checkpoint!r} is not used: model.standin=True (set by runlocal) loads a "
+            "tiny random stand-in of the registry entry instead; drop runlocal (or the checkpoint)"
+        )
     progress.check_mode(config.progress)
     caches.cache_folder(config.compilation_cache, "jax", "compilation_cache")
     stages.load("layers").check(config)

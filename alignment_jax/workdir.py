@@ -31,6 +31,20 @@ except ImportError:  # not on POSIX: the lock file alone (its pid) tells a runni
     fcntl = None
 
 
+@contextlib.contextmanager
+def removed_if_left_empty(workdir: str):
+    """Removes the folder `workdir` again when the block fails and leaves it empty, if the block made it (a
+    run that fails before writing anything leaves no empty workdir behind)."""
+    made = not os.path.exists(workdir)
+    try:
+        yield
+    except BaseException:
+        if made and os.path.isdir(workdir) and not os.listdir(workdir):
+            with contextlib.suppress(OSError):
+                os.rmdir(workdir)
+        raise
+
+
 def prepare(workdir: str) -> str:
     """Makes sure `workdir` is (or can be made) a writable folder whose known entries have the right kind;
     creates it. Returns its absolute path. Raises InputError naming the problem and the fix."""

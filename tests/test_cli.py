@@ -128,18 +128,54 @@ def test_real_config_without_data_says_what_to_download(tmp_path):
         (["--config=configs/missing.py"], "--config=configs/missing.py: config file not found"),
         (["--config=configs/features.py", "--config.probe.nope=1"], "--config.probe.nope: unknown config field"),
         (["--config=configs/demo.py:typo=1"], "config argument 'typo' is not one of features"),
-        (["--config=configs/demo.py", "--config.probe.folds=x"], "--config.probe.folds=x: invalid literal"),
+        (["--config=configs/demo.py", "--config.probe.folds=x"], "--config.probe.folds=x: expected type int"),
         (["--config=configs/demo.py", "--config.probe.regularizer=l1"], "probe.regularizer='l1' is not one of"),
+        (["--config=configs/demo.py:glocl=True"], "--config=configs/demo.py:glocl=True: config argument 'glocl' is "
+         "not one of features, glocal; did you mean glocal?"),
+        (["--config=configs/demo.py", "--config.probe.lambda=0.1"], "--config.probe.lambda: unknown config field; "
+         "did you mean probe.lambdas?"),
+        (["--config=configs/demo.py", "--config.prob.folds=2"], "did you mean probe.folds?"),
+        (["--config=configs/demo.py", "--config.things.one_based=3"], "--config.things.one_based=3: expected true or"),
+        (["--config=configs/demo.py", "--config.probe.lambdas=0.1,-0.1"], "probe.lambdas=-0.1: must be a number >= 0"),
+        (["--config=configs/demo.py", "--config.probe.lr=0"], "probe.lr=0: must be a number > 0 (or -1)"),
+        # inputs that the chosen config replaces with its own data: named, not silently unused
+        (["--config=configs/demo.py", "--config.images.source=folder", "--config.images.root=/tmp"],
+         "images.source='folder' is not used: the demo world"),
+        (["--config=configs/demo.py:features=True", "--config.things.root=/tmp"],
+         "things.root='/tmp' is not used: the demo world"),
+        (["--config=configs/vit_b16.py:runlocal=True", "--config.things.train=/tmp/t.npy"],
+         "things.train='/tmp/t.npy' is not used: the demo world"),
+        (["--config=configs/vit_b16.py:runlocal=True", "--config.model.checkpoint=/tmp/x.npz"],
+         "model.checkpoint='/tmp/x.npz' is not used: model.standin=True"),
     ],
-)
+)  # fmt: skip
 def test_bad_config_flags_are_one_line(flags, message, tmp_path):
+    workdir = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "alignment_jax.probe", *flags, f"--workdir={tmp_path}"],
+        [sys.executable, "-m", "alignment_jax.probe", *flags, f"--workdir={workdir}"],
         capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
     )  # fmt: skip
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
-    assert not os.path.exists(tmp_path / "world")  # nothing ran before the check
+    assert "Traceback" not in done.stderr
+    assert not os.path.exists(workdir)  # nothing ran before the check, no empty workdir left behind
+
+
+def test_a_run_failing_before_its_first_stage_leaves_no_workdir(tmp_path):
+    workdir = tmp_path / "run"
+    flags = ["--config=configs/features.py", "--config.things.root=/no/such/things", "--config.features=/no/x.npy"]
+    done = subprocess.run(
+        [sys.executable, "-m", "alignment_jax.probe", *flags, f"--workdir={workdir}"],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+    )  # fmt: skip
+    assert done.returncode == 2 and "/no/such/things: THINGS root folder not found" in done.stderr, done.stderr
+    assert not os.path.exists(workdir)
+    workdir.mkdir()  # a folder the user made is kept
+    done = subprocess.run(
+        [sys.executable, "-m", "alignment_jax.probe", *flags, f"--workdir={workdir}"],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+    )  # fmt: skip
+    assert done.returncode == 2 and workdir.is_dir()
 
 
 def test_diverged_configurations_are_reported_and_left_out(things_dir, tmp_path):

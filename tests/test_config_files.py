@@ -80,11 +80,11 @@ def test_text_values_take_the_field_type():
     assert (config.similarity, config.seed, config.probe.lambdas) == ("dot", 7, (0.5,))
     assert (config.probe.lr, config.probe.bias, config.model.layer) == (2.0, True, "3")
     for key, text, message in [
-        ("seed", "x", "seed='x': not a int value"),
+        ("seed", "x", "seed='x': expected type int, like its default 7"),
         ("probe.bias", "maybe", "expected true or false"),
         ("probe.nothing", "1", "no field 'nothing'"),
         ("nowhere.seed", "1", "no section 'nowhere'"),
-        ("seed", "1.5", "seed=1.5"),
+        ("seed", "1.5", "seed='1.5': expected type int"),
     ]:
         with pytest.raises(InputError, match=message):
             config_files.set_from_text(config, key, text, source="t")

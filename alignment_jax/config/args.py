@@ -1,5 +1,7 @@
 """big_vision-style config arguments: `configs/vit_b16.py:runlocal=True,layer=encoded`."""
 
+import difflib
+
 import ml_collections
 
 from alignment_jax.errors import InputError
@@ -14,7 +16,9 @@ def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
     for item in filter(None, (s.strip() for s in arg.split(","))):
         key, _, value = item.partition("=")
         if key not in defaults:
-            raise InputError(f"config argument {key!r} is not one of {', '.join(defaults) or '(none)'}")
+            close = difflib.get_close_matches(key, list(defaults), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise InputError(f"config argument {key!r} is not one of {', '.join(defaults) or '(none)'}{hint}")
         if "=" not in item:
             value = "true"
         default = defaults[key]

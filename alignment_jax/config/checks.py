@@ -78,9 +78,11 @@ def fields_of_a_run(config: Any) -> None:
             "from alignment_jax.config.base.base_config()"
         )
     if unknown:
+        from alignment_jax.config.files import did_you_mean
+
         raise InputError(
             f"config: unknown field(s) {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}: not in "
-            "alignment_jax/config/base.py (misspelt?)"
+            f"alignment_jax/config/base.py{did_you_mean(base_config(), unknown[0]) or ' (misspelt?)'}"
         )
 
 

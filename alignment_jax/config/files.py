@@ -11,6 +11,7 @@ spec (its first word before any `:` is not a `.py` path) continues the previous 
 
 import ast
 import dataclasses
+import difflib
 import hashlib
 import importlib.util
 import os
@@ -23,6 +24,7 @@ import ml_collections
 
 from alignment_jax.errors import InputError
 
+_TRUE, _FALSE = ("true", "t", "1", "yes"), ("false", "f", "0", "no")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _MAX_NAME = 80
 
@@ -151,31 +153,42 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: ml_collections
 
 def set_field(config: ml_collections.ConfigDict, key: str, value: Any, source: str) -> None:
     """config[a][b] = value for key "a.b"; the field must exist and keep its type."""
-    parent, field = _parent(config, key, source)
+    parent, field = parent_of(config, key, source)
     try:
         parent[field] = value
     except TypeError as e:
-        raise InputError(f"{source}: {key}={value!r}: {e}") from e
+        raise InputError(f"{source}: {key}={value!r}: {type_problem(parent, field)}") from e
 
 
 def set_from_text(config: ml_collections.ConfigDict, key: str, text: str, source: str) -> None:
     """set_field with `text` read as the field's type: str as is, bool from true/false, others as literals."""
-    parent, field = _parent(config, key, source)
+    parent, field = parent_of(config, key, source)
+    try:
+        value = typed_value(parent, field, text)
+        parent[field] = value
+    except (ValueError, TypeError) as e:
+        reason = str(e) if isinstance(e, ValueError) else type_problem(parent, field)
+        raise InputError(f"{source}: {key}={text!r}: {reason}") from e
+
+
+def typed_value(parent: ml_collections.ConfigDict, field: str, text: str) -> Any:
+    """`text` as a value of parent[field]'s type (ValueError with the reason when it is not one)."""
     kind = parent.get_type(field)
     if kind is str:
-        value: Any = text
-    elif kind is bool:
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise InputError(f"{source}: {key}={text!r}: expected true or false")
-        value = text.lower() in ("true", "1")
-    else:
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError) as e:
-            raise InputError(f"{source}: {key}={text!r}: not a {kind.__name__} value") from e
-        if kind in (tuple, list) and not isinstance(value, tuple | list):
-            value = (value,)
-    set_field(config, key, value, source)
+        return text
+    if kind is bool:
+        if text.lower() not in _TRUE + _FALSE:
+            raise ValueError("expected true or false")
+        return text.lower() in _TRUE
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as e:
+        raise ValueError(type_problem(parent, field)) from e
+    return (value,) if kind in (tuple, list) and not isinstance(value, tuple | list) else value
+
+
+def type_problem(parent: ml_collections.ConfigDict, field: str) -> str:
+    return f"expected type {parent.get_type(field).__name__}, like its default {parent[field]!r}"
 
 
 def fingerprint(config: ml_collections.ConfigDict) -> str:
@@ -187,16 +200,36 @@ def _starts_spec(piece: str) -> bool:
     return piece.split()[0].split(":", 1)[0].endswith(".py")
 
 
-def _parent(config: ml_collections.ConfigDict, key: str, source: str) -> tuple[ml_collections.ConfigDict, str]:
+def parent_of(
+    config: ml_collections.ConfigDict, key: str, source: str = "config"
+) -> tuple[ml_collections.ConfigDict, str]:
+    """(the section holding key "a.b", "b"); InputError naming the closest field when there is none."""
     *path, field = key.split(".")
     parent = config
     for part in path:
         if not isinstance(parent.get(part), ml_collections.ConfigDict):
-            raise InputError(f"{source}: {key}: the config has no section {part!r}")
+            raise InputError(f"{source}: {key}: the config has no section {part!r}{did_you_mean(config, key)}")
         parent = parent[part]
     if field not in parent:
-        raise InputError(f"{source}: {key}: the config has no field {field!r}")
+        raise InputError(f"{source}: {key}: the config has no field {field!r}{did_you_mean(config, key)}")
     return parent, field
+
+
+def did_you_mean(config: ml_collections.ConfigDict, key: str) -> str:
+    """ "; did you mean probe.lambdas?" for the dotted field of `config` closest to the unknown `key`: its last
+    part close to the key's, then the whole name closest ("" when none is close)."""
+    names = [name for name, _ in leaves(config)]
+    tail = key.rsplit(".", 1)[-1]
+    scored = [
+        (
+            difflib.SequenceMatcher(None, tail, name.rsplit(".", 1)[-1]).ratio(),
+            difflib.SequenceMatcher(None, key, name).ratio(),
+            name,
+        )
+        for name in names
+    ]
+    close = [entry for entry in scored if entry[0] >= 0.6]
+    return f"; did you mean {max(close)[2]}?" if close else ""
 
 
 def leaves(config: ml_collections.ConfigDict, prefix: str = "") -> list[tuple[str, Any]]:

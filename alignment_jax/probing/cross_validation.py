@@ -93,8 +93,8 @@ class ProbeSettings:
         epochs = probe.epochs if probe.epochs > 0 else (100 if paper else 500)
         lambdas = checks.float_tuple(probe.lambdas, "probe.lambdas", "1e-1,1e-2")
         lrs = checks.float_tuple(probe.lrs, "probe.lrs", "1e-3,1e-2") if probe.lrs else (lr,)
-        if any(v < 0 for v in lambdas) or any(v <= 0 for v in lrs):
-            raise InputError("probe.lambdas must be >= 0 and probe.lrs > 0")
+        checks.numbers({"probe": {"lambdas": lambdas}}, "probe.lambdas", minimum=0)
+        checks.numbers({"probe": {"lrs": lrs}}, "probe.lrs", above=0)
         train = TrainSettings(
             optimizer=probe.optimizer,
             batch_size=batch_size,

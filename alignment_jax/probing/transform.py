@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from alignment_jax import atomic
+from alignment_jax.data.features import check_features
 from alignment_jax.errors import InputError
 
 _NPZ_KEYS = ("weights", "bias", "mean", "std")
@@ -58,14 +59,23 @@ class Transform:
         return (np.asarray(features, np.float32) - self.mean) / self.std
 
     def apply(self, features: np.ndarray) -> np.ndarray:
-        """features: (n, p) -> transformed (n, p)."""
-        features = np.asarray(features, np.float32)
+        """features: (n, p) -> ((features - mean) / std) @ weights + bias, (n, p) float32."""
+        features = np.asarray(features)
         if features.ndim != 2 or features.shape[1] != self.dim:
             raise InputError(
                 f"{self.source}: the transform expects features of shape (n, {self.dim}), got {features.shape}; "
                 "were they made by the same model and layer?"
             )
-        return self.standardize(features) @ self.weights + self.bias
+        return self.standardize(check_features(features, "features")) @ self.weights + self.bias
+
+    def save(self, path: str | os.PathLike) -> None:
+        """A path ending in .npz: transform.npz (keys weights, bias, mean, std); any other: an orbax folder."""
+        self.save_npz(path) if os.fspath(path).endswith(".npz") else self.save_orbax(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Transform":
+        """A transform.npz (gLocal, thingsvision or this tool) or an orbax folder `save` wrote."""
+        return cls.load_orbax(path) if os.path.isdir(path) else cls.load_npz(path)
 
     def save_npz(self, path: str | os.PathLike) -> None:
         atomic.save_npz(path, **{k: getattr(self, k) for k in _NPZ_KEYS})

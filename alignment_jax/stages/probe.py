@@ -26,8 +26,6 @@ MEMORY = "probe.lambdas or probe.lrs (fewer configurations at once) or probe.bat
 
 
 def check(config) -> None:
-    ProbeSettings.from_config(config.probe, n_dims=1)
-    local_inputs.check(config)
     checks.choice(config, "probe.standardize", MODES)
     checks.integer(config, "probe.folds", minimum=2)
     checks.numbers(config, "probe.lambdas", minimum=0)
@@ -42,6 +40,8 @@ def check(config) -> None:
     checks.number(config, "probe.clip_norm", minimum=0)
     checks.number(config, "probe.init_scale", minimum=0)
     checks.number(config, "probe.temperature", above=0)
+    ProbeSettings.from_config(config.probe, n_dims=1)
+    local_inputs.check(config)
 
 
 def check_inputs(ctx: RunContext) -> None:

@@ -19,6 +19,7 @@ from alignment_jax import provenance as facts
 from alignment_jax.config import checks
 from alignment_jax.data.render import render
 from alignment_jax.data.synthetic import World, make_world
+from alignment_jax.errors import InputError
 from alignment_jax.run_context import RunContext
 
 
@@ -38,6 +39,29 @@ def check(config) -> None:
 
 def provenance(ctx: RunContext) -> dict:
     return facts.settings(ctx.config, "world", "seed")
+
+
+# Inputs the world replaces with its own: a value the user gives them would be silently unused.
+REPLACED = (
+    "things.root", "things.train", "things.test", "things.objects", "things.one_based",
+    "images.source", "images.root", "images.list", "images.tfds_name",
+)  # fmt: skip
+
+
+def check_unused_inputs(config) -> None:
+    """InputError naming the first input setting that differs from its default while the world, which
+    replaces it, is enabled (e.g. images.root with configs/demo.py)."""
+    from alignment_jax.config.base import base_config
+
+    defaults = base_config()
+    for field in REPLACED:
+        value = checks.get(config, field)
+        if value != checks.get(defaults, field):
+            raise InputError(
+                f"{field}={value!r} is not used: the demo world (world.enabled=True, set by the config or its "
+                "runlocal) provides the THINGS data and images; drop that setting, or set world.enabled=False "
+                "to run on your own data"
+            )
 
 
 def configure(config, root: str) -> None:
