@@ -66,7 +66,7 @@ def test_bad_features_are_refused_by_every_function(case, small):
     bad = make(small.features)
     calls = {
         "odd_one_out": lambda: aj.odd_one_out(bad, small.test),
-        "rsa": lambda: aj.rsa(make(small.transfer_features), np.arange(20.0)[:, None] * np.arange(20.0)),
+        "rsa": lambda: aj.rsa(make(small.transfer_features), ramp(20)),
         "fit_probe": lambda: aj.fit_probe(bad, small.train, lambdas=(0.01,), folds=2),
     }
     for name, call in calls.items():
@@ -91,6 +91,11 @@ def test_bad_triplets_are_refused_by_every_function(case, small):
         assert "\n" not in str(caught.value)
 
 
+def ramp(n: int) -> np.ndarray:
+    """A valid (n, n) human similarity matrix (not constant above the diagonal)."""
+    return np.arange(n, dtype=float)[:, None] * np.arange(n)
+
+
 def _literal(text: str) -> str:
     import re
 
@@ -105,10 +110,13 @@ def test_settings_are_checked_with_the_command_lines_messages(small):
         (lambda: aj.fit_probe(small.features, small.train, lambdas=-0.1), "probe.lambdas=-0.1: must be a number >= 0"),
         (lambda: aj.fit_probe(small.features, small.train, folds=1), "probe.folds=1: must be an integer >= 2"),
         (lambda: aj.fit_probe(small.features, small.train, protocol="slow"), "probe.protocol='slow' is not one of"),
-        (lambda: aj.fit_probe(small.features, small.train, lamdas=(0.1,)), "unknown setting 'lamdas'; did you mean lambdas?"),
+        (
+            lambda: aj.fit_probe(small.features, small.train, lamdas=0.1),
+            "unknown setting 'lamdas'; did you mean lambdas?",
+        ),
         (lambda: aj.fit_probe(small.features, small.train, objective="glocal"), "needs local=(N, p)"),
         (lambda: aj.rsa(small.transfer_features, np.ones((20, 20))), "constant above the diagonal"),
-        (lambda: aj.rsa(small.transfer_features, np.arange(19.0)[:, None] * np.arange(19.0)), "19 stimuli but the features have 20 rows"),
+        (lambda: aj.rsa(small.transfer_features, ramp(19)), "19 stimuli but the features have 20 rows"),
         (lambda: aj.rsa(small.transfer_features, np.eye(20), kernel="rbf"), "kernel='rbf' is not one of"),
         (lambda: aj.make_world(n_objects=2), "n_objects=2: must be an integer >= 3"),
         (lambda: aj.make_world(n_dims=3, n_concepts=4), "n_dims=3: must be an integer >= 4"),
