@@ -4,6 +4,7 @@ The kernel is this interpreter (a kernelspec written to a temporary folder), so 
 on which `python` is first on PATH or on a kernel registered with `ipykernel install`.
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -20,9 +21,10 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SMALL_WORLD = {
     "quickstart.ipynb": (
         "N_OBJECTS = 120\nN_TRAIN, N_TEST = 12_000, 3_000\nLAMBDAS = (1e-2, 1e-3)\nFOLDS = 2\nBOOTSTRAP = 100",
-        "assert result.summary['test_accuracy'] > zero_shot.accuracy + 0.1\n"
+        "assert fit.summary['test_accuracy'] > zero_shot.accuracy + 0.1\n"
         "assert rows[0]['spearman_transformed'] > rows[0]['spearman']\n"
-        "assert set(ctx.results) >= {'world', 'zero_shot', 'probe', 'transfer', 'concepts', 'report'}",
+        "assert set(run.results) >= {'world', 'zero_shot', 'probe', 'transfer', 'concepts', 'report'}\n"
+        "assert per_concept['transformed'].mean() > per_concept['zero-shot'].mean()",
     ),
     "colab_tpu.ipynb": (
         "THINGS_ROOT = 'no_things_here'\nDEMO_OBJECTS, DEMO_TRAIN, DEMO_TEST = 120, 12_000, 3_000\n"
@@ -39,6 +41,18 @@ def kernel_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("kernels")
     write_kernel_spec(folder / "alignment_jax_test")
     return folder
+
+
+def test_quickstart_uses_only_the_top_level_api():
+    """The quickstart imports alignment_jax once, as aj, and reaches nothing below it."""
+    nb = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    imports = [line for line in source.splitlines() if "alignment_jax" in line]
+    assert imports == ["import alignment_jax as aj"], imports
+    import alignment_jax
+
+    used = set(re.findall(r"\baj\.(\w+)", source))
+    assert used and used <= set(alignment_jax.__all__), used - set(alignment_jax.__all__)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_WORLD))

@@ -12,6 +12,7 @@ import numpy as np
 from alignment_jax import stages
 from alignment_jax.api import arguments
 from alignment_jax.config.base import base_config
+from alignment_jax.config.files import type_problem
 from alignment_jax.errors import InputError
 from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
 from alignment_jax.probing.transform import Transform
@@ -57,9 +58,10 @@ def fit_probe(
     scored on `test`.
 
     features: (n, p); train: (T, 3) object indices, column 2 = the odd one out; test: (T', 3) or None;
-    local: (N, p) features of gLocal's local images (objective="glocal" only). settings: any other field of
-    the probe config (split, select_by, lrs, alphas, taus, optimizer, lr, batch_size, epochs, patience,
-    bias, init, standardize, temperature, ...). protocol: "fast" (full batch) or "paper" (Adam 1e-3, batch 256).
+    local: (N, p) features of gLocal's local images (objective="glocal" only; validation images are drawn from
+    them, `local_validation`). settings: any other field of the probe config (split, select_by, lrs, alphas,
+    taus, optimizer, lr, batch_size, epochs, patience, bias, init, standardize, temperature, ...) and of
+    probe.local as local_<name> (local_batch_size, local_validation, local_standardize). protocol: "fast" (full batch) or "paper" (Adam 1e-3, batch 256).
     """
     x = arguments.features(features)
     train = arguments.triplets(train, len(x), "train")
@@ -88,17 +90,20 @@ def _fit(result) -> ProbeFit:
 
 
 def _set(probe, key: str, value) -> None:
-    """probe.<key> = value, with the config's type rules; an unknown key names the closest field."""
-    fields = [k for k in probe.keys() if k != "local"]
-    if key not in fields:
+    """probe.<key> = value (local_<name>: probe.local.<name>), with the config's type rules; an unknown key
+    names the closest field."""
+    fields = [k for k in probe.keys() if k != "local"] + [f"local_{k}" for k in probe.local.keys()]
+    if key not in fields or key in ("local_features", "local_images", "local_test_features"):
         close = difflib.get_close_matches(key, fields, n=1)
         hint = f"; did you mean {close[0]}?" if close else f"; the settings are {', '.join(fields)}"
         raise InputError(f"fit_probe: unknown setting {key!r}{hint}")
     if isinstance(value, np.ndarray):
         value = value.tolist()
-    if isinstance(probe[key], tuple) and not isinstance(value, list | tuple):
+    section, field = (probe.local, key[len("local_") :]) if key.startswith("local_") else (probe, key)
+    if isinstance(section[field], tuple) and not isinstance(value, list | tuple):
         value = (value,)  # lambdas=0.1: one value
     try:
-        probe[key] = tuple(value) if isinstance(value, list) else value
+        section[field] = tuple(value) if isinstance(value, list) else value
     except TypeError as e:
-        raise InputError(f"probe.{key}={value!r}: {e}") from e
+        name = key.replace("local_", "local.", 1)
+        raise InputError(f"probe.{name}={value!r}: {type_problem(section, field)}") from e
