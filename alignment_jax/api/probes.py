@@ -61,7 +61,8 @@ def fit_probe(
     local: (N, p) features of gLocal's local images (objective="glocal" only; validation images are drawn from
     them, `local_validation`). settings: any other field of the probe config (split, select_by, lrs, alphas,
     taus, optimizer, lr, batch_size, epochs, patience, bias, init, standardize, temperature, ...) and of
-    probe.local as local_<name> (local_batch_size, local_validation, local_standardize). protocol: "fast" (full batch) or "paper" (Adam 1e-3, batch 256).
+    probe.local as local_<name> (local_batch_size, local_validation, local_standardize).
+    protocol: "fast" (full batch) or "paper" (Adam 1e-3, batch 256).
     """
     x = arguments.features(features)
     train = arguments.triplets(train, len(x), "train")
