@@ -158,3 +158,43 @@ def test_report_stage_logs_tables_and_respects_plots_flag(tmp_path, capsys):
 def test_fmt_numbers():
     assert report._fmt(0.25) == "0.250" and report._fmt(1e-5) == "1.0e-05"
     assert report._fmt(None) == "-" and report._fmt(float("nan")) == "nan" and report._fmt(3) == "3"
+
+
+def test_every_figure_has_its_title(tmp_path, monkeypatch):
+    """Each figure carries a title; on the demo world's results it says the data are synthetic, as the report does."""
+    titles = []
+    real_text = plots.Figure.text
+
+    def spy_text(fig, x, y, text, *args, **kwargs):
+        if kwargs.get("fontweight") == "bold":
+            titles.append(text)
+        return real_text(fig, x, y, text, *args, **kwargs)
+
+    monkeypatch.setattr(plots.Figure, "text", spy_text)
+    report.write_report(FULL, str(tmp_path / "real"))
+    assert sorted(titles) == [
+        "Odd-one-out accuracy",
+        "Odd-one-out accuracy per concept",
+        "RSA with human similarity judgments",
+    ]
+    assert "synthetic" not in (tmp_path / "real" / "report.md").read_text()
+    titles.clear()
+    report.write_report({**FULL, "world": {"root": "w", "n_objects": 3}}, str(tmp_path / "demo"))
+    assert len(titles) == 3 and all(t.endswith("(synthetic demo data)") for t in titles)
+    text = (tmp_path / "demo" / "report.md").read_text()
+    assert "> These numbers come from the bundled synthetic demo world" in text.split("## ")[0]
+
+
+def test_the_probe_table_uses_readable_names():
+    probe = {**FULL["probe"], "objective": "glocal", "best_alpha": 0.25, "best_tau": 0.1, "cv_loss": 1.5}
+    table = next(t for t in report.tables({**FULL, "probe": probe}) if t.title == "Probe")
+    names = [row[0] for row in table.rows]
+    assert names == [
+        "objective",
+        "selected lambda",
+        "selected alpha (weight of the local term)",
+        "selected tau (temperature)",
+        "validation cross-entropy (mean over folds)",
+        "validation loss, triplet + local (mean over folds)",
+    ]
+    assert not [name for name in names if "_" in name]

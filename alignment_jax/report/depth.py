@@ -69,12 +69,12 @@ def table(results: dict[str, Any], fmt) -> tuple[str, tuple[str, ...], list[tupl
     return "Accuracy through the depth of the network", HEADERS + (("10-NN overlap",) if local else ()), rows, note
 
 
-def plot(path: str, results: dict[str, Any], noise_ceiling: float | None) -> bool:
+def plot(path: str, results: dict[str, Any], noise_ceiling: float | None, title: str) -> bool:
     """Draws the run's depth figure; False (no file) without layers."""
     points = curve(results)
     if not points:
         return False
-    plots.plot_depth(path, points, noise_ceiling, results.get("best_layer") or "")
+    plots.plot_depth(path, points, noise_ceiling, results.get("best_layer") or "", title=title)
     return True
 
 

@@ -26,6 +26,37 @@ PROBE_KEYS = (
     *("objective", "best_lambda", "best_alpha", "best_tau", "cv_cross_entropy", "cv_local_loss", "cv_loss"),
     *("test_cross_entropy", "seconds", *LOCAL_KEYS),
 )
+# What the report calls the keys of the probe and transform sections (results.json keeps the keys)
+READABLE = {
+    "objective": "objective",
+    "best_lambda": "selected lambda",
+    "best_alpha": "selected alpha (weight of the local term)",
+    "best_tau": "selected tau (temperature)",
+    "cv_cross_entropy": "validation cross-entropy (mean over folds)",
+    "cv_local_loss": "validation local loss (mean over folds)",
+    "cv_loss": "validation loss, triplet + local (mean over folds)",
+    "test_cross_entropy": "test cross-entropy",
+    "seconds": "time (s)",
+    "local_knn_overlap": "10-NN overlap of held-out local images",
+    "local_heldout_loss": "held-out local loss",
+    "local_tau": "tau of the held-out local loss",
+    "local_n_heldout": "held-out local images",
+    "source": "file",
+    "test_accuracy": "test accuracy",
+}
+SYNTHETIC = (
+    "These numbers come from the bundled synthetic demo world (planted concepts, simulated people, a tiny model): "
+    "they show that the pipeline works, not how any real model or person behaves."
+)
+
+
+def synthetic(results: dict[str, Any]) -> bool:
+    """Whether the run's data came from the demo world (its `world` section)."""
+    return bool(results.get("world"))
+
+
+def _titled(results: dict[str, Any], title: str) -> str:
+    return f"{title} (synthetic demo data)" if synthetic(results) else title
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +82,7 @@ def tables(results: dict[str, Any]) -> list[Table]:
     if results.get("probe"):
         probe = results["probe"]
         keys = [k for k in PROBE_KEYS if k in probe]
-        out.append(Table("Probe", ("setting", "value"), [(k, _fmt(probe[k])) for k in keys]))
+        out.append(Table("Probe", ("setting", "value"), [(READABLE[k], _fmt(probe[k])) for k in keys]))
         if probe.get("global_probe"):
             out.append(_side_by_side(probe))
     if results.get("comparisons"):
@@ -59,7 +90,7 @@ def tables(results: dict[str, Any]) -> list[Table]:
     if results.get("transform"):  # a given transform (config.transform)
         given = results["transform"]
         keys = [k for k in ("source", "test_accuracy", "test_cross_entropy", *LOCAL_KEYS) if k in given]
-        out.append(Table("Given transform", ("", "value"), [(k, _fmt(given[k])) for k in keys]))
+        out.append(Table("Given transform", ("", "value"), [(READABLE[k], _fmt(given[k])) for k in keys]))
     if results.get("transfer"):
         columns = ("dataset", "kernel", "spearman", "spearman_transformed", "pearson", "pearson_transformed")
         rows = [tuple(_with_ci(r, c) for c in columns) for r in results["transfer"]]
@@ -95,17 +126,20 @@ def make_plots(results: dict[str, Any], workdir: str) -> dict[str, str]:
     if bars:
         made["accuracy"] = os.path.join(PLOT_DIR, "accuracy.png")
         baselines = sum(label.startswith("zero-shot") for label, _, _ in bars)
-        plots.plot_accuracy(
-            os.path.join(workdir, made["accuracy"]), bars, noise_ceiling(results), baselines, _ceiling_interval(results)
-        )
-    if depth.plot(os.path.join(workdir, PLOT_DIR, "depth.png"), results, noise_ceiling(results)):
+        ceiling, interval = noise_ceiling(results), _ceiling_interval(results)
+        title = _titled(results, "Odd-one-out accuracy")
+        plots.plot_accuracy(os.path.join(workdir, made["accuracy"]), bars, ceiling, baselines, interval, title=title)
+    depth_title = _titled(results, "Odd-one-out accuracy through the depth of the network")
+    if depth.plot(os.path.join(workdir, PLOT_DIR, "depth.png"), results, noise_ceiling(results), depth_title):
         made["depth"] = os.path.join(PLOT_DIR, "depth.png")
     if results.get("transfer"):
         made["rsa"] = os.path.join(PLOT_DIR, "rsa.png")
-        plots.plot_rsa(os.path.join(workdir, made["rsa"]), results["transfer"])
+        title = _titled(results, "RSA with human similarity judgments")
+        plots.plot_rsa(os.path.join(workdir, made["rsa"]), results["transfer"], title=title)
     if any(r["n_triplets"] > 0 for r in results.get("concepts") or ()):
         made["concepts"] = os.path.join(PLOT_DIR, "concepts.png")
-        plots.plot_concepts(os.path.join(workdir, made["concepts"]), results["concepts"])
+        title = _titled(results, "Odd-one-out accuracy per concept")
+        plots.plot_concepts(os.path.join(workdir, made["concepts"]), results["concepts"], title=title)
     return made
 
 
@@ -143,6 +177,8 @@ def text_table(table: Table) -> list[str]:
 def markdown(results: dict[str, Any], figures: dict[str, str]) -> str:
     """The report as Markdown: one section per table, each followed by its figure when there is one."""
     parts = ["# Human alignment report", ""]
+    if synthetic(results):
+        parts += [f"> {SYNTHETIC}", ""]
     sections = tables(results)
     if not sections:
         parts += ["No results yet: run the zero_shot, probe, transfer or concepts stages first.", ""]

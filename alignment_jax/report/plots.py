@@ -22,6 +22,7 @@ def plot_accuracy(
     baselines: int = 1,
     noise_ceiling_ci: tuple[float, float] | None = None,
     chance: float = CHANCE,
+    title: str = "Odd-one-out accuracy",
 ) -> None:
     """Odd-one-out accuracies as bars: bars = [(label, accuracy, (lo, hi) or None)], the first `baselines`
     of them untransformed (drawn grey), with chance and noise-ceiling lines (the ceiling's interval shaded)."""
@@ -59,10 +60,10 @@ def plot_accuracy(
     ax.set_ylabel("odd-one-out accuracy")
     ax.set_ylim(0, 1)
     _legend_above(ax, 2)
-    _save(fig, path)
+    _save(fig, path, title)
 
 
-def plot_concepts(path: str, rows: list[dict]) -> None:
+def plot_concepts(path: str, rows: list[dict], title: str = "Odd-one-out accuracy per concept") -> None:
     """Per-concept accuracy as horizontal bars sorted by zero-shot accuracy (rows: results.json `concepts`);
     a second bar per concept after the transform when there is one; error bars from the rows' `<column>_ci95`
     intervals where they have them. Concepts without triplets are left out."""
@@ -97,10 +98,12 @@ def plot_concepts(path: str, rows: list[dict]) -> None:
     ax.set_xlabel("odd-one-out accuracy")
     ax.set_xlim(0, 1)
     _legend_above(ax, 3)
-    _save(fig, path)
+    _save(fig, path, title)
 
 
-def plot_rsa(path: str, rows: list[dict], metric: str = "spearman") -> None:
+def plot_rsa(
+    path: str, rows: list[dict], metric: str = "spearman", title: str = "RSA with human similarity judgments"
+) -> None:
     """RSA with the human matrix before and after the transform, one bar pair per dataset and kernel
     (rows: results.json `transfer`)."""
     fig = Figure(figsize=(1.6 + 0.9 * len(rows), 3.8))
@@ -114,11 +117,14 @@ def plot_rsa(path: str, rows: list[dict], metric: str = "spearman") -> None:
     ax.set_xticks(list(x), [f"{r['dataset']}\n{r['kernel']}" for r in rows], rotation=45, ha="right", fontsize="small")
     ax.set_ylabel(f"{metric.capitalize()} correlation with humans")
     _legend_above(ax, 2)
-    _save(fig, path)
+    _save(fig, path, title)
 
 
 def plot_models(
-    path: str, models: list[tuple[str, float | None, float | None, float | None]], chance: float = CHANCE
+    path: str,
+    models: list[tuple[str, float | None, float | None, float | None]],
+    chance: float = CHANCE,
+    title: str = "Zero-shot and probe accuracy per model",
 ) -> None:
     """Zero-shot against probe accuracy, one bar pair per model: models = [(name, zero-shot, probe, noise
     ceiling)], None where missing; a chance line across and each model's noise ceiling dashed over its pair."""
@@ -139,7 +145,7 @@ def plot_models(
     ax.set_ylabel("odd-one-out accuracy")
     ax.set_ylim(0, 1)
     _legend_above(ax, 4)
-    _save(fig, path)
+    _save(fig, path, title)
 
 
 def plot_model_intervals(
@@ -147,6 +153,7 @@ def plot_model_intervals(
     models: list[tuple[str, list[tuple[str, float, tuple[float, float] | None]]]],
     noise_ceilings: list[tuple[float, tuple[float, float] | None] | None],
     chance: float = CHANCE,
+    title: str = "Test accuracy per model (95% CI)",
 ) -> None:
     """Each model's accuracies with their 95% intervals: models = [(name, [(method, accuracy, (lo, hi) or None)])],
     one marker colour per method; noise_ceilings: per model (ceiling, its interval or None) or None, drawn as a
@@ -182,7 +189,7 @@ def plot_model_intervals(
     ax.set_xlim(-0.6, len(models) - 0.4)
     ax.set_ylabel("test odd-one-out accuracy (95% CI)")
     _legend_above(ax, 3)
-    _save(fig, path)
+    _save(fig, path, title)
 
 
 def _errors(rows: list[dict], column: str) -> list[list[float]] | None:
@@ -204,8 +211,11 @@ def _legend_above(ax, columns: int) -> None:
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=columns, fontsize="small", frameon=False)
 
 
-def _save(fig: Figure, path: str) -> None:
-    FigureCanvasAgg(fig)
+def _save(fig: Figure, path: str, title: str) -> None:
+    """Writes the figure with `title` above everything else (the legends sit above the axes)."""
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    top = max(ax.get_tightbbox(renderer).y1 for ax in fig.axes) / fig.bbox.height
+    fig.text(0.5, top + 0.02, title, ha="center", va="bottom", fontsize="medium", fontweight="bold")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
@@ -217,6 +227,7 @@ def plot_depth(
     noise_ceiling: float | None = None,
     best: str = "",
     chance: float = CHANCE,
+    title: str = "Odd-one-out accuracy through the depth of the network",
 ) -> None:
     """Odd-one-out accuracy against relative depth, one point per layer: layers = [{"layer", "depth",
     "zero_shot", "probe"}] with the accuracies (None where missing) and the split they are on ("split");
@@ -243,10 +254,14 @@ def plot_depth(
     ax.set_ylabel("odd-one-out accuracy")
     ax.set_ylim(0, 1)
     _legend_above(ax, 3)
-    _save(fig, path)
+    _save(fig, path, title)
 
 
-def plot_depth_models(path: str, models: list[tuple[str, list[float], list[float | None], list[float | None]]]) -> None:
+def plot_depth_models(
+    path: str,
+    models: list[tuple[str, list[float], list[float | None], list[float | None]]],
+    title: str = "Probe accuracy against relative depth, per model",
+) -> None:
     """Every model's depth curve in one figure, x = relative depth (block i of d at (i + 1) / d): models =
     [(name, depths, probe accuracies, zero-shot accuracies)]; probe solid, zero-shot dashed in the same colour."""
     fig = Figure(figsize=(6.4, 4.0))
@@ -261,4 +276,4 @@ def plot_depth_models(path: str, models: list[tuple[str, list[float], list[float
     ax.set_ylabel("odd-one-out accuracy (probe solid)")
     ax.set_ylim(0, 1)
     _legend_above(ax, 4)
-    _save(fig, path)
+    _save(fig, path, title)

@@ -29,6 +29,9 @@ def provenance(ctx: RunContext) -> dict:
 def run(ctx: RunContext) -> dict:
     """Returns the `report` section: {"markdown": "report.md", "plots": {name: "plots/<name>.png"}}."""
     results = {k: v for k, v in ctx.results.items() if k != "report"}
+    if report.synthetic(results):
+        ctx.log("")
+        ctx.log(f"note: {report.SYNTHETIC}")
     for table in report.tables(results):
         ctx.log("")
         for line in report.text_table(table):
