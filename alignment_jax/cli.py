@@ -22,7 +22,7 @@ from ml_collections import config_flags
 
 from alignment_jax import workdir
 from alignment_jax.config import files as config_files
-from alignment_jax.errors import InputError, out_of_memory
+from alignment_jax.errors import InputError, first_line, out_of_memory
 
 CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (big_vision style get_config(arg)).")
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the run writes.")
@@ -97,7 +97,7 @@ def main(command: Command, argv: list[str]) -> int:
 def _unexpected(error: Exception, workdir_path: str) -> int:
     """Out of memory and OS errors on a named file are the user's to fix (exit 2); anything else is a bug:
     one line asking to report it, the traceback in DIR/error.log (exit 1)."""
-    first = _first_line(error)
+    first = first_line(error)
     if out_of_memory(error):
         return _fail(
             f"out of memory ({first}); lower images.batch_size (extraction), or probe.lambdas / probe.lrs "
@@ -247,24 +247,12 @@ def _config_problem(error: Exception, spec: str, path: str) -> str:
         cause = cause.__cause__ or cause.__context__
     if isinstance(cause, InputError):
         return str(cause)
-    frames = [f for f in traceback.extract_tb(cause.__traceback__) if path and _same(f.filename, path)]
+    frames = [f for f in traceback.extract_tb(cause.__traceback__) if path and config_files.same_file(f.filename, path)]
     in_file = frames or isinstance(cause, SyntaxError | ImportError) or not isinstance(error, flags.Error)
     if not in_file:  # an override or flag that does not fit: absl's message ends with the cause
         lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
         return f"{lines[-1] if lines else type(error).__name__} (--helpfull lists the flags)"
     return f"--config={spec}: the config file failed to load ({config_files.load_error(cause, path)}); fix the file"
-
-
-def _same(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]
 
 
 def _fail(message: str, exit: bool = False) -> int:

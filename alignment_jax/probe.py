@@ -26,7 +26,7 @@ import numpy as np
 from alignment_jax import atomic, caches, cli, progress, provenance, stages, workdir
 from alignment_jax.config import checks
 from alignment_jax.data.triplets import count_duplicates, count_shared
-from alignment_jax.errors import InputError, out_of_memory
+from alignment_jax.errors import InputError, first_line, out_of_memory
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.run_context import PROVENANCE, RunContext, section_digest
 
@@ -172,9 +172,8 @@ def _run_stage(ctx: RunContext, name: str):
     except Exception as e:
         if not out_of_memory(e):
             raise
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         lower = getattr(stage, "MEMORY", "the sizes of this stage's inputs")
-        raise InputError(f"{name}: out of memory ({first}); lower {lower}") from e
+        raise InputError(f"{name}: out of memory ({first_line(e, 200)}); lower {lower}") from e
 
 
 def settle(ctx: RunContext, planned: list[str], requested: list[str] | None) -> set[str]:

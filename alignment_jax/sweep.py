@@ -34,7 +34,7 @@ from alignment_jax import atomic, cli, probe
 from alignment_jax import workdir as workdir_module
 from alignment_jax.config import files as config_files
 from alignment_jax.config.files import RunSpec
-from alignment_jax.errors import InputError, out_of_memory
+from alignment_jax.errors import InputError, first_line, out_of_memory
 from alignment_jax.report import comparisons, depth, sweep_summary
 
 DONE = "DONE"
@@ -108,9 +108,7 @@ def run_model(spec: RunSpec, shared: ml_collections.ConfigDict | None, workdir: 
         message = str(e)
     except Exception as e:  # one model's bug must not stop the others
         if out_of_memory(e):
-            message = (
-                f"out of memory ({str(e).strip().splitlines()[0][:200]}); lower images.batch_size or probe.lambdas"
-            )
+            message = f"out of memory ({first_line(e, 200)}); lower images.batch_size or probe.lambdas"
         else:
             log = workdir_module.write_error_log(workdir, traceback.format_exc())
             message = f"{type(e).__name__}: {e} (traceback in {log})"

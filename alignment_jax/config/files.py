@@ -22,7 +22,7 @@ from typing import Any
 
 import ml_collections
 
-from alignment_jax.errors import InputError
+from alignment_jax.errors import InputError, first_line
 
 _TRUE, _FALSE = ("true", "t", "1", "yes"), ("false", "f", "0", "no")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -122,12 +122,13 @@ def load_error(error: BaseException, path: str) -> str:
     the exception did not come from a line of that file)."""
     if isinstance(error, SyntaxError):
         return f"SyntaxError: {error.msg}" + (f", line {error.lineno}" if error.lineno else "")
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if _same_file(f.filename, path)]
-    text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if same_file(f.filename, path)]
+    text = first_line(error) if str(error).strip() else ""
     return f"{type(error).__name__}: {text}" + (f", line {frames[-1].lineno}" if frames else "")
 
 
-def _same_file(a: str, b: str) -> bool:
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name the same existing file (False when either does not exist)."""
     try:
         return os.path.samefile(a, b)
     except OSError:

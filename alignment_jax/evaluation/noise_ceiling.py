@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 
+from alignment_jax import json_values
 from alignment_jax.errors import InputError
 
 CHANCE = 1.0 / 3.0
@@ -114,7 +115,7 @@ def ceiling_summary(
         )
         return entry, entry["note"]
     entry["accuracy"] = ceiling.accuracy
-    entry["ci95"] = [None if np.isnan(v) else v for v in ceiling.ci95]
+    entry["ci95"] = json_values.interval(ceiling.ci95)
     interval = "" if np.isnan(ceiling.ci95[0]) else f" [{ceiling.ci95[0]:.3f}, {ceiling.ci95[1]:.3f}]"
     line = (
         f"noise ceiling: {ceiling.accuracy:.3f}{interval} from {source} ({ceiling.n_repeated_sets:,} sets, "

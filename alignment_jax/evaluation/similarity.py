@@ -19,6 +19,12 @@ from alignment_jax.errors import InputError
 KINDS = ("cosine", "dot", "euclidean")
 
 
+def human_pair_most_similar(s_ij, s_ik, s_jk):
+    """The one rule of a correct choice, everywhere: the pair people kept together (i, j) is strictly the most
+    similar of the three; a tie counts as wrong (as in the reference code). Arrays (T,) -> (T,) bool."""
+    return (s_ij > s_ik) & (s_ij > s_jk)
+
+
 def check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise InputError(f"similarity={kind!r} is not one of {', '.join(KINDS)}")

@@ -19,6 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from alignment_jax import json_values
 from alignment_jax.config import checks
 from alignment_jax.data.local_set import split_heldout
 from alignment_jax.data.splits import object_kfold_masks, triplet_kfold_masks
@@ -399,14 +400,14 @@ def _summary(
     }
     if settings.objective == "glocal":  # the local term on the validation images (at the setting's tau)
         local_term = float(outcome.val_local[:, best].mean())
-        summary["cv_local_loss"] = _finite_or_none(local_term)
+        summary["cv_local_loss"] = json_values.number(local_term)
         summary["local_batch_size"] = settings.glocal.batch_size
     if glocal_choice:
         summary.update(
             best_alpha=float(hyper["alpha"][best]),
             best_tau=float(hyper["tau"][best]),
             # what the selection minimized: cv_loss = triplet_cross_entropy (= cv_cross_entropy) + cv_local_loss
-            cv_loss=_finite_or_none(summary["cv_cross_entropy"] + local_term),
+            cv_loss=json_values.number(summary["cv_cross_entropy"] + local_term),
             triplet_cross_entropy=summary["cv_cross_entropy"],
         )
     return summary
@@ -423,11 +424,11 @@ def _sweep_rows(outcome: SweepOutcome, hyper: dict[str, np.ndarray], n_folds: in
             row = {names[k]: float(v[h]) for k, v in hyper.items()}
             row.update(
                 fold=f,
-                accuracy=_finite_or_none(outcome.val_accuracy[f, h]),
-                cross_entropy=_finite_or_none(outcome.val_cross_entropy[f, h]),
+                accuracy=json_values.number(outcome.val_accuracy[f, h]),
+                cross_entropy=json_values.number(outcome.val_cross_entropy[f, h]),
             )
             if "alpha" in hyper:
-                row["local_loss"] = _finite_or_none(outcome.val_local[f, h])
+                row["local_loss"] = json_values.number(outcome.val_local[f, h])
             row.update(
                 epochs=int(outcome.epochs[f, h]),
                 best_epoch=int(outcome.best_epoch[f, h]),
@@ -467,10 +468,6 @@ def probe_scores(
 def _evaluate(params, x, triplets, weights, *, temperature: float, formulation: str):
     """objective.evaluate, compiled as one program (not op by op)."""
     return objective.evaluate(params, x, triplets, weights, temperature=temperature, formulation=formulation)
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
 
 
 def probe_decisions(transform: Transform, features: np.ndarray, triplets: np.ndarray) -> np.ndarray:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from alignment_jax.evaluation.similarity import human_pair_most_similar
+
 Params = dict[str, jax.Array]  # {"weights": (p, p)} plus {"bias": (p,)} when the probe has a bias
 FORMULATIONS = ("rows", "objects", "matrix")
 PRECISION = jax.lax.Precision.HIGHEST  # full float32 matmuls (also in the gradients: transposes keep it)
@@ -89,7 +91,7 @@ def _nll(s_ij: jax.Array, s_ik: jax.Array, s_jk: jax.Array, temperature: float) 
 
 def triplet_correct(pair_sims: jax.Array) -> jax.Array:
     """(B, 3) -> (B,) bool: the human pair is strictly the most similar (ties count as wrong)."""
-    return (pair_sims[:, 0] > pair_sims[:, 1]) & (pair_sims[:, 0] > pair_sims[:, 2])
+    return human_pair_most_similar(pair_sims[:, 0], pair_sims[:, 1], pair_sims[:, 2])
 
 
 def _safe_norm(w: jax.Array) -> jax.Array:
@@ -154,5 +156,5 @@ def evaluate(
 ) -> tuple[jax.Array, jax.Array]:
     """(cross-entropy, accuracy) over weighted triplets, without the penalty."""
     s_ij, s_ik, s_jk = _pair_columns(params, x, triplets, formulation)
-    correct = (s_ij > s_ik) & (s_ij > s_jk)
+    correct = human_pair_most_similar(s_ij, s_ik, s_jk)
     return weighted_mean(_nll(s_ij, s_ik, s_jk, temperature), weights), weighted_mean(correct, weights)

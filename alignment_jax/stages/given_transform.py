@@ -9,6 +9,7 @@ it moves their neighbourhoods (alignment_jax/evaluation/locality.py).
 import ml_collections
 import numpy as np
 
+from alignment_jax import json_values
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.probing.cross_validation import probe_scores
@@ -61,7 +62,7 @@ def zero_shot_transformed(ctx: RunContext, triplets: np.ndarray, n_train: int) -
 
 def _interval(ci: tuple[float, float]) -> list[float | None]:
     """A bootstrap interval for results.json: null, not NaN, without resamples (zero_shot.bootstrap = 0)."""
-    return [None if np.isnan(v) else float(v) for v in ci]
+    return json_values.interval(ci)
 
 
 def section(ctx: RunContext) -> dict:

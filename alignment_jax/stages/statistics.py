@@ -14,6 +14,7 @@ import os
 import jax
 import numpy as np
 
+from alignment_jax import json_values
 from alignment_jax.data.triplets import load_triplets
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation import decisions
@@ -118,4 +119,4 @@ def comparison_line(row: dict) -> str:
 
 
 def _json_interval(interval: tuple[float, float]) -> list[float | None]:
-    return [None if np.isnan(v) else float(v) for v in interval]
+    return json_values.interval(interval)
