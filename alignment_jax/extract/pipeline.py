@@ -94,12 +94,34 @@ def extract_layers(
     (by process 0 only; other processes read a cache they can see and decode the rest). progress: a
     mode of alignment_jax/progress.py, shown by process 0."""
     main = jax.process_index() == 0
-    layers = extractor.layers
+    opened, size, complete = _open_on_every_process(stores, extractor.layers, source.ids, shard_size, store_format)
+    if all(complete.values()):
+        features = np.concatenate([opened[layer].load() for layer in extractor.layers], axis=1) if main else None
+        return {layer: Extraction(part, 0, 0.0) for layer, part in _shared(features, extractor, len(source)).items()}
+    plan = _Plan.make(extractor, opened, complete, len(source), size)
+    cache = _open_cache(image_cache, source, decoding, main) if image_cache else None
+    finished, seconds, from_cache = _compute(source, extractor, decoding, plan, opened, cache, num_workers, prefetch,
+                                             progress if main else "off")  # fmt: skip
+    features = _assemble(extractor, opened, complete, finished, len(plan.shards)) if main else None
+    split = _shared(features, extractor, len(source))
+    cache_path = cache.path if cache is not None else ""
+    return {
+        layer: Extraction(split[layer], 0, 0.0)
+        if complete[layer]
+        else Extraction(split[layer], plan.to_compute, seconds, from_cache, cache_path)
+        for layer in extractor.layers
+    }
+
+
+def _open_on_every_process(
+    stores: dict[str, tuple[str, dict[str, Any]]], layers: tuple[str, ...], ids, shard_size: int, store_format: str
+) -> tuple[dict[str, FeatureStore], int, dict[str, bool]]:
+    """(the stores, opened by process 0 alone; the shard size and which layers are complete, on every process)."""
     opened: dict[str, FeatureStore] = {}
     error = None
-    if main:
+    if jax.process_index() == 0:
         try:
-            opened = _open_stores(stores, source.ids, shard_size, store_format)
+            opened = _open_stores(stores, ids, shard_size, store_format)
         except InputError as e:
             error = e
         for layer, store in opened.items():
@@ -107,57 +129,85 @@ def extract_layers(
                 print(f"extract: {stores[layer][0]}: {store.damage}; computing the features again", flush=True)
     header = [opened[layers[0]].shard_size, *(opened[layer].complete for layer in layers)] if opened else []
     header = _broadcast(np.array(header or [0] * (1 + len(layers)), np.int64))  # shard size 0: no store
-    size, complete = int(header[0]), dict(zip(layers, header[1:].astype(bool), strict=True))
-    if size == 0:
-        path = stores[layers[0]][0]
-        raise error or InputError(f"{path}: process 0 could not open the feature store (see its output)")
-    n = len(source)
-    if all(complete.values()):
-        if main:
-            features = np.concatenate([opened[layer].load() for layer in layers], axis=1)
-        else:
-            features = np.zeros((n, extractor.dim), np.float32)
-        return {layer: Extraction(part, 0, 0.0) for layer, part in extractor.split(_broadcast(features)).items()}
+    if int(header[0]) == 0:
+        raise error or InputError(
+            f"{stores[layers[0]][0]}: process 0 could not open the feature store (see its output)"
+        )
+    return opened, int(header[0]), dict(zip(layers, header[1:].astype(bool), strict=True))
 
-    todo = [layer for layer in layers if not complete[layer]]
-    shards = [range(s, min(s + size, n)) for s in range(0, n, size)]
-    held = {layer: opened[layer].done() for layer in todo} if main else {}
-    done = np.logical_and.reduce(list(held.values())) if main else np.zeros(len(shards), bool)
-    done = _broadcast(done.astype(np.int32)).astype(bool)
-    batch, local = extractor.batch_size, extractor.local_rows
-    batches = [
-        (s, t, min(t + batch, rows.stop))
-        for s, rows in enumerate(shards)
-        if not done[s]
-        for t in range(rows.start, rows.stop, batch)
-    ]
-    mine = [range(t + local.start, min(t + local.stop, stop)) for _, t, stop in batches]
-    to_compute = sum(stop - t for _, t, stop in batches)
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What one pass computes: the shards (image rows of each), which shards each incomplete store already
+    holds, the global batches (shard, first row, stop) of the shards not held by every incomplete store, and
+    this process's rows of each batch."""
+
+    shards: list[range]
+    held: dict[str, np.ndarray]
+    batches: list[tuple[int, int, int]]
+    mine: list[range]
+
+    @property
+    def to_compute(self) -> int:
+        return sum(stop - start for _, start, stop in self.batches)
+
+    @classmethod
+    def make(cls, extractor: Extractor, opened: dict[str, FeatureStore], complete: dict[str, bool], n: int, size: int):
+        main = jax.process_index() == 0
+        shards = [range(s, min(s + size, n)) for s in range(0, n, size)]
+        held = {layer: opened[layer].done() for layer in extractor.layers if not complete[layer]} if main else {}
+        done = np.logical_and.reduce(list(held.values())) if main else np.zeros(len(shards), bool)
+        done = _broadcast(done.astype(np.int32)).astype(bool)
+        batch, local = extractor.batch_size, extractor.local_rows
+        batches = [
+            (s, t, min(t + batch, rows.stop))
+            for s, rows in enumerate(shards)
+            if not done[s]
+            for t in range(rows.start, rows.stop, batch)
+        ]
+        mine = [range(t + local.start, min(t + local.stop, stop)) for _, t, stop in batches]
+        return cls(shards, held, batches, mine)
+
+
+def _compute(
+    source: ImageSource,
+    extractor: Extractor,
+    decoding: Decoding,
+    plan: _Plan,
+    opened: dict[str, FeatureStore],
+    cache: ImageCache | None,
+    num_workers: int,
+    prefetch: int,
+    progress: bool | str,
+) -> tuple[dict[int, np.ndarray], float, int]:
+    """Runs the plan's batches through the model while the next batch decodes, writing each finished shard
+    to the stores that lack it. Returns ({shard: its (rows, P) features}, seconds, images read from the cache)."""
+    local = extractor.local_rows
     local_size = local.stop - local.start
-    indices = [i for rows in mine for i in rows]
-    cache = _open_cache(image_cache, source, decoding, main) if image_cache else None
+    indices = [i for rows in plan.mine for i in rows]
     if cache is None:
         images = decoded_images(source, indices, decoding, num_workers, prefetch * local_size)
     else:
         images = cached_images(source, indices, decoding, cache, num_workers, prefetch * local_size)
     from_cache = int(cache.cached[indices].sum()) if cache is not None else 0
-    bar = progress_bar(n, "extract", progress if main else "off", unit="img", initial=n - to_compute)
+    n = len(source)
+    bar = progress_bar(n, "extract", progress, unit="img", initial=n - plan.to_compute)
     parts: dict[int, list[np.ndarray]] = collections.defaultdict(list)
     finished: dict[int, np.ndarray] = {}
 
     def finish_batch(shard: int, count: int, out: jax.Array) -> None:
         parts[shard].append(fetch(out)[:count])
         bar.update(count)
-        if sum(len(p) for p in parts[shard]) == len(shards[shard]):
+        if sum(len(p) for p in parts[shard]) == len(plan.shards[shard]):
             finished[shard] = np.concatenate(parts.pop(shard))
             for layer, part in extractor.split(finished[shard]).items():
-                if layer in held and not held[layer][shard]:
+                if layer in plan.held and not plan.held[layer][shard]:
                     opened[layer].write_shard(shard, part)
 
     start = time.perf_counter()
     in_flight: collections.deque = collections.deque()
     try:
-        for (shard, t, stop), rows in zip(batches, mine, strict=True):
+        for (shard, t, stop), rows in zip(plan.batches, plan.mine, strict=True):
             local_batch = np.zeros((local_size, *extractor.image_shape), np.uint8)
             error = None
             try:
@@ -177,28 +227,33 @@ def extract_layers(
     finally:
         images.close()
         bar.close()
-    seconds = time.perf_counter() - start
+    return finished, time.perf_counter() - start, from_cache
 
-    features = np.zeros((n, extractor.dim), np.float32)
-    if main:
-        columns = []
-        for layer in layers:
-            if complete[layer]:
-                columns.append(opened[layer].load())
-                continue
-            computed = {s: extractor.split(part)[layer] for s, part in finished.items()}
-            rows = [computed[s] if s in computed else opened[layer].read_shard(s) for s in range(len(shards))]
-            columns.append(np.concatenate(rows))
-            opened[layer].finish(columns[-1])
-        features = np.concatenate(columns, axis=1)
-    split = extractor.split(_broadcast(features))
-    cache_path = cache.path if cache is not None else ""
-    return {
-        layer: Extraction(split[layer], 0, 0.0)
-        if complete[layer]
-        else Extraction(split[layer], to_compute, seconds, from_cache, cache_path)
-        for layer in layers
-    }
+
+def _assemble(
+    extractor: Extractor,
+    opened: dict[str, FeatureStore],
+    complete: dict[str, bool],
+    finished: dict[int, np.ndarray],
+    n_shards: int,
+) -> np.ndarray:
+    """(n, P) features of every layer side by side (process 0): complete stores read, the others from the
+    shards just computed and those they held, each store finished with its whole matrix."""
+    columns = []
+    for layer in extractor.layers:
+        if complete[layer]:
+            columns.append(opened[layer].load())
+            continue
+        computed = {s: extractor.split(part)[layer] for s, part in finished.items()}
+        rows = [computed[s] if s in computed else opened[layer].read_shard(s) for s in range(n_shards)]
+        columns.append(np.concatenate(rows))
+        opened[layer].finish(columns[-1])
+    return np.concatenate(columns, axis=1)
+
+
+def _shared(features: np.ndarray | None, extractor: Extractor, n: int) -> dict[str, np.ndarray]:
+    """Process 0's (n, P) features on every process (the others pass None), split by layer."""
+    return extractor.split(_broadcast(np.zeros((n, extractor.dim), np.float32) if features is None else features))
 
 
 def _open_cache(root: str, source: ImageSource, decoding: Decoding, main: bool) -> ImageCache | None:
