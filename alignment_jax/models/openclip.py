@@ -137,6 +137,26 @@ def _rules(table: list[tuple[str, str, Callable]]) -> list[_Rule]:
     return [(re.compile(p), t, f) for p, t, f in table]
 
 
+def _block_rules(block: str, names: dict[str, str]) -> list[tuple[str, str, Callable]]:
+    r"""The rules of one pre-norm transformer block: `block` is the regex of its prefix with the block index as
+    group 1 (e.g. r"blocks\.(\d+)\."), `names` the file's names of its parts (norm1, norm2, qkv_weight,
+    qkv_bias, out, fc1, fc2)."""
+    return [
+        (block + names["norm1"] + r"\.weight", _BLOCK + "LayerNorm_0/scale", _same),
+        (block + names["norm1"] + r"\.bias", _BLOCK + "LayerNorm_0/bias", _same),
+        (block + names["norm2"] + r"\.weight", _BLOCK + "LayerNorm_1/scale", _same),
+        (block + names["norm2"] + r"\.bias", _BLOCK + "LayerNorm_1/bias", _same),
+        (block + names["qkv_weight"], _MHA, _qkv_kernel),
+        (block + names["qkv_bias"], _MHA, _qkv_bias),
+        (block + names["out"] + r"\.weight", _MHA + "/out/kernel", _out_kernel),
+        (block + names["out"] + r"\.bias", _MHA + "/out/bias", _same),
+        (block + names["fc1"] + r"\.weight", _BLOCK + "MlpBlock_0/Dense_0/kernel", _linear),
+        (block + names["fc1"] + r"\.bias", _BLOCK + "MlpBlock_0/Dense_0/bias", _same),
+        (block + names["fc2"] + r"\.weight", _BLOCK + "MlpBlock_0/Dense_1/kernel", _linear),
+        (block + names["fc2"] + r"\.bias", _BLOCK + "MlpBlock_0/Dense_1/bias", _same),
+    ]
+
+
 _OPENCLIP_RULES = _rules(
     [
         (r"conv1\.weight", "embedding/kernel", _conv),
@@ -148,18 +168,18 @@ _OPENCLIP_RULES = _rules(
         (r"ln_post\.weight", "Transformer/encoder_norm/scale", _same),
         (r"ln_post\.bias", "Transformer/encoder_norm/bias", _same),
         (r"proj", "head/kernel", _same),
-        (r"transformer\.resblocks\.(\d+)\.ln_1\.weight", _BLOCK + "LayerNorm_0/scale", _same),
-        (r"transformer\.resblocks\.(\d+)\.ln_1\.bias", _BLOCK + "LayerNorm_0/bias", _same),
-        (r"transformer\.resblocks\.(\d+)\.ln_2\.weight", _BLOCK + "LayerNorm_1/scale", _same),
-        (r"transformer\.resblocks\.(\d+)\.ln_2\.bias", _BLOCK + "LayerNorm_1/bias", _same),
-        (r"transformer\.resblocks\.(\d+)\.attn\.in_proj_weight", _MHA, _qkv_kernel),
-        (r"transformer\.resblocks\.(\d+)\.attn\.in_proj_bias", _MHA, _qkv_bias),
-        (r"transformer\.resblocks\.(\d+)\.attn\.out_proj\.weight", _MHA + "/out/kernel", _out_kernel),
-        (r"transformer\.resblocks\.(\d+)\.attn\.out_proj\.bias", _MHA + "/out/bias", _same),
-        (r"transformer\.resblocks\.(\d+)\.mlp\.c_fc\.weight", _BLOCK + "MlpBlock_0/Dense_0/kernel", _linear),
-        (r"transformer\.resblocks\.(\d+)\.mlp\.c_fc\.bias", _BLOCK + "MlpBlock_0/Dense_0/bias", _same),
-        (r"transformer\.resblocks\.(\d+)\.mlp\.c_proj\.weight", _BLOCK + "MlpBlock_0/Dense_1/kernel", _linear),
-        (r"transformer\.resblocks\.(\d+)\.mlp\.c_proj\.bias", _BLOCK + "MlpBlock_0/Dense_1/bias", _same),
+        *_block_rules(
+            r"transformer\.resblocks\.(\d+)\.",
+            {
+                "norm1": "ln_1",
+                "norm2": "ln_2",
+                "qkv_weight": r"attn\.in_proj_weight",
+                "qkv_bias": r"attn\.in_proj_bias",
+                "out": r"attn\.out_proj",
+                "fc1": r"mlp\.c_fc",
+                "fc2": r"mlp\.c_proj",
+            },
+        ),  # fmt: skip
     ]
 )
 
@@ -175,18 +195,18 @@ _TIMM_RULES = _rules(
         (r"norm\.bias", "Transformer/encoder_norm/bias", _same),
         (r"head\.weight", "head/kernel", _linear),
         (r"head\.bias", "head/bias", _same),
-        (r"blocks\.(\d+)\.norm1\.weight", _BLOCK + "LayerNorm_0/scale", _same),
-        (r"blocks\.(\d+)\.norm1\.bias", _BLOCK + "LayerNorm_0/bias", _same),
-        (r"blocks\.(\d+)\.norm2\.weight", _BLOCK + "LayerNorm_1/scale", _same),
-        (r"blocks\.(\d+)\.norm2\.bias", _BLOCK + "LayerNorm_1/bias", _same),
-        (r"blocks\.(\d+)\.attn\.qkv\.weight", _MHA, _qkv_kernel),
-        (r"blocks\.(\d+)\.attn\.qkv\.bias", _MHA, _qkv_bias),
-        (r"blocks\.(\d+)\.attn\.proj\.weight", _MHA + "/out/kernel", _out_kernel),
-        (r"blocks\.(\d+)\.attn\.proj\.bias", _MHA + "/out/bias", _same),
-        (r"blocks\.(\d+)\.mlp\.fc1\.weight", _BLOCK + "MlpBlock_0/Dense_0/kernel", _linear),
-        (r"blocks\.(\d+)\.mlp\.fc1\.bias", _BLOCK + "MlpBlock_0/Dense_0/bias", _same),
-        (r"blocks\.(\d+)\.mlp\.fc2\.weight", _BLOCK + "MlpBlock_0/Dense_1/kernel", _linear),
-        (r"blocks\.(\d+)\.mlp\.fc2\.bias", _BLOCK + "MlpBlock_0/Dense_1/bias", _same),
+        *_block_rules(
+            r"blocks\.(\d+)\.",
+            {
+                "norm1": "norm1",
+                "norm2": "norm2",
+                "qkv_weight": r"attn\.qkv\.weight",
+                "qkv_bias": r"attn\.qkv\.bias",
+                "out": r"attn\.proj",
+                "fc1": r"mlp\.fc1",
+                "fc2": r"mlp\.fc2",
+            },
+        ),  # fmt: skip
     ]
 )
 
