@@ -371,11 +371,14 @@ def _extractor(settings: tuple, layers: tuple[str, ...], batch_size: int, poolin
 
 
 def class_tokens(module: Any, layer: str) -> int:
-    """How many class tokens lead the tokens of `layer`: 1 for a class-token ("tok") ViT, except in
-    `with_posemb` of big_vision's order, where the class token is prepended only after it."""
-    if module.pool_type != "tok":
-        return 0
-    return 0 if layer == "with_posemb" and not module.posemb_with_cls else 1
+    """How many tokens lead the patch tokens of `layer` (left out of their mean): 1 for a class-token ("tok")
+    ViT plus its registers (DINOv2), except in `with_posemb`, before the registers and, in big_vision's order,
+    before the class token. Models that are no ViT say it themselves (`prefix_tokens`)."""
+    if hasattr(module, "prefix_tokens"):
+        return module.prefix_tokens(layer)
+    if layer == "with_posemb":
+        return int(module.pool_type == "tok" and module.posemb_with_cls)
+    return int(module.pool_type == "tok") + module.num_registers
 
 
 def extract_with_config(

@@ -19,6 +19,7 @@ import numpy as np
 
 from alignment_jax.errors import InputError
 from alignment_jax.models import checkpoints, storage
+from alignment_jax.models.dinov2 import ARCH as DINOV2_ARCH
 from alignment_jax.models.openclip import OPENCLIP_ARCH
 from alignment_jax.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocess
 from alignment_jax.models.vit import VARIANTS, VisionTransformer, decode_variant, make_vit
@@ -31,6 +32,10 @@ _SIGLIP2 = "gs://big_vision/siglip2/"
 _HF = "https://huggingface.co/{}/resolve/main/{}"
 _BV_PREPROCESS = Preprocess(224)  # squash-resize, values in [-1, 1]
 _CLIP_PREPROCESS = Preprocess(224, crop=True, method="bicubic", mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD)
+# DINOv2's evaluation: bicubic resize of the shorter side to 256 (224 / 0.875), centre crop, ImageNet mean/std
+_DINOV2_PREPROCESS = Preprocess(
+    224, crop=True, crop_fraction=0.875, method="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD
+)
 _DIMENSIONS = ("width", "depth", "mlp_dim", "num_heads", "patch_size")
 # model.dtype -> (matmul input dtype, matmul precision for float32 inputs; models/vit.py explains them)
 DTYPES = {
@@ -56,6 +61,7 @@ class ModelSpec:
     preprocess: Preprocess = _BV_PREPROCESS
     default_layer: str = "pre_logits"
     description: str = ""
+    checkpoint_size: int = 0  # the image side the weights were released for, when not image_size (DINOv2: 518)
 
 
 _I21K = {"pool_type": "tok", "num_classes": 21843}
@@ -97,6 +103,29 @@ def _openclip(name: str, variant: str, repo: str, embed: int, quick_gelu: bool =
     )  # fmt: skip
 
 
+_DINOV2_SIZES = {  # variant, options beyond it (giant: 24 heads of 64, SwiGLU with 4096 hidden units)
+    "s": ("S/14", {}),
+    "b": ("B/14", {}),
+    "l": ("L/14", {}),
+    "g": ("g-opt/14", {"num_heads": 24, "mlp_dim": 4096, "mlp": "swiglu"}),
+}
+
+
+def _dinov2(size: str, registers: bool) -> ModelSpec:
+    """DINOv2 (arXiv:2304.07193; with registers arXiv:2309.16588) as published by timm, run at 224 px; its
+    default layer is the class token after the final norm, as DINOv2's linear evaluation uses it."""
+    variant, options = _DINOV2_SIZES[size]
+    timm_size = {"s": "small", "b": "base", "l": "large", "g": "giant"}[size]
+    repo = f"timm/vit_{timm_size}_patch14{'_reg4' if registers else ''}_dinov2.lvd142m"
+    config = {**DINOV2_ARCH, **options, "num_registers": 4 if registers else 0}
+    tag = "-reg4" if registers else ""
+    return ModelSpec(
+        f"dinov2-{size}14{tag}", variant, _HF.format(repo, "model.safetensors"), 224, "timm", config,
+        _DINOV2_PREPROCESS, "pre_logits", f"DINOv2 ViT-{size.upper()}/14{tag} (self-supervised) from hf.co/{repo}",
+        checkpoint_size=518,
+    )  # fmt: skip
+
+
 _SPECS = [
     *_augreg("Ti/16", "Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "0.03"),
     *_augreg("S/16", "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03"),
@@ -123,6 +152,7 @@ _SPECS = [
     _openclip("openclip-vit-g14-laion2b-s12b", "g/14", "laion/CLIP-ViT-g-14-laion2B-s12B-b42K", 1024),
     _openclip("openclip-vit-g14-laion2b-s34b", "g/14", "laion/CLIP-ViT-g-14-laion2B-s34B-b88K", 1024),
     _openclip("openclip-vit-bigg14-laion2b-s39b", "G/14", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", 1280),
+    *(_dinov2(size, registers) for registers in (False, True) for size in _DINOV2_SIZES),
     # the bundled demo model (alignment_jax/models/demo.py trains it): 10 concept strengths + 4 x 3 colours out
     ModelSpec("demo-vit", "mu/8", os.path.join(_ASSETS, "demo_vit.npz"), 32, "big_vision",
               {"width": 64, "depth": 4, "mlp_dim": 128, "num_heads": 4, "pool_type": "gap", "num_classes": 22},
@@ -208,7 +238,8 @@ def load_model(
     size = image_size or (spec.image_size if spec else 0) or _grid_size(raw, module) or 224
     abstract = jax.eval_shape(module.init, jax.random.PRNGKey(seed), jnp.zeros((1, size, size, 3)))["params"]
     if raw is not None:
-        fitted = checkpoints.fit_to_model(raw, abstract, class_slot=module.posemb_with_cls)
+        resample = checkpoints.POSEMB_RESAMPLING.get(fmt, "bilinear")
+        fitted = checkpoints.fit_to_model(raw, abstract, class_slot=module.posemb_with_cls, resample=resample)
         init = _flax_init(module, size, seed) if checkpoints.dont_load_names(abstract, dont_load) else None
         params = checkpoints.match_params(fitted, abstract, source=path, dont_load=dont_load, init=init)
     elif dont_load:
