@@ -296,7 +296,7 @@ def model_extractor(
     m, images = config.model, config.images
     settings = _model_settings(config)
     model = _loaded_model(*settings)
-    chosen = resolve_layers(layers, model.module.depth, m.layer or model.default_layer)
+    chosen = resolve_layers(layers, model.layer_order, m.layer or model.default_layer)
     several = bool(layers.strip() or m.layers.strip())  # every extraction of a run with model.layers pools alike
     poolings = tuple(_pooling(model.module, layer, images.token_pooling, several) for layer in chosen)
     batch_size, note = memory.fit_batch(
@@ -425,7 +425,7 @@ def extract_layers_with_config(
     return LayerExtraction(
         default,
         {layer: (results[layer], stores[layer][0]) for layer in extractor.layers},
-        relative_depths(extractor.layers, model.module.depth),
+        relative_depths(extractor.layers, model.layer_order),
     )
 
 

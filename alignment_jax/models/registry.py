@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from alignment_jax.errors import InputError
-from alignment_jax.models import checkpoints, storage
+from alignment_jax.models import bit, checkpoints, storage
 from alignment_jax.models.dinov2 import ARCH as DINOV2_ARCH
+from alignment_jax.models.layers import Outputs
 from alignment_jax.models.openclip import OPENCLIP_ARCH
 from alignment_jax.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocess
 from alignment_jax.models.vit import VARIANTS, VisionTransformer, decode_variant, make_vit
@@ -27,6 +28,7 @@ from alignment_jax.models.vit import VARIANTS, VisionTransformer, decode_variant
 Params = dict
 _ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 _AUGREG = "gs://vit_models/augreg/"
+_BIT = "gs://bit_models/"
 _SIGLIP = "gs://big_vision/siglip/"
 _SIGLIP2 = "gs://big_vision/siglip2/"
 _HF = "https://huggingface.co/{}/resolve/main/{}"
@@ -56,7 +58,7 @@ class ModelSpec:
     variant: str
     checkpoint: str
     image_size: int
-    source: str  # vit_jax | big_vision | openclip | timm
+    source: str  # vit_jax | big_vision | openclip | timm | bit
     config: dict = dataclasses.field(default_factory=dict)
     preprocess: Preprocess = _BV_PREPROCESS
     default_layer: str = "pre_logits"
@@ -126,6 +128,15 @@ def _dinov2(size: str, registers: bool) -> ModelSpec:
     )  # fmt: skip
 
 
+def _bit(data: str, variant: str) -> ModelSpec:
+    """BiT ResNet-v2 (arXiv:1912.11370): BiT-S trained on ImageNet-1k, BiT-M on ImageNet-21k."""
+    classes = {"s": 1000, "m": 21843}[data]
+    return ModelSpec(
+        f"bit-{data}-{variant}", variant, f"{_BIT}BiT-{data.upper()}-R{variant[1:]}.npz", 224, "bit",
+        {"num_classes": classes}, description=f"BiT-{data.upper()} ResNet-v2 R{variant[1:]} (pre-logits default)",
+    )  # fmt: skip
+
+
 _SPECS = [
     *_augreg("Ti/16", "Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "0.03"),
     *_augreg("S/16", "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03"),
@@ -153,6 +164,7 @@ _SPECS = [
     _openclip("openclip-vit-g14-laion2b-s34b", "g/14", "laion/CLIP-ViT-g-14-laion2B-s34B-b88K", 1024),
     _openclip("openclip-vit-bigg14-laion2b-s39b", "G/14", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", 1280),
     *(_dinov2(size, registers) for registers in (False, True) for size in _DINOV2_SIZES),
+    *(_bit(data, variant) for data in "sm" for variant in ("r50x1", "r101x1", "r50x3", "r152x2")),
     # the bundled demo model (alignment_jax/models/demo.py trains it): 10 concept strengths + 4 x 3 colours out
     ModelSpec("demo-vit", "mu/8", os.path.join(_ASSETS, "demo_vit.npz"), 32, "big_vision",
               {"width": 64, "depth": 4, "mlp_dim": 128, "num_heads": 4, "pool_type": "gap", "num_classes": 22},
@@ -172,12 +184,18 @@ class LoadedModel:
     `module.apply({"params": params}, x)` -> (logits or None, named outputs); `info` is JSON-able.
     """
 
-    module: VisionTransformer
+    module: VisionTransformer  # or bit.ResNetV2, saved_model.SavedModelModule: the same `apply`
     params: Params
     image_size: int
     preprocess: Preprocess
     default_layer: str
     info: dict
+    outputs: Outputs | None = None  # the named outputs of a model that is no ViT (models/layers.py)
+
+    @property
+    def layer_order(self) -> int | Outputs:
+        """What models/layers.py needs to order and resolve layer names: the ViT's depth or the outputs."""
+        return self.outputs if self.outputs is not None else self.module.depth
 
     def apply(self, images: jax.Array) -> tuple[jax.Array | None, dict[str, jax.Array]]:
         """Preprocessed images (B, S, S, 3) -> (logits or None, named outputs)."""
@@ -219,6 +237,10 @@ def load_model(
     if dtype not in DTYPES:
         raise InputError(f"model.dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     spec = MODELS.get(name_or_variant)
+    if (spec.source if spec else "") == "bit" or re.fullmatch(r"r\d+x\d+", name_or_variant):
+        if dont_load or normalization or sharding is not None:
+            raise InputError("model: dont_load, normalization and sharding apply to ViTs only, not to BiT ResNets")
+        return _load_bit(name_or_variant, spec, checkpoint, image_size, seed, dtype, cache_dir, overrides)
     if spec is None and not _looks_like_variant(name_or_variant):
         known = ", ".join(MODELS)
         raise InputError(f"model {name_or_variant!r}: neither a registry name ({known}) nor a variant like 'B/16'")
@@ -270,6 +292,60 @@ def load_model(
         "preprocess": preprocess.options(),
     }
     return LoadedModel(module, params, size, preprocess, default_layer, info)
+
+
+def _load_bit(
+    name: str, spec: ModelSpec | None, checkpoint: str, image_size: int | None, seed: int, dtype: str,
+    cache_dir: str | None, overrides: dict,
+) -> LoadedModel:  # fmt: skip
+    """load_model for BiT ResNet-v2 (models/bit.py): a released `.npz`, or random weights for a bare variant."""
+    variant = spec.variant if spec else name
+    config = {**bit.decode_variant(variant), **(spec.config if spec else {}), **overrides}
+    unknown = sorted(set(config) - {"units", "width", "num_classes"})
+    if unknown:
+        raise InputError(f"model options {unknown}: unknown for a BiT ResNet; known are units, width, num_classes")
+    path = checkpoint or (spec.checkpoint if spec else "")
+    path = "" if path == "random" else path
+    flat, local = None, ""
+    if path:
+        local = storage.fetch(path, cache_dir)
+        flat = bit.read_bit_npz(local)
+        found = bit.infer_config(flat, path)
+        if spec is None:
+            config = {**found, **overrides}
+        diffs = [f"{k} {found[k]} (asked {config[k]})" for k in found if tuple(np.atleast_1d(found[k])) != tuple(
+            np.atleast_1d(config[k]))]  # fmt: skip
+        if diffs:
+            raise InputError(f"{path}: the BiT checkpoint differs from {variant!r}: {', '.join(diffs)}")
+    config["units"] = tuple(config["units"])
+    dtype_mm, precision = DTYPES[dtype]
+    module = bit.ResNetV2(**config, dtype_mm=dtype_mm, matmul_precision=precision)
+    size = image_size or (spec.image_size if spec else 0) or 224
+    abstract = jax.eval_shape(module.init, jax.random.PRNGKey(seed), jnp.zeros((1, size, size, 3)))["params"]
+    if flat is not None:
+        params = checkpoints.match_params(checkpoints.unflatten(flat), abstract, source=path)
+    else:
+        params = random_params(abstract, seed)
+    params = jax.tree.map(jnp.asarray, params)
+    preprocess = dataclasses.replace(spec.preprocess if spec else _BV_PREPROCESS, size=size)
+    default_layer = spec.default_layer if spec else "pre_logits"
+    names = module.layer_names()
+    info = {
+        "name": spec.name if spec else name,
+        "variant": variant,
+        "source": "bit",
+        "checkpoint": path,
+        "sha256": storage.sha256(local) if local and not storage.is_remote(local) else None,
+        "seed": None if path else seed,
+        "image_size": size,
+        "dtype": dtype,
+        "matmul_precision": precision,
+        "default_layer": default_layer,
+        "config": {"units": list(module.units), "width": module.width, "num_classes": module.num_classes},
+        "preprocess": preprocess.options(),
+    }
+    outputs = Outputs(names, tuple(n for n in names if n.startswith("stage")))
+    return LoadedModel(module, params, size, preprocess, default_layer, info, outputs)
 
 
 def random_params(abstract: Params, seed: int) -> Params:

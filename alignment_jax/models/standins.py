@@ -18,6 +18,9 @@ projection, head size), patch size and position-embedding grid for its resolutio
                     `visual.transformer.resblocks.{i}` (fused `in_proj`), `visual.ln_post`, `visual.proj`, and
                     the text tower's keys beside them.
   demo              a big_vision .npz under `params/`, one tower.
+  BiT               the released `.npz`: `resnet/root_block/standardized_conv2d/kernel`, `resnet/block{b}/unit{u:02d}/
+                    {a,b,c}/...`, `a/proj/...`, `resnet/group_norm`, `resnet/head/conv2d` (models/bit.py), at
+                    bit.STANDIN's size (32 channels at the root, one unit per stage) instead of STANDIN_DIMS.
   DINOv2 (timm)     `model.safetensors` as timm's `vit_*_patch14[_reg4]_dinov2`: timm's ViT keys plus `ls1.gamma`,
                     `ls2.gamma` per block, `pos_embed` for 518 px (37 x 37 grid; with a class slot, or without one
                     and `reg_token` (1, 4, D) for the register models), no head; the giant's packed SwiGLU `fc1`
@@ -39,7 +42,7 @@ import numpy as np
 
 from alignment_jax import atomic
 from alignment_jax.errors import InputError
-from alignment_jax.models import checkpoints
+from alignment_jax.models import bit, checkpoints
 from alignment_jax.models.registry import MODELS, LoadedModel, ModelSpec, load_model
 from alignment_jax.models.vit import decode_variant
 
@@ -52,6 +55,7 @@ FORMATS = (
     "openclip_safetensors",
     "big_vision_npz",
     "timm_dinov2_safetensors",
+    "bit_npz",
 )
 _TEXT = {"vocab": 64, "context": 8}  # the text towers beside the image tower (never loaded)
 
@@ -62,6 +66,8 @@ def file_format(spec: ModelSpec) -> str:
     """Which of FORMATS the entry's checkpoint file is in."""
     if spec.source == "vit_jax":
         return "augreg_npz"
+    if spec.source == "bit":
+        return "bit_npz"
     if spec.source == "timm" and spec.config.get("layer_scale"):
         return "timm_dinov2_safetensors"
     if spec.source in ("timm", "openclip"):
@@ -73,6 +79,8 @@ def file_format(spec: ModelSpec) -> str:
 
 def standin_arrays(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
     """The stand-in's file contents, {key: float32 array}, in the layout of `file_format(spec)`."""
+    if file_format(spec) == "bit_npz":
+        return bit.standin_arrays(bit.STANDIN["units"], bit.STANDIN["width"], spec.config.get("num_classes", 0), seed)
     d, depth, m, h = (STANDIN_DIMS[k] for k in ("width", "depth", "mlp_dim", "num_heads"))
     patch = decode_variant(spec.variant)["patch_size"][0]
     grid = (spec.checkpoint_size or spec.image_size) // patch
@@ -129,7 +137,8 @@ def standin_model(name: str, seed: int = 0, **load_kwargs: Any) -> LoadedModel:
         path = os.path.join(folder, os.path.basename(file))
         write_standin(spec, path, seed)
         checkpoint = path + (f":{subtree}" if subtree else "")
-        model = load_model(name, checkpoint, seed=seed, **STANDIN_DIMS, **load_kwargs)
+        dims = bit.STANDIN if spec.source == "bit" else STANDIN_DIMS
+        model = load_model(name, checkpoint, seed=seed, **dims, **load_kwargs)
     info = {**model.info, "checkpoint": spec.checkpoint, "standin": True, "standin_seed": seed}
     return dataclasses.replace(model, info=info)
 
