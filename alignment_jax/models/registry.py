@@ -8,6 +8,7 @@ variants are for tests and demos. `checkpoint="random"` gives random weights for
 """
 
 import dataclasses
+import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from alignment_jax.errors import InputError
-from alignment_jax.models import bit, checkpoints, storage
+from alignment_jax.models import bit, checkpoints, saved_model, storage
 from alignment_jax.models.dinov2 import ARCH as DINOV2_ARCH
 from alignment_jax.models.layers import Outputs
 from alignment_jax.models.openclip import OPENCLIP_ARCH
@@ -58,7 +59,7 @@ class ModelSpec:
     variant: str
     checkpoint: str
     image_size: int
-    source: str  # vit_jax | big_vision | openclip | timm | bit
+    source: str  # vit_jax | big_vision | openclip | timm | bit | saved_model
     config: dict = dataclasses.field(default_factory=dict)
     preprocess: Preprocess = _BV_PREPROCESS
     default_layer: str = "pre_logits"
@@ -137,6 +138,30 @@ def _bit(data: str, variant: str) -> ModelSpec:
     )  # fmt: skip
 
 
+_ALIGNET = "gs://alignet/models/"
+_ALIGNET_MODELS = {  # our name -> AligNet's model folder (github.com/google-deepmind/alignet, "AligNet models")
+    "siglip": "SigLIP-B",
+    "siglip2": "SigLIP2-B",
+    "dinov1": "DINOv1-B",
+    "dinov2": "DINOv2-B",
+    "cappa": "CapPa-B",
+    "vit": "ViT-B",
+    "clip": "CLIP-Vit-B",
+    "scratch": "Scratch-B",
+}
+_ALIGNET_KINDS = {"base": "base_model", "alignet": "alignet", "untransformed": "untransformed"}
+
+
+def _alignet(model: str, kind: str) -> ModelSpec:
+    """AligNet's released SavedModels (arXiv:2409.06509): a base model before AligNet post-training, after it
+    (`alignet`), or after UnAligNet (`untransformed`); 224 px (14 x 14 tokens of 16 px), values in [-1, 1]."""
+    stem = f"{_ALIGNET_MODELS[model]}-{_ALIGNET_KINDS[kind]}"
+    return ModelSpec(
+        f"alignet-{model}-b-{kind}", "", f"{_ALIGNET}{stem}.tar.gz", 224, "saved_model",
+        description=f"AligNet release {stem} (TensorFlow SavedModel; pre_logits default)",
+    )  # fmt: skip
+
+
 _SPECS = [
     *_augreg("Ti/16", "Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "0.03"),
     *_augreg("S/16", "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03"),
@@ -165,6 +190,9 @@ _SPECS = [
     _openclip("openclip-vit-bigg14-laion2b-s39b", "G/14", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", 1280),
     *(_dinov2(size, registers) for registers in (False, True) for size in _DINOV2_SIZES),
     *(_bit(data, variant) for data in "sm" for variant in ("r50x1", "r101x1", "r50x3", "r152x2")),
+    *(_alignet(model, kind) for model in _ALIGNET_MODELS for kind in _ALIGNET_KINDS),
+    ModelSpec("saved_model", "", "", 224, "saved_model",
+              description="any TensorFlow SavedModel with AligNet's signature: set model.checkpoint"),
     # the bundled demo model (alignment_jax/models/demo.py trains it): 10 concept strengths + 4 x 3 colours out
     ModelSpec("demo-vit", "mu/8", os.path.join(_ASSETS, "demo_vit.npz"), 32, "big_vision",
               {"width": 64, "depth": 4, "mlp_dim": 128, "num_heads": 4, "pool_type": "gap", "num_classes": 22},
@@ -241,6 +269,13 @@ def load_model(
         if dont_load or normalization or sharding is not None:
             raise InputError("model: dont_load, normalization and sharding apply to ViTs only, not to BiT ResNets")
         return _load_bit(name_or_variant, spec, checkpoint, image_size, seed, dtype, cache_dir, overrides)
+    if spec is not None and spec.source == "saved_model":
+        if dont_load or sharding is not None or overrides or dtype != "float32":
+            raise InputError(
+                f"model {spec.name!r}: a SavedModel runs as it was saved; dont_load, sharding, dtype other than "
+                "float32 and model options do not apply"
+            )
+        return _load_saved_model(spec, checkpoint, image_size, cache_dir, normalization)
     if spec is None and not _looks_like_variant(name_or_variant):
         known = ", ".join(MODELS)
         raise InputError(f"model {name_or_variant!r}: neither a registry name ({known}) nor a variant like 'B/16'")
@@ -346,6 +381,59 @@ def _load_bit(
     }
     outputs = Outputs(names, tuple(n for n in names if n.startswith("stage")))
     return LoadedModel(module, params, size, preprocess, default_layer, info, outputs)
+
+
+def _load_saved_model(
+    spec: ModelSpec, checkpoint: str, image_size: int | None, cache_dir: str | None, normalization: str
+) -> LoadedModel:
+    """load_model for a TensorFlow SavedModel (models/saved_model.py): its outputs are the layers."""
+    path = checkpoint or spec.checkpoint
+    if not path or path == "random":
+        raise InputError(
+            f"model.checkpoint: the registry entry {spec.name!r} needs a SavedModel folder or its .tar.gz "
+            "(model.checkpoint=...); there are no random weights for a SavedModel"
+        )
+    folder = saved_model.local_folder(path, cache_dir)
+    size = image_size or spec.image_size
+    module = saved_model.SavedModelModule(folder, size, path)
+    if spec.default_layer not in module.names:
+        raise InputError(f"{path}: no '{spec.default_layer}' output (outputs: {', '.join(module.names)})")
+    preprocess = dataclasses.replace(spec.preprocess, size=size)
+    if normalization:
+        if normalization not in NORMALIZATIONS:
+            raise InputError(f"model.normalization {normalization!r}: use one of {', '.join(NORMALIZATIONS)}")
+        mean, std = NORMALIZATIONS[normalization]
+        preprocess = dataclasses.replace(preprocess, mean=mean, std=std)
+    local = storage.fetch(path, cache_dir)
+    info = {
+        "name": spec.name,
+        "variant": "",
+        "source": "saved_model",
+        "checkpoint": path,
+        "sha256": storage.sha256(local) if os.path.isfile(local) else _tree_digest(folder),
+        "seed": None,
+        "image_size": size,
+        "dtype": "float32",
+        "matmul_precision": "float32",
+        "default_layer": spec.default_layer,
+        "config": {"outputs": {name: list(shape) for name, shape in module.shapes.items()}},
+        "preprocess": preprocess.options(),
+    }
+    return LoadedModel(module, {}, size, preprocess, spec.default_layer, info, module.outputs())
+
+
+def _tree_digest(folder: str) -> str:
+    """sha256 over a folder's files (relative names and bytes, in sorted order): a SavedModel folder's identity."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(os.path.relpath(full, folder).encode() + b"\0")
+            with open(full, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
 
 
 def random_params(abstract: Params, seed: int) -> Params:

@@ -21,6 +21,8 @@ projection, head size), patch size and position-embedding grid for its resolutio
   BiT               the released `.npz`: `resnet/root_block/standardized_conv2d/kernel`, `resnet/block{b}/unit{u:02d}/
                     {a,b,c}/...`, `a/proj/...`, `resnet/group_norm`, `resnet/head/conv2d` (models/bit.py), at
                     bit.STANDIN's size (32 channels at the root, one unit per stage) instead of STANDIN_DIMS.
+  AligNet           a TensorFlow SavedModel with AligNet's `serving_default` signature, packed as a `.tar.gz` of
+                    one folder like the release (models/saved_model.py's `write_saved_model`; needs TensorFlow).
   DINOv2 (timm)     `model.safetensors` as timm's `vit_*_patch14[_reg4]_dinov2`: timm's ViT keys plus `ls1.gamma`,
                     `ls2.gamma` per block, `pos_embed` for 518 px (37 x 37 grid; with a class slot, or without one
                     and `reg_token` (1, 4, D) for the register models), no head; the giant's packed SwiGLU `fc1`
@@ -42,7 +44,7 @@ import numpy as np
 
 from alignment_jax import atomic
 from alignment_jax.errors import InputError
-from alignment_jax.models import bit, checkpoints
+from alignment_jax.models import bit, checkpoints, saved_model
 from alignment_jax.models.registry import MODELS, LoadedModel, ModelSpec, load_model
 from alignment_jax.models.vit import decode_variant
 
@@ -56,6 +58,7 @@ FORMATS = (
     "big_vision_npz",
     "timm_dinov2_safetensors",
     "bit_npz",
+    "saved_model_tar_gz",
 )
 _TEXT = {"vocab": 64, "context": 8}  # the text towers beside the image tower (never loaded)
 
@@ -68,6 +71,8 @@ def file_format(spec: ModelSpec) -> str:
         return "augreg_npz"
     if spec.source == "bit":
         return "bit_npz"
+    if spec.source == "saved_model":
+        return "saved_model_tar_gz"
     if spec.source == "timm" and spec.config.get("layer_scale"):
         return "timm_dinov2_safetensors"
     if spec.source in ("timm", "openclip"):
@@ -111,6 +116,9 @@ def standin_arrays(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
 
 def write_standin(spec: ModelSpec, path: str, seed: int = 0) -> None:
     """Writes the stand-in of `spec` to `path` (.npz or .safetensors, as the real file); same bytes every time."""
+    if file_format(spec) == "saved_model_tar_gz":
+        saved_model.write_saved_model(path, spec.image_size, STANDIN_DIMS["width"], STANDIN_DIMS["depth"], seed)
+        return
     arrays = standin_arrays(spec, seed)
     if file_format(spec).endswith("safetensors"):
         from safetensors.numpy import save_file
@@ -134,10 +142,10 @@ def standin_model(name: str, seed: int = 0, **load_kwargs: Any) -> LoadedModel:
         raise InputError(f"model.standin: {name!r} is not a registry entry; stand-ins exist for {', '.join(MODELS)}")
     file, subtree = checkpoints.split_subtree(spec.checkpoint)
     with tempfile.TemporaryDirectory(prefix="alignment_jax_standin_") as folder:
-        path = os.path.join(folder, os.path.basename(file))
+        path = os.path.join(folder, os.path.basename(file) or "saved_model.tar.gz")
         write_standin(spec, path, seed)
         checkpoint = path + (f":{subtree}" if subtree else "")
-        dims = bit.STANDIN if spec.source == "bit" else STANDIN_DIMS
+        dims = {"bit": bit.STANDIN, "saved_model": {}}.get(spec.source, STANDIN_DIMS)
         model = load_model(name, checkpoint, seed=seed, **dims, **load_kwargs)
     info = {**model.info, "checkpoint": spec.checkpoint, "standin": True, "standin_seed": seed}
     return dataclasses.replace(model, info=info)
