@@ -4,6 +4,7 @@ timm / transformers themselves where those import (docs/models.md says how to ru
 
 import dataclasses
 import importlib.util
+import os
 
 import jax
 import numpy as np
@@ -209,18 +210,22 @@ def test_hf_layout_matches_transformers(tmp_path, name):
     spec = MODELS[name]
     registers, swiglu = spec.config["num_registers"], spec.config.get("mlp") == "swiglu"
     common = dict(hidden_size=D, num_hidden_layers=DEPTH, num_attention_heads=H, image_size=518, patch_size=14)
-    common |= dict(mlp_ratio=M / D if not swiglu else 1.5 * M / D, use_swiglu_ffn=swiglu, layer_norm_eps=1e-6)
+    ratio = (M * 3 // 2 if swiglu else M) // D  # SwiGLU: hidden = (int(D * ratio * 2 / 3) + 7) // 8 * 8 = M
+    common |= dict(mlp_ratio=ratio, use_swiglu_ffn=swiglu, layer_norm_eps=1e-6)
     if registers:
         config = transformers.Dinov2WithRegistersConfig(num_register_tokens=registers, **common)
-        model = transformers.Dinov2WithRegistersModel(config)
+        cls = transformers.Dinov2WithRegistersModel
     else:
-        model = transformers.Dinov2Model(transformers.Dinov2Config(**common))
-    arrays = dinov2_hf_arrays(standin_arrays(spec))
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
-    model.eval()
-    ours, out = features(name, write(tmp_path, name, "hf"), size=518)
-    x = torch.from_numpy(np.asarray(ours.preprocess(IMAGES[:, :50, :50]))).permute(0, 3, 1, 2)
-    out = {k: np.asarray(v) for k, v in ours.apply(ours.preprocess(IMAGES[:, :50, :50]))[1].items()}
+        config, cls = transformers.Dinov2Config(**common), transformers.Dinov2Model
+    folder = tmp_path / "hf"  # as downloaded: config.json + model.safetensors, read by from_pretrained
+    config.save_pretrained(folder)
+    path = write(tmp_path, name, "hf")
+    os.replace(path, folder / "model.safetensors")
+    model = cls.from_pretrained(folder).eval()
+    ours = load_model(name, str(folder / "model.safetensors"), image_size=518, **STANDIN_DIMS)
+    x = np.asarray(ours.preprocess(IMAGES[:, :50, :50]))
+    out = {k: np.asarray(v) for k, v in ours.apply(x)[1].items()}
+    x = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2)
     with torch.no_grad():
         ref = model(pixel_values=x).pooler_output.numpy()
     np.testing.assert_allclose(out["pre_logits"], ref, rtol=1e-4, atol=1e-4)
