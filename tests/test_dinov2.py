@@ -14,7 +14,13 @@ from safetensors.numpy import save_file
 from alignment_jax.extract.pipeline import class_tokens
 from alignment_jax.models import checkpoints
 from alignment_jax.models.registry import MODELS, load_model
-from alignment_jax.models.standins import STANDIN_DIMS, dinov2_hf_arrays, standin_arrays, standin_model
+from alignment_jax.models.standins import (
+    STANDIN_DIMS,
+    dinov2_hf_arrays,
+    dinov2_original_arrays,
+    standin_arrays,
+    standin_model,
+)
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 D, DEPTH, M, H = (STANDIN_DIMS[k] for k in ("width", "depth", "mlp_dim", "num_heads"))
@@ -34,7 +40,8 @@ def _timm_or_reason() -> str:
 def write(tmp_path, name: str, layout: str = "timm") -> str:
     arrays = standin_arrays(MODELS[name])
     path = str(tmp_path / f"{name}-{layout}.safetensors")
-    save_file(dinov2_hf_arrays(arrays) if layout == "hf" else arrays, path)
+    layouts = {"timm": arrays, "hf": dinov2_hf_arrays(arrays), "original": dinov2_original_arrays(arrays)}
+    save_file(layouts[layout], path)
     return path
 
 
@@ -54,16 +61,17 @@ def test_registry_entries():
 
 
 @pytest.mark.parametrize("name", ["dinov2-s14", "dinov2-b14-reg4", "dinov2-g14", "dinov2-g14-reg4"])
-def test_both_layouts_give_the_same_model_and_tokens(tmp_path, name):
-    """The timm file and the same weights in Hugging Face's layout load to the same parameters; the 37 x 37
-    grid of the 518 px release becomes 16 x 16 at 224 px; registers follow the class token."""
+def test_every_layout_gives_the_same_model_and_tokens(tmp_path, name):
+    """The timm file and the same weights in Hugging Face's and Meta's original layouts load to the same
+    parameters; the 37 x 37 grid of the 518 px release becomes 16 x 16 at 224 px; registers follow the class token."""
     spec = MODELS[name]
     timm_model, timm_out = features(name, write(tmp_path, name, "timm"))
-    hf_model, hf_out = features(name, write(tmp_path, name, "hf"))
-    assert hf_model.info["source"] == "timm"  # the registry's source; the reader detected the layout
-    for a, b in zip(jax.tree.leaves(timm_model.params), jax.tree.leaves(hf_model.params), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(timm_out["pre_logits"], hf_out["pre_logits"], rtol=1e-5, atol=1e-5)
+    for layout in ("hf", "original"):
+        other, other_out = features(name, write(tmp_path, name, layout))
+        assert other.info["source"] == "timm"  # the registry's source; the reader detected the layout
+        for a, b in zip(jax.tree.leaves(timm_model.params), jax.tree.leaves(other.params), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6, err_msg=layout)
+        np.testing.assert_allclose(timm_out["pre_logits"], other_out["pre_logits"], rtol=1e-5, atol=1e-5)
     registers = spec.config["num_registers"]
     assert timm_out["encoded"].shape == (2, 1 + registers + 16 * 16, D)
     assert timm_model.params["pos_embedding"].shape == (1, 16 * 16, D)
@@ -84,6 +92,7 @@ def test_loading_at_518_keeps_the_grid_and_a_bare_variant_infers_dinov2(tmp_path
     np.testing.assert_array_equal(model.params["pos_embedding"], arrays["pos_embed"])
     assert (model.module.layer_scale, model.module.num_registers, model.module.gelu) == (True, 4, "exact")
     assert model.image_size == 518 and model.module.pool_type == "tok"
+    assert model.preprocess == dataclasses.replace(MODELS["dinov2-b14"].preprocess, size=518)  # DINOv2's own
     bare = load_model("B/14", path, **STANDIN_DIMS)  # no image size: the checkpoint's grid
     assert bare.image_size == 518
 

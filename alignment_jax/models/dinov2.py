@@ -15,6 +15,10 @@ residual branches), `num_registers` (4 register tokens for the `-reg4` models) a
   `attention.attention.{query, key, value}`, `attention.output.dense`, `layer_scale{1,2}.lambda1`,
   `mlp.fc1`/`mlp.fc2` or (giant) `mlp.weights_in`/`mlp.weights_out`, final `layernorm`.
 
+- Meta's original files (`dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth`, read with torch, or the same names in a
+  `.safetensors`): timm's names except `register_tokens`, a `mask_token`, the class slot kept in `pos_embed`
+  also with registers, and the giant's `mlp.w12`/`mlp.w3`.
+
 `mask_token` (used only in training) is dropped. The released weights are for 518 px (a 37 x 37 grid);
 `checkpoints.fit_to_model` resamples the grid to the model's size as timm's loader does (bicubic with
 antialiasing, `checkpoints.resample_posemb(method="bicubic")`). LayerNorm eps 1e-6 and exact GELU, as both.
@@ -36,7 +40,7 @@ from alignment_jax.models.openclip import (
     _same,
 )
 
-LAYOUTS = ("timm_dinov2", "hf_dinov2")
+LAYOUTS = ("timm_dinov2", "hf_dinov2")  # Meta's original names read as timm's (a superset of rules)
 ARCH = {"layer_scale": True, "gelu": "exact", "ln_eps": 1e-6, "pool_type": "tok"}
 Params = dict
 
@@ -56,7 +60,8 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], num_heads: int, source
     layout = detect_layout(state_dict)
     if not layout:
         raise InputError(f"{source}: not a DINOv2 checkpoint in timm's or Hugging Face's layout")
-    state_dict = {_strip(k): v for k, v in state_dict.items() if _strip(k) != "embeddings.mask_token"}
+    dropped = ("embeddings.mask_token", "mask_token")
+    state_dict = {_strip(k): v for k, v in state_dict.items() if _strip(k) not in dropped}
     patch = state_dict[
         "embeddings.patch_embeddings.projection.weight" if layout == "hf_dinov2" else "patch_embed.proj.weight"
     ]
@@ -135,7 +140,11 @@ _HF_RULES = _rules(
 _TIMM_DINOV2_RULES = [
     *_rules(
         [
-            (r"reg_token", "registers", _registers),
+            (r"reg_token|register_tokens", "registers", _registers),
+            (r"blocks\.(\d+)\.mlp\.w12\.weight", _BLOCK + "MlpBlock_0/Dense_0/kernel", _linear),
+            (r"blocks\.(\d+)\.mlp\.w12\.bias", _BLOCK + "MlpBlock_0/Dense_0/bias", _same),
+            (r"blocks\.(\d+)\.mlp\.w3\.weight", _BLOCK + "MlpBlock_0/Dense_1/kernel", _linear),
+            (r"blocks\.(\d+)\.mlp\.w3\.bias", _BLOCK + "MlpBlock_0/Dense_1/bias", _same),
             (r"blocks\.(\d+)\.ls1\.gamma", _BLOCK + "LayerScale_0/gamma", _same),
             (r"blocks\.(\d+)\.ls2\.gamma", _BLOCK + "LayerScale_1/gamma", _same),
         ]

@@ -489,6 +489,8 @@ def _flax_init(module: VisionTransformer, size: int, seed: int) -> Params:
 
 
 def _default_preprocess(arch: dict) -> Preprocess:
+    if arch.get("layer_scale"):  # a DINOv2 file
+        return _DINOV2_PREPROCESS
     return _CLIP_PREPROCESS if arch else _BV_PREPROCESS
 
 

@@ -332,6 +332,23 @@ def dinov2_hf_arrays(timm_arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray
     return out
 
 
+def dinov2_original_arrays(timm_arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same DINOv2 weights under Meta's original names: `register_tokens`, a `mask_token`, the class slot in
+    `pos_embed` (a zero row where timm folded it into `cls_token`), the giant's `mlp.w12` / `mlp.w3`."""
+    out = {k: v for k, v in timm_arrays.items() if k not in ("reg_token", "pos_embed")}
+    pos = timm_arrays["pos_embed"]
+    if "reg_token" in timm_arrays:
+        out["register_tokens"] = timm_arrays["reg_token"]
+        pos = np.concatenate([np.zeros_like(pos[:, :1]), pos], axis=1)
+    out["pos_embed"] = pos
+    out["mask_token"] = np.zeros((1, pos.shape[-1]), np.float32)
+    for key in [k for k in out if ".mlp.fc" in k]:
+        block = key.split(".mlp.")[0]
+        if timm_arrays[f"{block}.mlp.fc1.weight"].shape[0] == 2 * timm_arrays[f"{block}.mlp.fc2.weight"].shape[1]:
+            out[key.replace("mlp.fc1", "mlp.w12").replace("mlp.fc2", "mlp.w3")] = out.pop(key)  # the giant's SwiGLU
+    return out
+
+
 def _openclip(d: int, depth: int, m: int, patch: int, grid: int, embed: int) -> Shapes:
     shapes = {
         "visual.class_embedding": _small(d),
