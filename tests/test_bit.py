@@ -160,3 +160,27 @@ def test_bad_files_name_the_problem(tmp_path):
         load_model("bit-m-r50x1", path)
     with pytest.raises(InputError, match="BiT variant 'r51x1'"):
         load_model("r51x1")
+
+
+def test_extraction_of_every_stage_in_one_pass(npz, tmp_path):
+    """model.layers=all through the pipeline: the four stages and the pre-logits, pooled features per layer."""
+    from PIL import Image
+
+    from alignment_jax.config.base import base_config
+    from alignment_jax.extract.pipeline import layer_features_for_images
+    from alignment_jax.stages import extract
+
+    path, _ = npz
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(IMAGES[i % 2, :SIZE, :SIZE]).save(paths[-1])
+    config = base_config()
+    config.model.variant, config.model.checkpoint, config.model.image_size = "r50x1", path, SIZE
+    config.images.resize, config.images.batch_size, config.images.cache, config.progress = "full", 2, "off", "off"
+    extract.check(config)
+    features = layer_features_for_images(config, paths, "bit", str(tmp_path / "work"), "all")
+    assert list(features) == ["stage1", "stage2", "stage3", "stage4", "pre_logits"]
+    assert features["stage3"].shape == (3, 512) and features["pre_logits"].shape == (3, 1024)
+    np.testing.assert_allclose(features["pre_logits"][0], features["pre_logits"][2], rtol=1e-5)  # same image
+    assert np.abs(features["pre_logits"][0] - features["pre_logits"][1]).max() > 1e-3
