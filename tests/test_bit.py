@@ -160,6 +160,14 @@ def test_bad_files_name_the_problem(tmp_path):
         load_model("bit-m-r50x1", path)
     with pytest.raises(InputError, match="BiT variant 'r51x1'"):
         load_model("r51x1")
+    with pytest.raises(InputError, match="dont_load and sharding apply to ViTs only"):
+        load_model("r50x1", dont_load=("head/.*",))
+
+
+def test_normalization_replaces_the_pixel_scaling(npz):
+    path, _ = npz
+    model = load_model("r50x1", path, image_size=SIZE, normalization="imagenet")
+    assert model.preprocess.mean == (0.485, 0.456, 0.406) and model.info["preprocess"]["mean"] == model.preprocess.mean
 
 
 def test_extraction_of_every_stage_in_one_pass(npz, tmp_path):

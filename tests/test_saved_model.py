@@ -4,6 +4,7 @@ call. Skips without TensorFlow, unless ALIGNMENT_JAX_REQUIRE_TENSORFLOW=1 (CI) m
 
 import importlib.util
 import os
+import sys
 
 import jax
 import numpy as np
@@ -20,7 +21,7 @@ from alignment_jax.models.standins import file_format, standin_model
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 if not HAS_TF and os.environ.get("ALIGNMENT_JAX_REQUIRE_TENSORFLOW") == "1":
     raise RuntimeError("ALIGNMENT_JAX_REQUIRE_TENSORFLOW=1 but TensorFlow does not import: pip install '.[tensorflow]'")
-pytestmark = pytest.mark.skipif(not HAS_TF, reason="TensorFlow is not installed (pip install '.[tensorflow]')")
+needs_tf = pytest.mark.skipif(not HAS_TF, reason="TensorFlow is not installed (pip install '.[tensorflow]')")
 SIZE = 32  # 2 x 2 patches of 16
 
 
@@ -39,6 +40,7 @@ def direct(folder: str, images: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in out.items()}
 
 
+@needs_tf
 def test_outputs_are_layers_and_match_a_direct_call(archive):
     model = load_model("saved_model", archive, image_size=SIZE)
     images = np.random.default_rng(0).uniform(-1, 1, (3, SIZE, SIZE, 3)).astype(np.float32)
@@ -57,6 +59,7 @@ def test_outputs_are_layers_and_match_a_direct_call(archive):
     assert len(model.info["sha256"]) == 64 and model.info["config"]["outputs"]["layer_0"] == [4, 8]
 
 
+@needs_tf
 def test_extraction_keeps_the_store_guarantees(archive, tmp_path):
     """Through the pipeline: features of every output layer (token layers mean-pooled), one pass, in a store that
     a second run reuses."""
@@ -84,6 +87,7 @@ def test_extraction_keeps_the_store_guarantees(archive, tmp_path):
     assert {p: os.path.getmtime(p) for p in store.rglob("*") if p.is_file()} == before  # reused, not rewritten
 
 
+@needs_tf
 def test_registry_entries_and_their_standins():
     names = [n for n in MODELS if n.startswith("alignet-")]
     assert len(names) == 24 and "alignet-clip-b-untransformed" in names
@@ -95,6 +99,7 @@ def test_registry_entries_and_their_standins():
     assert out["layer_1"].shape == (1, 196, 32) and out["i1k_logits"].shape == (1, 1000)
 
 
+@needs_tf
 def test_bad_inputs_name_the_fix(tmp_path, archive):
     with pytest.raises(InputError, match="needs a SavedModel folder or its .tar.gz"):
         load_model("saved_model")
@@ -106,3 +111,23 @@ def test_bad_inputs_name_the_fix(tmp_path, archive):
     (tmp_path / "bad.tar.gz").write_bytes(b"not a tar")
     with pytest.raises(InputError, match="not a readable .tar.gz"):
         load_model("saved_model", str(tmp_path / "bad.tar.gz"))
+
+
+def test_without_tensorflow_the_error_names_the_extra(tmp_path, monkeypatch):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "saved_model.pb").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow raises ImportError
+    with pytest.raises(InputError, match=r"pip install 'alignment_jax\[tensorflow\]'"):
+        load_model("saved_model", str(tmp_path / "model"))
+
+
+def test_an_entry_without_checkpoint_is_refused_before_any_work():
+    from alignment_jax.config.base import base_config
+    from alignment_jax.stages import extract
+
+    config = base_config()
+    config.model.name = "saved_model"
+    with pytest.raises(InputError, match="model.checkpoint: 'saved_model' needs one"):
+        extract.check(config)
+    config.model.standin = True  # the stand-in brings its own file
+    extract.check(config)

@@ -5,6 +5,9 @@
 into a B/16, taking the head, pooling and image size from the file unless given;
 `load_model("mu/8", image_size=32)` (no checkpoint) draws random weights from `seed`: the tiny
 variants are for tests and demos. `checkpoint="random"` gives random weights for a registry name too.
+Families that are no ViT load through the same call: BiT ResNets (`"bit-m-r50x1"`, or `"r50x1"` with any BiT
+`.npz`; models/bit.py) and TensorFlow SavedModels (`"alignet-siglip-b-alignet"`, or `"saved_model"` with a
+folder or `.tar.gz`; models/saved_model.py); docs/models.md describes every family.
 """
 
 import dataclasses
@@ -266,16 +269,17 @@ def load_model(
         raise InputError(f"model.dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     spec = MODELS.get(name_or_variant)
     if (spec.source if spec else "") == "bit" or re.fullmatch(r"r\d+x\d+", name_or_variant):
-        if dont_load or normalization or sharding is not None:
-            raise InputError("model: dont_load, normalization and sharding apply to ViTs only, not to BiT ResNets")
-        return _load_bit(name_or_variant, spec, checkpoint, image_size, seed, dtype, cache_dir, overrides)
+        if dont_load or sharding is not None:
+            raise InputError("model: dont_load and sharding apply to ViTs only, not to BiT ResNets")
+        model = _load_bit(name_or_variant, spec, checkpoint, image_size, seed, dtype, cache_dir, overrides)
+        return _renormalized(model, normalization)
     if spec is not None and spec.source == "saved_model":
         if dont_load or sharding is not None or overrides or dtype != "float32":
             raise InputError(
                 f"model {spec.name!r}: a SavedModel runs as it was saved; dont_load, sharding, dtype other than "
                 "float32 and model options do not apply"
             )
-        return _load_saved_model(spec, checkpoint, image_size, cache_dir, normalization)
+        return _renormalized(_load_saved_model(spec, checkpoint, image_size, cache_dir), normalization)
     if spec is None and not _looks_like_variant(name_or_variant):
         known = ", ".join(MODELS)
         raise InputError(f"model {name_or_variant!r}: neither a registry name ({known}) nor a variant like 'B/16'")
@@ -383,9 +387,18 @@ def _load_bit(
     return LoadedModel(module, params, size, preprocess, default_layer, info, outputs)
 
 
-def _load_saved_model(
-    spec: ModelSpec, checkpoint: str, image_size: int | None, cache_dir: str | None, normalization: str
-) -> LoadedModel:
+def _renormalized(model: LoadedModel, normalization: str) -> LoadedModel:
+    """The model with its pixel scaling replaced by NORMALIZATIONS[normalization] ("" = as it is)."""
+    if not normalization:
+        return model
+    if normalization not in NORMALIZATIONS:
+        raise InputError(f"model.normalization {normalization!r}: use one of {', '.join(NORMALIZATIONS)}")
+    mean, std = NORMALIZATIONS[normalization]
+    preprocess = dataclasses.replace(model.preprocess, mean=mean, std=std)
+    return dataclasses.replace(model, preprocess=preprocess, info={**model.info, "preprocess": preprocess.options()})
+
+
+def _load_saved_model(spec: ModelSpec, checkpoint: str, image_size: int | None, cache_dir: str | None) -> LoadedModel:
     """load_model for a TensorFlow SavedModel (models/saved_model.py): its outputs are the layers."""
     path = checkpoint or spec.checkpoint
     if not path or path == "random":
@@ -399,11 +412,6 @@ def _load_saved_model(
     if spec.default_layer not in module.names:
         raise InputError(f"{path}: no '{spec.default_layer}' output (outputs: {', '.join(module.names)})")
     preprocess = dataclasses.replace(spec.preprocess, size=size)
-    if normalization:
-        if normalization not in NORMALIZATIONS:
-            raise InputError(f"model.normalization {normalization!r}: use one of {', '.join(NORMALIZATIONS)}")
-        mean, std = NORMALIZATIONS[normalization]
-        preprocess = dataclasses.replace(preprocess, mean=mean, std=std)
     local = storage.fetch(path, cache_dir)
     info = {
         "name": spec.name,
