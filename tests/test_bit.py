@@ -192,3 +192,11 @@ def test_extraction_of_every_stage_in_one_pass(npz, tmp_path):
     assert features["stage3"].shape == (3, 512) and features["pre_logits"].shape == (3, 1024)
     np.testing.assert_allclose(features["pre_logits"][0], features["pre_logits"][2], rtol=1e-5)  # same image
     assert np.abs(features["pre_logits"][0] - features["pre_logits"][1]).max() > 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in MODELS if MODELS[n].source == "bit"])
+def test_every_entry_runs_on_its_standin(name):
+    model = standin_model(name)
+    _, out = model.apply(model.preprocess(IMAGES[:1]))
+    assert out["logits"].shape == (1, MODELS[name].config["num_classes"]) and out["pre_logits"].shape == (1, 1024)

@@ -240,6 +240,21 @@ def test_hf_layout_matches_transformers(tmp_path, name):
     np.testing.assert_allclose(out["pre_logits"], ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_entry_runs_on_its_standin(name):
+    """Reader, grid resampling, preprocessing (crop, ImageNet statistics) and the default layer of each entry."""
+    spec = MODELS[name]
+    model = standin_model(name)
+    assert model.info["checkpoint"] == spec.checkpoint and model.default_layer == "pre_logits"
+    x = model.preprocess(IMAGES)
+    assert x.shape == (2, 224, 224, 3) and float(x.min()) < -1.0  # mean/std scaling reaches below -1
+    _, out = model.apply(x)
+    registers = spec.config["num_registers"]
+    assert out["block01"].shape == (2, 1 + registers + 256, D)
+    features = np.asarray(out["pre_logits"])
+    assert features.shape == (2, D) and np.all(features.std(axis=0) > 0)
+
+
 def test_standin_runs_through_the_registry_path():
     model = standin_model("dinov2-s14-reg4")
     assert model.info["standin"] and model.info["config"]["num_registers"] == 4

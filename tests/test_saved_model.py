@@ -131,3 +131,13 @@ def test_an_entry_without_checkpoint_is_refused_before_any_work():
         extract.check(config)
     config.model.standin = True  # the stand-in brings its own file
     extract.check(config)
+
+
+@needs_tf
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in MODELS if MODELS[n].source == "saved_model"])
+def test_every_entry_runs_on_its_standin(name):
+    model = standin_model(name)
+    _, out = model.apply(model.preprocess(np.zeros((1, 30, 40, 3), np.uint8)))
+    assert model.info["checkpoint"] == MODELS[name].checkpoint
+    assert set(out) >= {"pre_logits", "triplet_logits", "i1k_logits", "layer_0"}
