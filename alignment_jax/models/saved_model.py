@@ -58,7 +58,8 @@ def local_folder(path: str, cache_dir: str | None = None) -> str:
         try:
             with tarfile.open(local, "r:gz") as tar, atomic.atomic_directory(target) as tmp:
                 _check_members(tar, path)
-                tar.extractall(tmp)
+                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.10.12
+                tar.extractall(tmp, **safe)
         except (tarfile.TarError, OSError, EOFError) as e:
             raise InputError(f"{path}: not a readable .tar.gz ({e}); it may be truncated: download it again") from e
     return _find_saved_model(target, path)
