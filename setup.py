@@ -39,6 +39,8 @@ setup(
         # array_record datasets read through tfds.data_source, without TensorFlow; tfrecord ones need the tfrecord extra
         "tfds": ["tensorflow-datasets>=4.9.7", "array_record>=0.5", "importlib_resources>=6.0"],
         "tfrecord": ["tensorflow-cpu>=2.16"],
+        # TensorFlow SavedModels as a model source (AligNet's released models; alignment_jax/models/saved_model.py)
+        "tensorflow": ["tensorflow-cpu>=2.16"],
         "notebooks": ["jupyter>=1.0", "nbclient>=0.10", "ipykernel>=6.29", "pandas>=2.0"],
         "hdf5": ["h5py>=3.10"],
         "openclip": ["safetensors>=0.4"],

@@ -115,13 +115,15 @@ RUNLOCAL = [  # every config file with runlocal, and the arguments that pick ano
     ("siglip_so400m", ""),
     ("siglip_so400m", "res=384"),
     ("features", ""),
+    ("family", ""),  # DINOv2-B/14; BiT and AligNet through the pipeline: tests/test_bit.py, tests/test_saved_model.py
 ]
 
 
 def test_every_config_file_is_run_locally_here():
     files = {f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py")}
-    # demo.py is local already (test_demo_command_makes_the_papers_point); sweep.py runs configs (test_sweep_cli.py)
-    assert files - {"demo", "sweep"} == {name for name, _ in RUNLOCAL}
+    # demo.py is local already (test_demo_command_makes_the_papers_point); sweep.py runs configs (test_sweep_cli.py),
+    # families.py runs configs/family.py (tests/test_families_config.py)
+    assert files - {"demo", "sweep", "families"} == {name for name, _ in RUNLOCAL}
 
 
 @pytest.mark.parametrize("name, arg", RUNLOCAL)

@@ -8,8 +8,8 @@ import numpy as np
 
 from alignment_jax.api import arguments
 from alignment_jax.errors import InputError
-from alignment_jax.extract.extractor import Extractor, fetch
-from alignment_jax.extract.pipeline import class_tokens
+from alignment_jax.extract.extractor import fetch
+from alignment_jax.extract.pipeline import extractor_of, layer_pooling
 from alignment_jax.models.layers import resolve_layers
 from alignment_jax.models.registry import DTYPES, LoadedModel
 from alignment_jax.models.registry import load_model as _load_registry_model
@@ -51,22 +51,9 @@ def extract_features(
     arguments.integer(batch_size, "batch_size", minimum=1)
     arguments.choice(pooling, "pooling", ("cls", "mean"))
     fitted = _fitted_images(model, images)
-    chosen = resolve_layers(layers, model.module.depth, model.default_layer)
-    several = len(chosen) > 1
-    poolings = {
-        layer: "mean" if several and pooling == "cls" and not class_tokens(model.module, layer) else pooling
-        for layer in chosen
-    }
-    extractor = Extractor(
-        lambda params, x: model.module.apply({"params": params}, x)[1],
-        model.params,
-        chosen,
-        image_shape=(model.image_size, model.image_size, 3),
-        preprocess=model.preprocess.normalize,
-        batch_size=min(batch_size, len(fitted)),
-        pooling=poolings,
-        n_prefix_tokens={layer: class_tokens(model.module, layer) for layer in chosen},
-    )
+    chosen = resolve_layers(layers, model.layer_order, model.default_layer)
+    poolings = tuple(layer_pooling(model.module, layer, pooling, len(chosen) > 1) for layer in chosen)
+    extractor = extractor_of(model, chosen, min(batch_size, len(fitted)), poolings)
     rows = []
     for start in range(0, len(fitted), extractor.batch_size):
         batch = fitted[start : start + extractor.batch_size]

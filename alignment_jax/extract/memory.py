@@ -25,6 +25,8 @@ USABLE = 0.9  # of the free memory
 
 def bytes_per_image(module: Any, image_size: int) -> float:
     """Activation bytes of one image in a forward pass of a VisionTransformer `module` at `image_size`."""
+    if hasattr(module, "bytes_per_image"):  # models that are no ViT give their own estimate
+        return module.bytes_per_image(image_size)
     patch = module.patch_size[0]
     tokens = (image_size // patch) ** 2 + 1
     width, heads = module.width, module.num_heads

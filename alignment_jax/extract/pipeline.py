@@ -351,9 +351,9 @@ def model_extractor(
     m, images = config.model, config.images
     settings = _model_settings(config)
     model = _loaded_model(*settings)
-    chosen = resolve_layers(layers, model.module.depth, m.layer or model.default_layer)
+    chosen = resolve_layers(layers, model.layer_order, m.layer or model.default_layer)
     several = bool(layers.strip() or m.layers.strip())  # every extraction of a run with model.layers pools alike
-    poolings = tuple(_pooling(model.module, layer, images.token_pooling, several) for layer in chosen)
+    poolings = tuple(layer_pooling(model.module, layer, images.token_pooling, several) for layer in chosen)
     batch_size, note = memory.fit_batch(
         min(images.batch_size, n_images or images.batch_size),
         memory.bytes_per_image(model.module, model.image_size),
@@ -390,7 +390,7 @@ def _model_settings(config: ml_collections.ConfigDict) -> tuple:
     return (m.name or m.variant, m.checkpoint, m.dtype, m.image_size, m.cache_dir, m.normalization, m.standin)
 
 
-def _pooling(module: Any, layer: str, pooling: str, fall_back: bool) -> str:
+def layer_pooling(module: Any, layer: str, pooling: str, fall_back: bool) -> str:
     """The pooling of `layer`'s tokens: `pooling`, or mean where it is cls, the layer has no class token and
     several layers are extracted (`fall_back`)."""
     return "mean" if fall_back and pooling == "cls" and class_tokens(module, layer) == 0 else pooling
@@ -412,7 +412,11 @@ def _loaded_model(
 def _extractor(settings: tuple, layers: tuple[str, ...], batch_size: int, poolings: tuple[str, ...]) -> Extractor:
     """The Extractor of the model `_loaded_model(*settings)` for `layers`, kept for the next call with the
     same settings (the transfer stage extracts several datasets with one model: it is compiled once)."""
-    model = _loaded_model(*settings)
+    return extractor_of(_loaded_model(*settings), layers, batch_size, poolings)
+
+
+def extractor_of(model: LoadedModel, layers: tuple[str, ...], batch_size: int, poolings: tuple[str, ...]) -> Extractor:
+    """An Extractor over every device of `model`'s `layers`, each pooled as `poolings` says (cls | mean)."""
     return Extractor(
         lambda params, x: model.module.apply({"params": params}, x)[1],
         model.params,
@@ -426,11 +430,14 @@ def _extractor(settings: tuple, layers: tuple[str, ...], batch_size: int, poolin
 
 
 def class_tokens(module: Any, layer: str) -> int:
-    """How many class tokens lead the tokens of `layer`: 1 for a class-token ("tok") ViT, except in
-    `with_posemb` of big_vision's order, where the class token is prepended only after it."""
-    if module.pool_type != "tok":
-        return 0
-    return 0 if layer == "with_posemb" and not module.posemb_with_cls else 1
+    """How many tokens lead the patch tokens of `layer` (left out of their mean): 1 for a class-token ("tok")
+    ViT plus its registers (DINOv2), except in `with_posemb`, before the registers and, in big_vision's order,
+    before the class token. Models that are no ViT say it themselves (`prefix_tokens`)."""
+    if hasattr(module, "prefix_tokens"):
+        return module.prefix_tokens(layer)
+    if layer == "with_posemb":
+        return int(module.pool_type == "tok" and module.posemb_with_cls)
+    return int(module.pool_type == "tok") + module.num_registers
 
 
 def extract_with_config(
@@ -477,7 +484,7 @@ def extract_layers_with_config(
     return LayerExtraction(
         default,
         {layer: (results[layer], stores[layer][0]) for layer in extractor.layers},
-        relative_depths(extractor.layers, model.module.depth),
+        relative_depths(extractor.layers, model.layer_order),
     )
 
 

@@ -23,7 +23,7 @@ import scipy.ndimage
 
 from alignment_jax import atomic
 from alignment_jax.errors import InputError
-from alignment_jax.models import openclip, storage
+from alignment_jax.models import dinov2, openclip, storage
 from alignment_jax.models.vit import VARIANTS, pyloop_to_scan, scan_to_pyloop
 
 Params = dict
@@ -69,7 +69,10 @@ class RawCheckpoint(NamedTuple):
     params: Params
     arch: dict  # VisionTransformer options the format implies (OpenCLIP: openclip.OPENCLIP_ARCH)
     local: str  # the local file or folder read (a remote orbax folder: its path)
-    format: str  # npz | orbax | openclip | timm
+    format: str  # npz | orbax | openclip | timm | timm_dinov2 | hf_dinov2
+
+
+POSEMB_RESAMPLING = {"timm_dinov2": "bicubic", "hf_dinov2": "bicubic"}  # format -> method; others: bilinear
 
 
 def read_checkpoint(path: str, *, num_heads: int, cache_dir: str | None = None, sharding: Any = None) -> RawCheckpoint:
@@ -85,6 +88,9 @@ def read_checkpoint(path: str, *, num_heads: int, cache_dir: str | None = None, 
         if subtree:
             raise InputError(f"{path}: ':{subtree}' sub-trees apply to .npz and orbax checkpoints only")
         state_dict = openclip.read_state_dict(local)
+        if dinov2.detect_layout(state_dict):
+            params, arch, layout = dinov2.convert_state_dict(state_dict, num_heads, file)
+            return RawCheckpoint(normalize_names(params), arch, local, layout)
         layout = openclip.detect_layout(state_dict, file)
         params, arch = openclip.convert_state_dict(state_dict, num_heads, file)
         params = normalize_names(params)
@@ -175,10 +181,12 @@ def grid_rows(n_rows: int) -> tuple[int, bool]:
     return (side, True) if side * side == n_rows - 1 else (0, False)
 
 
-def resample_posemb(posemb: Any, n_rows: int, class_slot: bool) -> np.ndarray:
-    """(1, N, D) -> (1, n_rows, D): bilinear zoom of the square grid (scipy order=1, as big_vision).
+def resample_posemb(posemb: Any, n_rows: int, class_slot: bool, method: str = "bilinear") -> np.ndarray:
+    """(1, N, D) -> (1, n_rows, D): the square grid resampled to a square grid of n_rows (- 1) cells.
 
-    With `class_slot` the first row is the class token's and is kept as is.
+    method: "bilinear" = scipy's zoom order=1, as big_vision; "bicubic" = torch's
+    `F.interpolate(mode="bicubic", antialias=True, align_corners=False)`, as timm's `resample_abs_pos_embed`
+    (DINOv2's loaders). With `class_slot` the first row is the class token's and is kept as is.
     """
     posemb = np.asarray(posemb, np.float32)
     lead = 1 if class_slot else 0
@@ -187,17 +195,40 @@ def resample_posemb(posemb: Any, n_rows: int, class_slot: bool) -> np.ndarray:
     if gs_old * gs_old != old or gs_new * gs_new != new:
         raise InputError(f"pos_embedding: cannot resample {old} to {new} positions; only square grids are supported")
     grid = posemb[0, lead:].reshape(gs_old, gs_old, -1)
-    grid = scipy.ndimage.zoom(grid, (gs_new / gs_old, gs_new / gs_old, 1), order=1)
+    if method == "bicubic":
+        w = antialiased_bicubic_weights(gs_old, gs_new)
+        grid = np.einsum("ij,jkd,lk->ild", w, grid.astype(np.float64), w).astype(np.float32)
+    else:
+        grid = scipy.ndimage.zoom(grid, (gs_new / gs_old, gs_new / gs_old, 1), order=1)
     return np.concatenate([posemb[:, :lead], grid.reshape(1, gs_new * gs_new, -1)], axis=1)
 
 
-def fit_to_model(params: Params, reference: Params, *, class_slot: bool) -> Params:
+def antialiased_bicubic_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) resampling matrix of torch's antialiased bicubic interpolation along one axis
+    (align_corners=False; PIL's algorithm): Keys' cubic kernel with a = -0.5, stretched by the scale when
+    shrinking, each row normalised to sum 1. Applying it along both axes is `F.interpolate(..., "bicubic",
+    antialias=True)` of a 2-d grid."""
+    scale = n_in / n_out
+    support = 2.0 * max(scale, 1.0)
+    inv = 1.0 / max(scale, 1.0)
+    weights = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        center = scale * (i + 0.5)
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), n_in)
+        x = np.abs((np.arange(lo, hi) - center + 0.5) * inv)
+        a = -0.5
+        w = np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1, np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
+        weights[i, lo:hi] = w / w.sum() if w.sum() != 0 else w
+    return weights
+
+
+def fit_to_model(params: Params, reference: Params, *, class_slot: bool, resample: str = "bilinear") -> Params:
     """Adapts a checkpoint tree to a model's (abstract) tree: class-token position row, layout, grid size.
 
     A class-token row in `pos_embedding` is folded into `cls` (cls += row 0, exactly as big_vision) when
     the model has none (`class_slot` False), and a zero row is added when it has one; the two give the
     same outputs. Loop and scan layouts are converted to the model's. The grid is resampled to the
-    model's image size.
+    model's image size (`resample`: resample_posemb's method).
     """
     params = dict(params)
     if "pos_embedding" in params:
@@ -211,7 +242,7 @@ def fit_to_model(params: Params, reference: Params, *, class_slot: bool) -> Para
             params["pos_embedding"] = np.concatenate([np.zeros_like(pe[:, :1]), pe], axis=1)
         want = reference.get("pos_embedding")
         if want is not None and want.shape[1] != params["pos_embedding"].shape[1] and want.ndim == 3:
-            params["pos_embedding"] = resample_posemb(params["pos_embedding"], want.shape[1], class_slot)
+            params["pos_embedding"] = resample_posemb(params["pos_embedding"], want.shape[1], class_slot, resample)
     t, ref_t = params.get("Transformer", {}), reference.get("Transformer", {})
     if "encoderblock" in ref_t and "encoderblock_0" in t:
         params = pyloop_to_scan(params)
@@ -307,7 +338,12 @@ def infer_config(params: Params, source: str) -> dict[str, Any]:
     if not block:
         raise InputError(f"{source}: no 'Transformer/encoderblock_0' parameters; this is not a ViT checkpoint")
     try:
-        mlp_dim = np.shape(block["MlpBlock_0"]["Dense_0"]["kernel"])[-1]
+        mlp_in, mlp_out = (
+            np.shape(block["MlpBlock_0"]["Dense_0"]["kernel"])[-1],
+            np.shape(block["MlpBlock_0"]["Dense_1"]["kernel"])[0],
+        )
+        swiglu = mlp_in == 2 * mlp_out  # DINOv2 giant: Dense_0 packs the gate and the value
+        mlp_dim = mlp_out
         num_heads = np.shape(block["MultiHeadDotProductAttention_0"]["query"]["kernel"])[-2]
     except KeyError as e:
         raise InputError(f"{source}: transformer block lacks {e}; this is not a big_vision-style ViT") from e
@@ -325,6 +361,9 @@ def infer_config(params: Params, source: str) -> dict[str, Any]:
         head_bias="bias" in head,
         rep_size=int(np.shape(params["pre_logits"]["kernel"])[-1]) if "pre_logits" in params else False,
         pre_norm="ln_pre" in params,
+        layer_scale="LayerScale_0" in block,
+        num_registers=int(np.shape(params["registers"])[1]) if "registers" in params else 0,
+        mlp="swiglu" if swiglu else "gelu",
     )
     return config
 

@@ -5,9 +5,13 @@
 into a B/16, taking the head, pooling and image size from the file unless given;
 `load_model("mu/8", image_size=32)` (no checkpoint) draws random weights from `seed`: the tiny
 variants are for tests and demos. `checkpoint="random"` gives random weights for a registry name too.
+Families that are no ViT load through the same call: BiT ResNets (`"bit-m-r50x1"`, or `"r50x1"` with any BiT
+`.npz`; models/bit.py) and TensorFlow SavedModels (`"alignet-siglip-b-alignet"`, or `"saved_model"` with a
+folder or `.tar.gz`; models/saved_model.py); docs/models.md describes every family.
 """
 
 import dataclasses
+import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -18,7 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from alignment_jax.errors import InputError
-from alignment_jax.models import checkpoints, storage
+from alignment_jax.models import bit, checkpoints, saved_model, storage
+from alignment_jax.models.dinov2 import ARCH as DINOV2_ARCH
+from alignment_jax.models.layers import Outputs
 from alignment_jax.models.openclip import OPENCLIP_ARCH
 from alignment_jax.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocess
 from alignment_jax.models.vit import VARIANTS, VisionTransformer, decode_variant, make_vit
@@ -26,11 +32,16 @@ from alignment_jax.models.vit import VARIANTS, VisionTransformer, decode_variant
 Params = dict
 _ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 _AUGREG = "gs://vit_models/augreg/"
+_BIT = "gs://bit_models/"
 _SIGLIP = "gs://big_vision/siglip/"
 _SIGLIP2 = "gs://big_vision/siglip2/"
 _HF = "https://huggingface.co/{}/resolve/main/{}"
 _BV_PREPROCESS = Preprocess(224)  # squash-resize, values in [-1, 1]
 _CLIP_PREPROCESS = Preprocess(224, crop=True, method="bicubic", mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD)
+# DINOv2's evaluation: bicubic resize of the shorter side to 256 (224 / 0.875), centre crop, ImageNet mean/std
+_DINOV2_PREPROCESS = Preprocess(
+    224, crop=True, crop_fraction=0.875, method="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD
+)
 _DIMENSIONS = ("width", "depth", "mlp_dim", "num_heads", "patch_size")
 # model.dtype -> (matmul input dtype, matmul precision for float32 inputs; models/vit.py explains them)
 DTYPES = {
@@ -51,11 +62,12 @@ class ModelSpec:
     variant: str
     checkpoint: str
     image_size: int
-    source: str  # vit_jax | big_vision | openclip | timm
+    source: str  # vit_jax | big_vision | openclip | timm | bit | saved_model
     config: dict = dataclasses.field(default_factory=dict)
     preprocess: Preprocess = _BV_PREPROCESS
     default_layer: str = "pre_logits"
     description: str = ""
+    checkpoint_size: int = 0  # the image side the weights were released for, when not image_size (DINOv2: 518)
 
 
 _I21K = {"pool_type": "tok", "num_classes": 21843}
@@ -97,6 +109,62 @@ def _openclip(name: str, variant: str, repo: str, embed: int, quick_gelu: bool =
     )  # fmt: skip
 
 
+_DINOV2_SIZES = {  # variant, options beyond it (giant: 24 heads of 64, SwiGLU with 4096 hidden units)
+    "s": ("S/14", {}),
+    "b": ("B/14", {}),
+    "l": ("L/14", {}),
+    "g": ("g-opt/14", {"num_heads": 24, "mlp_dim": 4096, "mlp": "swiglu"}),
+}
+
+
+def _dinov2(size: str, registers: bool) -> ModelSpec:
+    """DINOv2 (arXiv:2304.07193; with registers arXiv:2309.16588) as published by timm, run at 224 px; its
+    default layer is the class token after the final norm, as DINOv2's linear evaluation uses it."""
+    variant, options = _DINOV2_SIZES[size]
+    timm_size = {"s": "small", "b": "base", "l": "large", "g": "giant"}[size]
+    repo = f"timm/vit_{timm_size}_patch14{'_reg4' if registers else ''}_dinov2.lvd142m"
+    config = {**DINOV2_ARCH, **options, "num_registers": 4 if registers else 0}
+    tag = "-reg4" if registers else ""
+    return ModelSpec(
+        f"dinov2-{size}14{tag}", variant, _HF.format(repo, "model.safetensors"), 224, "timm", config,
+        _DINOV2_PREPROCESS, "pre_logits", f"DINOv2 ViT-{size.upper()}/14{tag} (self-supervised) from hf.co/{repo}",
+        checkpoint_size=518,
+    )  # fmt: skip
+
+
+def _bit(data: str, variant: str) -> ModelSpec:
+    """BiT ResNet-v2 (arXiv:1912.11370): BiT-S trained on ImageNet-1k, BiT-M on ImageNet-21k."""
+    classes = {"s": 1000, "m": 21843}[data]
+    return ModelSpec(
+        f"bit-{data}-{variant}", variant, f"{_BIT}BiT-{data.upper()}-R{variant[1:]}.npz", 224, "bit",
+        {"num_classes": classes}, description=f"BiT-{data.upper()} ResNet-v2 R{variant[1:]} (pre-logits default)",
+    )  # fmt: skip
+
+
+_ALIGNET = "gs://alignet/models/"
+_ALIGNET_MODELS = {  # our name -> AligNet's model folder (github.com/google-deepmind/alignet, "AligNet models")
+    "siglip": "SigLIP-B",
+    "siglip2": "SigLIP2-B",
+    "dinov1": "DINOv1-B",
+    "dinov2": "DINOv2-B",
+    "cappa": "CapPa-B",
+    "vit": "ViT-B",
+    "clip": "CLIP-Vit-B",
+    "scratch": "Scratch-B",
+}
+_ALIGNET_KINDS = {"base": "base_model", "alignet": "alignet", "untransformed": "untransformed"}
+
+
+def _alignet(model: str, kind: str) -> ModelSpec:
+    """AligNet's released SavedModels (arXiv:2409.06509): a base model before AligNet post-training, after it
+    (`alignet`), or after UnAligNet (`untransformed`); 224 px (14 x 14 tokens of 16 px), values in [-1, 1]."""
+    stem = f"{_ALIGNET_MODELS[model]}-{_ALIGNET_KINDS[kind]}"
+    return ModelSpec(
+        f"alignet-{model}-b-{kind}", "", f"{_ALIGNET}{stem}.tar.gz", 224, "saved_model",
+        description=f"AligNet release {stem} (TensorFlow SavedModel; pre_logits default)",
+    )  # fmt: skip
+
+
 _SPECS = [
     *_augreg("Ti/16", "Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "0.03"),
     *_augreg("S/16", "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "0.03"),
@@ -123,6 +191,11 @@ _SPECS = [
     _openclip("openclip-vit-g14-laion2b-s12b", "g/14", "laion/CLIP-ViT-g-14-laion2B-s12B-b42K", 1024),
     _openclip("openclip-vit-g14-laion2b-s34b", "g/14", "laion/CLIP-ViT-g-14-laion2B-s34B-b88K", 1024),
     _openclip("openclip-vit-bigg14-laion2b-s39b", "G/14", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", 1280),
+    *(_dinov2(size, registers) for registers in (False, True) for size in _DINOV2_SIZES),
+    *(_bit(data, variant) for data in "sm" for variant in ("r50x1", "r101x1", "r50x3", "r152x2")),
+    *(_alignet(model, kind) for model in _ALIGNET_MODELS for kind in _ALIGNET_KINDS),
+    ModelSpec("saved_model", "", "", 224, "saved_model",
+              description="any TensorFlow SavedModel with AligNet's signature: set model.checkpoint"),
     # the bundled demo model (alignment_jax/models/demo.py trains it): 10 concept strengths + 4 x 3 colours out
     ModelSpec("demo-vit", "mu/8", os.path.join(_ASSETS, "demo_vit.npz"), 32, "big_vision",
               {"width": 64, "depth": 4, "mlp_dim": 128, "num_heads": 4, "pool_type": "gap", "num_classes": 22},
@@ -142,12 +215,18 @@ class LoadedModel:
     `module.apply({"params": params}, x)` -> (logits or None, named outputs); `info` is JSON-able.
     """
 
-    module: VisionTransformer
+    module: VisionTransformer  # or bit.ResNetV2, saved_model.SavedModelModule: the same `apply`
     params: Params
     image_size: int
     preprocess: Preprocess
     default_layer: str
     info: dict
+    outputs: Outputs | None = None  # the named outputs of a model that is no ViT (models/layers.py)
+
+    @property
+    def layer_order(self) -> int | Outputs:
+        """What models/layers.py needs to order and resolve layer names: the ViT's depth or the outputs."""
+        return self.outputs if self.outputs is not None else self.module.depth
 
     def apply(self, images: jax.Array) -> tuple[jax.Array | None, dict[str, jax.Array]]:
         """Preprocessed images (B, S, S, 3) -> (logits or None, named outputs)."""
@@ -189,6 +268,18 @@ def load_model(
     if dtype not in DTYPES:
         raise InputError(f"model.dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     spec = MODELS.get(name_or_variant)
+    if (spec.source if spec else "") == "bit" or re.fullmatch(r"r\d+x\d+", name_or_variant):
+        if dont_load or sharding is not None:
+            raise InputError("model: dont_load and sharding apply to ViTs only, not to BiT ResNets")
+        model = _load_bit(name_or_variant, spec, checkpoint, image_size, seed, dtype, cache_dir, overrides)
+        return _renormalized(model, normalization)
+    if spec is not None and spec.source == "saved_model":
+        if dont_load or sharding is not None or overrides or dtype != "float32":
+            raise InputError(
+                f"model {spec.name!r}: a SavedModel runs as it was saved; dont_load, sharding, dtype other than "
+                "float32 and model options do not apply"
+            )
+        return _renormalized(_load_saved_model(spec, checkpoint, image_size, cache_dir), normalization)
     if spec is None and not _looks_like_variant(name_or_variant):
         known = ", ".join(MODELS)
         raise InputError(f"model {name_or_variant!r}: neither a registry name ({known}) nor a variant like 'B/16'")
@@ -208,7 +299,8 @@ def load_model(
     size = image_size or (spec.image_size if spec else 0) or _grid_size(raw, module) or 224
     abstract = jax.eval_shape(module.init, jax.random.PRNGKey(seed), jnp.zeros((1, size, size, 3)))["params"]
     if raw is not None:
-        fitted = checkpoints.fit_to_model(raw, abstract, class_slot=module.posemb_with_cls)
+        resample = checkpoints.POSEMB_RESAMPLING.get(fmt, "bilinear")
+        fitted = checkpoints.fit_to_model(raw, abstract, class_slot=module.posemb_with_cls, resample=resample)
         init = _flax_init(module, size, seed) if checkpoints.dont_load_names(abstract, dont_load) else None
         params = checkpoints.match_params(fitted, abstract, source=path, dont_load=dont_load, init=init)
     elif dont_load:
@@ -239,6 +331,117 @@ def load_model(
         "preprocess": preprocess.options(),
     }
     return LoadedModel(module, params, size, preprocess, default_layer, info)
+
+
+def _load_bit(
+    name: str, spec: ModelSpec | None, checkpoint: str, image_size: int | None, seed: int, dtype: str,
+    cache_dir: str | None, overrides: dict,
+) -> LoadedModel:  # fmt: skip
+    """load_model for BiT ResNet-v2 (models/bit.py): a released `.npz`, or random weights for a bare variant."""
+    variant = spec.variant if spec else name
+    config = {**bit.decode_variant(variant), **(spec.config if spec else {}), **overrides}
+    unknown = sorted(set(config) - {"units", "width", "num_classes"})
+    if unknown:
+        raise InputError(f"model options {unknown}: unknown for a BiT ResNet; known are units, width, num_classes")
+    path = checkpoint or (spec.checkpoint if spec else "")
+    path = "" if path == "random" else path
+    flat, local = None, ""
+    if path:
+        local = storage.fetch(path, cache_dir)
+        flat = bit.read_bit_npz(local)
+        found = bit.infer_config(flat, path)
+        if spec is None:
+            config = {**found, **overrides}
+        diffs = [f"{k} {found[k]} (asked {config[k]})" for k in found if tuple(np.atleast_1d(found[k])) != tuple(
+            np.atleast_1d(config[k]))]  # fmt: skip
+        if diffs:
+            raise InputError(f"{path}: the BiT checkpoint differs from {variant!r}: {', '.join(diffs)}")
+    config["units"] = tuple(config["units"])
+    dtype_mm, precision = DTYPES[dtype]
+    module = bit.ResNetV2(**config, dtype_mm=dtype_mm, matmul_precision=precision)
+    size = image_size or (spec.image_size if spec else 0) or 224
+    abstract = jax.eval_shape(module.init, jax.random.PRNGKey(seed), jnp.zeros((1, size, size, 3)))["params"]
+    if flat is not None:
+        params = checkpoints.match_params(checkpoints.unflatten(flat), abstract, source=path)
+    else:
+        params = random_params(abstract, seed)
+    params = jax.tree.map(jnp.asarray, params)
+    preprocess = dataclasses.replace(spec.preprocess if spec else _BV_PREPROCESS, size=size)
+    default_layer = spec.default_layer if spec else "pre_logits"
+    names = module.layer_names()
+    info = {
+        "name": spec.name if spec else name,
+        "variant": variant,
+        "source": "bit",
+        "checkpoint": path,
+        "sha256": storage.sha256(local) if local and not storage.is_remote(local) else None,
+        "seed": None if path else seed,
+        "image_size": size,
+        "dtype": dtype,
+        "matmul_precision": precision,
+        "default_layer": default_layer,
+        "config": {"units": list(module.units), "width": module.width, "num_classes": module.num_classes},
+        "preprocess": preprocess.options(),
+    }
+    outputs = Outputs(names, tuple(n for n in names if n.startswith("stage")))
+    return LoadedModel(module, params, size, preprocess, default_layer, info, outputs)
+
+
+def _renormalized(model: LoadedModel, normalization: str) -> LoadedModel:
+    """The model with its pixel scaling replaced by NORMALIZATIONS[normalization] ("" = as it is)."""
+    if not normalization:
+        return model
+    if normalization not in NORMALIZATIONS:
+        raise InputError(f"model.normalization {normalization!r}: use one of {', '.join(NORMALIZATIONS)}")
+    mean, std = NORMALIZATIONS[normalization]
+    preprocess = dataclasses.replace(model.preprocess, mean=mean, std=std)
+    return dataclasses.replace(model, preprocess=preprocess, info={**model.info, "preprocess": preprocess.options()})
+
+
+def _load_saved_model(spec: ModelSpec, checkpoint: str, image_size: int | None, cache_dir: str | None) -> LoadedModel:
+    """load_model for a TensorFlow SavedModel (models/saved_model.py): its outputs are the layers."""
+    path = checkpoint or spec.checkpoint
+    if not path or path == "random":
+        raise InputError(
+            f"model.checkpoint: the registry entry {spec.name!r} needs a SavedModel folder or its .tar.gz "
+            "(model.checkpoint=...); there are no random weights for a SavedModel"
+        )
+    folder = saved_model.local_folder(path, cache_dir)
+    size = image_size or spec.image_size
+    module = saved_model.SavedModelModule(folder, size, path)
+    if spec.default_layer not in module.names:
+        raise InputError(f"{path}: no '{spec.default_layer}' output (outputs: {', '.join(module.names)})")
+    preprocess = dataclasses.replace(spec.preprocess, size=size)
+    local = storage.fetch(path, cache_dir)
+    info = {
+        "name": spec.name,
+        "variant": "",
+        "source": "saved_model",
+        "checkpoint": path,
+        "sha256": storage.sha256(local) if os.path.isfile(local) else _tree_digest(folder),
+        "seed": None,
+        "image_size": size,
+        "dtype": "float32",
+        "matmul_precision": "float32",
+        "default_layer": spec.default_layer,
+        "config": {"outputs": {name: list(shape) for name, shape in module.shapes.items()}},
+        "preprocess": preprocess.options(),
+    }
+    return LoadedModel(module, {}, size, preprocess, spec.default_layer, info, module.outputs())
+
+
+def _tree_digest(folder: str) -> str:
+    """sha256 over a folder's files (relative names and bytes, in sorted order): a SavedModel folder's identity."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(os.path.relpath(full, folder).encode() + b"\0")
+            with open(full, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
 
 
 def random_params(abstract: Params, seed: int) -> Params:
@@ -294,6 +497,8 @@ def _flax_init(module: VisionTransformer, size: int, seed: int) -> Params:
 
 
 def _default_preprocess(arch: dict) -> Preprocess:
+    if arch.get("layer_scale"):  # a DINOv2 file
+        return _DINOV2_PREPROCESS
     return _CLIP_PREPROCESS if arch else _BV_PREPROCESS
 
 

@@ -18,6 +18,15 @@ projection, head size), patch size and position-embedding grid for its resolutio
                     `visual.transformer.resblocks.{i}` (fused `in_proj`), `visual.ln_post`, `visual.proj`, and
                     the text tower's keys beside them.
   demo              a big_vision .npz under `params/`, one tower.
+  BiT               the released `.npz`: `resnet/root_block/standardized_conv2d/kernel`, `resnet/block{b}/unit{u:02d}/
+                    {a,b,c}/...`, `a/proj/...`, `resnet/group_norm`, `resnet/head/conv2d` (models/bit.py), at
+                    bit.STANDIN's size (32 channels at the root, one unit per stage) instead of STANDIN_DIMS.
+  AligNet           a TensorFlow SavedModel with AligNet's `serving_default` signature, packed as a `.tar.gz` of
+                    one folder like the release (models/saved_model.py's `write_saved_model`; needs TensorFlow).
+  DINOv2 (timm)     `model.safetensors` as timm's `vit_*_patch14[_reg4]_dinov2`: timm's ViT keys plus `ls1.gamma`,
+                    `ls2.gamma` per block, `pos_embed` for 518 px (37 x 37 grid; with a class slot, or without one
+                    and `reg_token` (1, 4, D) for the register models), no head; the giant's packed SwiGLU `fc1`
+                    (2 mlp_dim, D). `dinov2_hf_arrays` re-lays them out as Hugging Face's `Dinov2Model`.
 
 `standin_model(name)` writes the file under the real file's name (with its `:img` sub-tree) and loads it
 with `load_model(name, file)`: the entry's architecture options, reader, conversion, strict matching, image
@@ -35,12 +44,22 @@ import numpy as np
 
 from alignment_jax import atomic
 from alignment_jax.errors import InputError
-from alignment_jax.models import checkpoints
+from alignment_jax.models import bit, checkpoints, saved_model
 from alignment_jax.models.registry import MODELS, LoadedModel, ModelSpec, load_model
 from alignment_jax.models.vit import decode_variant
 
 STANDIN_DIMS = {"width": 32, "depth": 2, "mlp_dim": 128, "num_heads": 2}  # mu's sizes with two blocks
-FORMATS = ("augreg_npz", "timm_safetensors", "siglip_npz", "siglip2_npz", "openclip_safetensors", "big_vision_npz")
+FORMATS = (
+    "augreg_npz",
+    "timm_safetensors",
+    "siglip_npz",
+    "siglip2_npz",
+    "openclip_safetensors",
+    "big_vision_npz",
+    "timm_dinov2_safetensors",
+    "bit_npz",
+    "saved_model_tar_gz",
+)
 _TEXT = {"vocab": 64, "context": 8}  # the text towers beside the image tower (never loaded)
 
 Shapes = dict[str, tuple[tuple[int, ...], float, float]]  # key -> (shape, std, mean) of its random values
@@ -50,6 +69,12 @@ def file_format(spec: ModelSpec) -> str:
     """Which of FORMATS the entry's checkpoint file is in."""
     if spec.source == "vit_jax":
         return "augreg_npz"
+    if spec.source == "bit":
+        return "bit_npz"
+    if spec.source == "saved_model":
+        return "saved_model_tar_gz"
+    if spec.source == "timm" and spec.config.get("layer_scale"):
+        return "timm_dinov2_safetensors"
     if spec.source in ("timm", "openclip"):
         return f"{spec.source}_safetensors"
     if spec.checkpoint.endswith(":img"):
@@ -59,12 +84,17 @@ def file_format(spec: ModelSpec) -> str:
 
 def standin_arrays(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
     """The stand-in's file contents, {key: float32 array}, in the layout of `file_format(spec)`."""
+    if file_format(spec) == "bit_npz":
+        return bit.standin_arrays(bit.STANDIN["units"], bit.STANDIN["width"], spec.config.get("num_classes", 0), seed)
     d, depth, m, h = (STANDIN_DIMS[k] for k in ("width", "depth", "mlp_dim", "num_heads"))
     patch = decode_variant(spec.variant)["patch_size"][0]
-    grid = spec.image_size // patch
+    grid = (spec.checkpoint_size or spec.image_size) // patch
     classes = spec.config.get("num_classes", 0)
     fmt = file_format(spec)
-    if fmt == "augreg_npz":
+    if fmt == "timm_dinov2_safetensors":
+        registers, swiglu = spec.config.get("num_registers", 0), spec.config.get("mlp") == "swiglu"
+        shapes = _timm_dinov2(d, depth, m, patch, grid, registers, swiglu)
+    elif fmt == "augreg_npz":
         shapes = _augreg(d, depth, m, h, patch, grid, classes)
     elif fmt == "timm_safetensors":
         shapes = _timm(d, depth, m, patch, grid, classes)
@@ -86,6 +116,9 @@ def standin_arrays(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
 
 def write_standin(spec: ModelSpec, path: str, seed: int = 0) -> None:
     """Writes the stand-in of `spec` to `path` (.npz or .safetensors, as the real file); same bytes every time."""
+    if file_format(spec) == "saved_model_tar_gz":
+        saved_model.write_saved_model(path, spec.image_size, STANDIN_DIMS["width"], STANDIN_DIMS["depth"], seed)
+        return
     arrays = standin_arrays(spec, seed)
     if file_format(spec).endswith("safetensors"):
         from safetensors.numpy import save_file
@@ -109,10 +142,11 @@ def standin_model(name: str, seed: int = 0, **load_kwargs: Any) -> LoadedModel:
         raise InputError(f"model.standin: {name!r} is not a registry entry; stand-ins exist for {', '.join(MODELS)}")
     file, subtree = checkpoints.split_subtree(spec.checkpoint)
     with tempfile.TemporaryDirectory(prefix="alignment_jax_standin_") as folder:
-        path = os.path.join(folder, os.path.basename(file))
+        path = os.path.join(folder, os.path.basename(file) or "saved_model.tar.gz")
         write_standin(spec, path, seed)
         checkpoint = path + (f":{subtree}" if subtree else "")
-        model = load_model(name, checkpoint, seed=seed, **STANDIN_DIMS, **load_kwargs)
+        dims = {"bit": bit.STANDIN, "saved_model": {}}.get(spec.source, STANDIN_DIMS)
+        model = load_model(name, checkpoint, seed=seed, **dims, **load_kwargs)
     info = {**model.info, "checkpoint": spec.checkpoint, "standin": True, "standin_seed": seed}
     return dataclasses.replace(model, info=info)
 
@@ -248,6 +282,71 @@ def _timm(d: int, depth: int, m: int, patch: int, grid: int, classes: int) -> Sh
         shapes |= _torch_block(f"blocks.{i}.", d, m, _TIMM_BLOCK)
     shapes |= {"norm.weight": _ln(d), "norm.bias": _small(d)}
     return shapes | ({"head.weight": _kernel((classes, d), d), "head.bias": _small(classes)} if classes else {})
+
+
+def _timm_dinov2(d: int, depth: int, m: int, patch: int, grid: int, registers: int, swiglu: bool) -> Shapes:
+    """timm's DINOv2: a class slot in `pos_embed` unless there are registers (timm's `no_embed_class`)."""
+    shapes = _timm(d, depth, m, patch, grid, 0)
+    if registers:
+        shapes["pos_embed"] = _small(1, grid * grid, d)
+        shapes["reg_token"] = _small(1, registers, d)
+    for i in range(depth):
+        shapes |= {f"blocks.{i}.ls1.gamma": _small(d), f"blocks.{i}.ls2.gamma": _small(d)}
+        if swiglu:  # fc1 packs the gate and the value
+            shapes[f"blocks.{i}.mlp.fc1.weight"] = _kernel((2 * m, d), d)
+            shapes[f"blocks.{i}.mlp.fc1.bias"] = _small(2 * m)
+    return shapes
+
+
+def dinov2_hf_arrays(timm_arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same DINOv2 weights in Hugging Face's `Dinov2Model` layout (`Dinov2WithRegistersModel` with
+    registers): separate q/k/v, `layer_scale{1,2}.lambda1`, position embeddings with the class slot (a zero row
+    where timm folded it into `cls_token`), a `mask_token`, `weights_in`/`weights_out` for SwiGLU."""
+    out: dict[str, np.ndarray] = {}
+    d = timm_arrays["cls_token"].shape[-1]
+    pos = timm_arrays["pos_embed"]
+    if "reg_token" in timm_arrays:
+        pos = np.concatenate([np.zeros_like(pos[:, :1]), pos], axis=1)
+        out["embeddings.register_tokens"] = timm_arrays["reg_token"]
+    out |= {"embeddings.cls_token": timm_arrays["cls_token"], "embeddings.position_embeddings": pos}
+    out["embeddings.mask_token"] = np.zeros((1, d), np.float32)
+    out["embeddings.patch_embeddings.projection.weight"] = timm_arrays["patch_embed.proj.weight"]
+    out["embeddings.patch_embeddings.projection.bias"] = timm_arrays["patch_embed.proj.bias"]
+    out |= {"layernorm.weight": timm_arrays["norm.weight"], "layernorm.bias": timm_arrays["norm.bias"]}
+    depth = len({k.split(".")[1] for k in timm_arrays if k.startswith("blocks.")})
+    for i in range(depth):
+        t, h = f"blocks.{i}.", f"encoder.layer.{i}."
+        swiglu = timm_arrays[t + "mlp.fc1.weight"].shape[0] == 2 * timm_arrays[t + "mlp.fc2.weight"].shape[1]
+        fc1, fc2 = ("weights_in", "weights_out") if swiglu else ("fc1", "fc2")
+        for part in ("weight", "bias"):
+            qkv = timm_arrays[t + f"attn.qkv.{part}"]
+            for j, name in enumerate(("query", "key", "value")):
+                out[h + f"attention.attention.{name}.{part}"] = np.ascontiguousarray(qkv[j * d : (j + 1) * d])
+            out[h + f"attention.output.dense.{part}"] = timm_arrays[t + f"attn.proj.{part}"]
+            out[h + f"norm1.{part}"] = timm_arrays[t + f"norm1.{part}"]
+            out[h + f"norm2.{part}"] = timm_arrays[t + f"norm2.{part}"]
+            out[h + f"mlp.{fc1}.{part}"] = timm_arrays[t + f"mlp.fc1.{part}"]
+            out[h + f"mlp.{fc2}.{part}"] = timm_arrays[t + f"mlp.fc2.{part}"]
+        out[h + "layer_scale1.lambda1"] = timm_arrays[t + "ls1.gamma"]
+        out[h + "layer_scale2.lambda1"] = timm_arrays[t + "ls2.gamma"]
+    return out
+
+
+def dinov2_original_arrays(timm_arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same DINOv2 weights under Meta's original names: `register_tokens`, a `mask_token`, the class slot in
+    `pos_embed` (a zero row where timm folded it into `cls_token`), the giant's `mlp.w12` / `mlp.w3`."""
+    out = {k: v for k, v in timm_arrays.items() if k not in ("reg_token", "pos_embed")}
+    pos = timm_arrays["pos_embed"]
+    if "reg_token" in timm_arrays:
+        out["register_tokens"] = timm_arrays["reg_token"]
+        pos = np.concatenate([np.zeros_like(pos[:, :1]), pos], axis=1)
+    out["pos_embed"] = pos
+    out["mask_token"] = np.zeros((1, pos.shape[-1]), np.float32)
+    for key in [k for k in out if ".mlp.fc" in k]:
+        block = key.split(".mlp.")[0]
+        if timm_arrays[f"{block}.mlp.fc1.weight"].shape[0] == 2 * timm_arrays[f"{block}.mlp.fc2.weight"].shape[1]:
+            out[key.replace("mlp.fc1", "mlp.w12").replace("mlp.fc2", "mlp.w3")] = out.pop(key)  # the giant's SwiGLU
+    return out
 
 
 def _openclip(d: int, depth: int, m: int, patch: int, grid: int, embed: int) -> Shapes:

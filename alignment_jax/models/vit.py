@@ -6,6 +6,11 @@ Names follow big_vision's `models/vit.py`: `embedding` (patch conv), `pos_embedd
 `Transformer/encoderblock` sub-tree with a leading depth axis. Numerics match big_vision by default
 (tanh GELU, LayerNorm eps 1e-6, position embedding added before the class token is prepended).
 
+DINOv2 options (`models/dinov2.py` names the weights): `layer_scale` (a learned per-channel `gamma` on each
+residual branch, `LayerScale_0/1` in a block), `num_registers` (learned `registers` tokens after the class
+token, without position embedding, left out of the mean of the patch tokens), `mlp="swiglu"` (SwiGLU MLP:
+`Dense_0` (D, 2 mlp_dim) split into a SiLU gate and a value, `Dense_1` (mlp_dim, D)).
+
 Flags for CLIP-style image towers (OpenCLIP, timm; see `models/openclip.py`), all off by default:
 `pre_norm` (a `ln_pre` LayerNorm before the blocks), `posemb_with_cls` (class token prepended first,
 position embedding with N+1 rows), `patch_bias=False`, `ln_eps=1e-5`, `gelu="exact"|"quick"`,
@@ -47,6 +52,7 @@ VARIANTS: dict[str, tuple[int, int, int, int]] = {
 POOL_TYPES = ("tok", "gap", "map", "0", "none")
 MATMUL_PRECISIONS = ("float32", "tensorfloat32", "bfloat16")  # jax.default_matmul_precision's names
 GELUS = ("tanh", "exact", "quick")
+MLPS = ("gelu", "swiglu")
 
 
 def decode_variant(variant: str) -> dict[str, Any]:
@@ -84,29 +90,47 @@ def gelu(x: jax.Array, kind: str) -> jax.Array:
 
 
 class MlpBlock(nn.Module):
-    """Dense(mlp_dim) -> GELU -> Dense(d): (B, L, d) -> (B, L, d)."""
+    """Dense(mlp_dim) -> GELU -> Dense(d): (B, L, d) -> (B, L, d). With kind="swiglu" (DINOv2 giant):
+    Dense(2 mlp_dim) -> [a, b] -> SiLU(a) * b -> Dense(d), as DINOv2's SwiGLUFFN and timm's SwiGLUPacked."""
 
     mlp_dim: int | None = None
     dtype_mm: str = "float32"
     gelu: str = "tanh"
+    kind: str = "gelu"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         inits = dict(kernel_init=nn.initializers.xavier_uniform(), bias_init=nn.initializers.normal(stddev=1e-6))
         d = x.shape[-1]
-        x = nn.Dense(self.mlp_dim or 4 * d, dtype=self.dtype_mm, **inits)(x)
-        x = gelu(x, self.gelu)
+        hidden = self.mlp_dim or 4 * d
+        if self.kind == "swiglu":
+            gate, value = jnp.split(nn.Dense(2 * hidden, dtype=self.dtype_mm, **inits)(x), 2, axis=-1)
+            x = nn.silu(gate) * value
+        else:
+            x = gelu(nn.Dense(hidden, dtype=self.dtype_mm, **inits)(x), self.gelu)
         return nn.Dense(d, dtype=self.dtype_mm, **inits)(x)
 
 
+class LayerScale(nn.Module):
+    """x * gamma, one learned factor per channel (CaiT; DINOv2's `ls1`/`ls2`): (B, L, d) -> (B, L, d)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        gamma = self.param("gamma", nn.initializers.constant(1e-5), (x.shape[-1],), jnp.float32)
+        return x * gamma.astype(x.dtype)
+
+
 class Encoder1DBlock(nn.Module):
-    """Pre-norm transformer block: x + MHSA(LN(x)), then x + MLP(LN(x)). Returns (x, x) for `nn.scan`."""
+    """Pre-norm transformer block: x + MHSA(LN(x)), then x + MLP(LN(x)); with layer_scale each branch is
+    scaled by its LayerScale first. Returns (x, x) for `nn.scan`."""
 
     mlp_dim: int | None = None
     num_heads: int = 12
     dtype_mm: str = "float32"
     ln_eps: float = 1e-6
     gelu: str = "tanh"
+    layer_scale: bool = False
+    mlp: str = "gelu"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -114,9 +138,10 @@ class Encoder1DBlock(nn.Module):
         y = nn.MultiHeadDotProductAttention(
             num_heads=self.num_heads, kernel_init=nn.initializers.xavier_uniform(), dtype=self.dtype_mm
         )(y, y)
-        x = x + y
+        x = x + (LayerScale(name="LayerScale_0")(y) if self.layer_scale else y)
         y = nn.LayerNorm(epsilon=self.ln_eps, use_fast_variance=False)(x)
-        x = x + MlpBlock(mlp_dim=self.mlp_dim, dtype_mm=self.dtype_mm, gelu=self.gelu)(y)
+        y = MlpBlock(mlp_dim=self.mlp_dim, dtype_mm=self.dtype_mm, gelu=self.gelu, kind=self.mlp)(y)
+        x = x + (LayerScale(name="LayerScale_1")(y) if self.layer_scale else y)
         return x, x
 
 
@@ -130,11 +155,13 @@ class Encoder(nn.Module):
     dtype_mm: str = "float32"
     ln_eps: float = 1e-6
     gelu: str = "tanh"
+    layer_scale: bool = False
+    mlp: str = "gelu"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         kw = dict(mlp_dim=self.mlp_dim, num_heads=self.num_heads, dtype_mm=self.dtype_mm, ln_eps=self.ln_eps)
-        kw["gelu"] = self.gelu
+        kw.update(gelu=self.gelu, layer_scale=self.layer_scale, mlp=self.mlp)
         out = {}
         if self.scan:
             blocks = nn.scan(
@@ -177,7 +204,7 @@ class VisionTransformer(nn.Module):
     Named outputs: `stem` (B, h, w, D), `with_posemb` (B, N[+1], D), `block00`..`block{depth-1}` and
     `pre_ln` (B, L, D), `encoded` (B, L, D) after the final norm, `head_input` (B, D) pooled (absent
     for pool_type "none"), `pre_logits` (B, rep_size or D), `logits` (B, num_classes) when there is a
-    head. L = N (+1 with a class token). For two-tower models (SigLIP, CLIP) `logits` is the image
+    head. L = N (+1 with a class token, + num_registers). For two-tower models (SigLIP, CLIP) `logits` is the image
     embedding. As in big_vision, pixels beyond the last whole patch are ignored (So400m/14 at 384 px
     sees 27 x 27 patches). Inference only: `train` is accepted for big_vision's signature and changes
     nothing.
@@ -202,6 +229,9 @@ class VisionTransformer(nn.Module):
     ln_eps: float = 1e-6
     gelu: str = "tanh"  # tanh | exact | quick
     head_bias: bool = True
+    layer_scale: bool = False  # DINOv2: LayerScale on both residual branches of every block
+    num_registers: int = 0  # DINOv2 with registers: 4 learned tokens after the class token
+    mlp: str = "gelu"  # gelu | swiglu (DINOv2 giant)
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> tuple[jax.Array | None, dict[str, jax.Array]]:
@@ -240,6 +270,10 @@ class VisionTransformer(nn.Module):
             x = out["with_posemb"] = x + posemb
             if has_cls:
                 x = jnp.concatenate([cls, x], axis=1)
+        if self.num_registers:  # after the class token, without position embedding (DINOv2, timm)
+            registers = self.param("registers", nn.initializers.normal(1e-6), (1, self.num_registers, c), jnp.float32)
+            lead = int(has_cls)
+            x = jnp.concatenate([x[:, :lead], jnp.tile(registers.astype(x.dtype), [n, 1, 1]), x[:, lead:]], axis=1)
         if self.pre_norm:
             x = nn.LayerNorm(epsilon=self.ln_eps, use_fast_variance=False, name="ln_pre")(x)
 
@@ -251,6 +285,8 @@ class VisionTransformer(nn.Module):
             dtype_mm=self.dtype_mm,
             ln_eps=self.ln_eps,
             gelu=self.gelu,
+            layer_scale=self.layer_scale,
+            mlp=self.mlp,
             name="Transformer",
         )(x)
         out.update(blocks)
@@ -259,7 +295,7 @@ class VisionTransformer(nn.Module):
         if self.pool_type == "map":
             x = MAPHead(num_heads=self.num_heads, mlp_dim=self.mlp_dim, ln_eps=self.ln_eps, gelu=self.gelu)(x)
         elif self.pool_type == "gap":
-            x = jnp.mean(x, axis=1)
+            x = jnp.mean(x[:, self.num_registers :], axis=1)
         elif self.pool_type in ("0", "tok"):
             x = x[:, 0]
         if self.pool_type != "none":
@@ -284,6 +320,10 @@ class VisionTransformer(nn.Module):
             )
         if self.gelu not in GELUS:
             raise InputError(f"model.gelu {self.gelu!r}: unknown; use one of {', '.join(GELUS)}")
+        if self.mlp not in MLPS:
+            raise InputError(f"model.mlp {self.mlp!r}: unknown; use one of {', '.join(MLPS)}")
+        if self.num_registers < 0 or (self.num_registers and self.pool_type != "tok"):
+            raise InputError(f"model.num_registers {self.num_registers}: must be 0, or registers with pool_type='tok'")
         if self.posemb not in ("learn", "sincos2d"):
             raise InputError(f"model.posemb {self.posemb!r}: unknown; use 'learn' or 'sincos2d'")
         if self.posemb == "sincos2d" and self.posemb_with_cls:

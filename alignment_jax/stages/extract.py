@@ -6,6 +6,7 @@ model.layers, every layer comes from one pass over the images, each into its own
 results.json `layers`)."""
 
 import os
+import re
 
 import ml_collections
 
@@ -46,12 +47,15 @@ def check(config: ml_collections.ConfigDict) -> None:
     """The model, decoding and store settings (the transfer stage extracts with them too)."""
     model = config.model
     name = model.name or model.variant
-    if name and name not in MODELS and name.partition("/")[0] not in VARIANTS:
+    bit_variant = bool(re.fullmatch(r"r\d+x\d+", name))  # a BiT ResNet without a registry name (models/bit.py)
+    if name and name not in MODELS and name.partition("/")[0] not in VARIANTS and not bit_variant:
         raise InputError(
             f"model {name!r}: neither a registry name (model.name, e.g. demo-vit, augreg-b16-i21k, siglip2-b16-224; "
             f"all {len(MODELS)} are in alignment_jax/models/registry.py) nor a variant like 'B/16' (model.variant)"
         )
     checks.choice(config, "model.dtype", DTYPES)
+    if name in MODELS and not MODELS[name].checkpoint and not model.checkpoint and not model.standin:
+        raise InputError(f"model.checkpoint: {name!r} needs one (a SavedModel folder or its .tar.gz); set it")
     if model.standin and model.name not in MODELS:
         raise InputError(f"model.standin: model.name {model.name!r} is not a registry entry; set one or standin=False")
     if model.standin and model.checkpoint:
