@@ -69,7 +69,12 @@ def table(results: dict[str, Any], fmt) -> tuple[str, tuple[str, ...], list[tupl
     return "Accuracy through the depth of the network", HEADERS + (("10-NN overlap",) if local else ()), rows, note
 
 
-def plot(path: str, results: dict[str, Any], noise_ceiling: float | None, title: str) -> bool:
+def plot(
+    path: str,
+    results: dict[str, Any],
+    noise_ceiling: float | None,
+    title: str = "Odd-one-out accuracy through the depth of the network",
+) -> bool:
     """Draws the run's depth figure; False (no file) without layers."""
     points = curve(results)
     if not points:

@@ -42,10 +42,8 @@ def provenance(ctx: RunContext) -> dict:
 
 
 # Inputs the world replaces with its own: a value the user gives them would be silently unused.
-REPLACED = (
-    "things.root", "things.train", "things.test", "things.objects", "things.one_based",
-    "images.source", "images.root", "images.list", "images.tfds_name",
-)  # fmt: skip
+# (things.train, things.test and things.objects name files that are read instead of the world's: used.)
+REPLACED = ("things.root", "images.source", "images.root", "images.list", "images.tfds_name")
 
 
 def check_unused_inputs(config) -> None:
