@@ -248,8 +248,7 @@ def test_levels_metrics_per_level(release):
     features = rng.normal(size=(len(levels.images), 16)).astype(np.float32)
     out = metrics.levels_metrics(features, levels, "cosine", bootstrap=100)
     assert list(out) == ["within_class", "class_border", "between_class", "all"]
-    for name, section in out.items():
-        assert set(section) == set(metrics.METRICS)
+    assert all(set(section) == set(metrics.METRICS) for section in out.values())
     x = features / np.linalg.norm(features, axis=1, keepdims=True)
     i, j, k = levels.triplets.T
     z = np.stack([(x[j] * x[k]).sum(1), (x[i] * x[k]).sum(1), (x[i] * x[j]).sum(1)], axis=1)

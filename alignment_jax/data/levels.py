@@ -174,9 +174,7 @@ def load_levels(
 
     alive = np.ones(len(trials), bool)
     alive = remove(selected, "no_selection", f"none of the {len(trials)} exp_trial rows selects a shown image")
-    alive = remove(
-        rt <= max_rt_ms, "slow", f"every answered trial has rt > levels.max_rt_ms={max_rt_ms:g}; raise it"
-    )
+    alive = remove(rt <= max_rt_ms, "slow", f"every answered trial has rt > levels.max_rt_ms={max_rt_ms:g}; raise it")
     rows = np.flatnonzero(alive)
     triplet_keys, trial_triplet, responses = np.unique(key[rows], return_inverse=True, return_counts=True)
     enough = responses[trial_triplet] >= min_responses

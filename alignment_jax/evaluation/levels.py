@@ -57,9 +57,7 @@ def accuracy(z: np.ndarray, counts: np.ndarray) -> float:
     return float(hits.sum() / counts.sum())
 
 
-def accuracy_ci(
-    hits: np.ndarray, responses: np.ndarray, n_resamples: int = 1000, seed: int = 0
-) -> tuple[float, float]:
+def accuracy_ci(hits: np.ndarray, responses: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95% percentile bootstrap interval of sum(hits) / sum(responses) when the t triplets are resampled with
     replacement; (nan, nan) for t = 0 or no resamples.
 
