@@ -212,7 +212,7 @@ def entropy_curves(features: np.ndarray, levels: Levels, metrics: dict[str, dict
     fitted T) of the triplets with each: {level: {"human_entropy": [...], "model_entropy": [...], "n_triplets":
     [...]}} (the report's entropy plot)."""
     z = choice_logits(features, levels.triplets, similarity)
-    human = np.round(human_entropy(levels.counts), 9)
+    human = np.round(human_entropy(levels.counts), 9) + 0.0  # no -0.0
     curves = {}
     for name, mask in level_masks(levels).items():
         if not mask.any():
