@@ -10,8 +10,9 @@ its images in LEVELS/images (or --config.levels.images=FOLDER); the model extrac
 DIR/features (or give --config.levels.features=F.npy, one row per image in sorted file-name order). To report
 the gain of a THINGS-trained transform on Levels, add THINGS (--config.things.root=THINGS: the probe learns
 it in the same run, before the levels stage) or give one (--config.transform=transform.npz).
-Argument runlocal: the demo world's Levels set and THINGS-like triplets with planted features (no files): the
-probe learns a transform and the levels stage reports every number before and after it.
+Argument runlocal: the demo world's Levels set and THINGS-like triplets with planted features (no files): every
+stage runs, the probe learns a transform on the THINGS-like triplets and the levels stage reports every number
+before and after it.
 """
 
 from alignment_jax.config.args import parse_arg
@@ -25,5 +26,4 @@ def get_config(arg: str = ""):
         config.world.enabled = True  # planted features: the world's THINGS-like triplets and its Levels set
         config.world.n_levels = 100
         config.probe.lambdas = (1e-2, 1e-3)
-        config.stages = "world,probe,levels,report"
     return config
