@@ -123,7 +123,7 @@ def test_the_same_runs_probe_transform_is_evaluated(tmp_path, capsys):
         "--config.probe.lambdas=0.01",
         "--config.probe.folds=2",
         "--config.probe.epochs=40",
-        "--config.stages=world,probe,levels",
+        "--config.stages=world,probe,levels,report",
         "--config.progress=off",
         "--config.zero_shot.bootstrap=0",
     ]
@@ -143,6 +143,10 @@ def test_the_same_runs_probe_transform_is_evaluated(tmp_path, capsys):
     expected = levels_metrics(transform.apply(features), loaded, "cosine", bootstrap=0)
     assert results["levels"]["all"]["accuracy_transformed"] == pytest.approx(expected["all"]["accuracy"], rel=1e-6)
     assert results["levels"]["transform"] == str(tmp_path / "run" / "transform.npz")
+    report = (tmp_path / "run" / "report.md").read_text()  # the demo's report shows the tables and figures
+    assert "## Levels: accuracy per abstraction level" in report and "## Levels: uncertainty" in report
+    assert {"levels", "levels_entropy"} <= set(results["report"]["plots"])
+    assert all((tmp_path / "run" / "plots" / f"{name}.png").is_file() for name in ("levels", "levels_entropy"))
 
 
 def test_the_model_extracts_the_levels_images(release, tmp_path, capsys):
