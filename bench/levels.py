@@ -1,10 +1,10 @@
 """The Levels metrics at the release's size; prints JSON.
 
-About 155k kept trials over 30k triplets (4-5 responses each), p = 1,536 (e.g. a ViT-g pre-logits layer),
-images reused across triplets: every metric of alignment_jax/evaluation/levels.py for the three levels and
-`all`, the four temperature fits and the bootstrap intervals (1,000 resamples) included. The target is under
-5 s on a 2-core CPU. With --reader, also the time to read and filter the same trials from release-format
-JSON-lines files (written to a temporary folder first).
+30k triplets with 4-5 kept responses each (about 135k of the release's ~155k trials), p = 1,536 (e.g. a ViT-g
+pre-logits layer), 30,000 images reused across triplets (--images 90000: each in one triplet): every metric of
+alignment_jax/evaluation/levels.py for the three levels and `all`, the four temperature fits and the bootstrap
+intervals (1,000 resamples) included. The target is under 5 s on a 2-core CPU. With --reader, also the time to
+read and filter the same trials from release-format JSON-lines files (written to a temporary folder first).
 """
 
 import argparse
