@@ -211,3 +211,46 @@ def test_bad_levels_inputs_get_one_line_before_slow_work(release, tmp_path, caps
     assert_one_line(status, err, *names)
     assert not (tmp_path / "run" / "results.json").exists()
     assert not (tmp_path / "run" / "features").exists()  # nothing extracted
+
+
+def test_every_layer_of_model_layers_is_evaluated_on_levels(tmp_path, capsys):
+    """configs/demo.py (rendered images, the demo ViT, model.layers=all): one extraction pass gives every layer's
+    Levels features; results.json `layers` holds each layer's metrics, transformed with its own transform."""
+    small = [
+        "--config=configs/demo.py",
+        "--config.world.n_objects=40",
+        "--config.world.n_train=1500",
+        "--config.world.n_test=300",
+        "--config.world.n_repeated_sets=10",
+        "--config.world.n_levels=20",
+        "--config.probe.lambdas=0.01",
+        "--config.probe.folds=2",
+        "--config.probe.epochs=30",
+        "--config.stages=world,extract,probe,levels",
+        "--config.progress=off",
+        "--config.zero_shot.bootstrap=0",
+    ]
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        status, out, err = run_cli(capsys, *small, f"--workdir={tmp_path / 'run'}")
+    finally:
+        os.chdir(cwd)
+    assert status == 0, err
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text())
+    loaded = load_levels(str(run / "world" / "levels"), images=None)
+    entries = {entry["layer"]: entry for entry in results["layers"]}
+    assert len(entries) == 5 and "levels per layer" in out
+    main = next(layer for layer, entry in entries.items() if entry["features"] == results["extract"]["features"])
+    for layer, entry in entries.items():
+        store = run / "features" / ("levels" if layer == main else f"levels.{layer}")  # model.layer's: `levels`
+        features = np.load(store / "features.npy")
+        transform = Transform.load_npz(run / "transforms" / layer / "transform.npz")
+        assert entry["levels"]["all"]["accuracy"] == pytest.approx(
+            direct_accuracy(features, loaded.triplets, loaded.counts), rel=1e-6
+        )
+        assert entry["levels"]["all"]["accuracy_transformed"] == pytest.approx(
+            direct_accuracy(transform.apply(features), loaded.triplets, loaded.counts), rel=1e-6
+        )
+    assert entries[main]["levels"]["all"] == results["levels"]["all"]  # the section describes model.layer

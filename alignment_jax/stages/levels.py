@@ -10,7 +10,9 @@ too: every model-dependent metric again as `<metric>_transformed`.
 
 Section `levels`: {"within_class", "class_border", "between_class", "all": {n_triplets, n_responses, accuracy,
 ci95, noise_ceiling, temperature, nll, entropy_spearman, rt_spearman (+ *_transformed)}, "similarity",
-"n_images", "n_trials", "dropped_trials", "dropped_triplets", "entropy_curves", "transform"}.
+"n_images", "n_trials", "dropped_trials", "dropped_triplets", "entropy_curves", "transform"}. With model.layers
+(and the extract stage in the run), every layer's metrics from the same extraction pass go into results.json
+`layers` (entry["levels"], transformed with each layer's own transform), the section describing model.layer.
 """
 
 import ml_collections
@@ -24,7 +26,7 @@ from alignment_jax.errors import InputError
 from alignment_jax.evaluation.levels import MODEL_METRICS, entropy_curves, levels_metrics
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import given_transform, load
+from alignment_jax.stages import given_transform, layers, load
 
 MEMORY = "images.batch_size (the Levels images are extracted in batches)"
 
@@ -109,6 +111,7 @@ def provenance(ctx: RunContext) -> dict:
         "files:levels": facts.files_fingerprint(paths),
         **facts.settings(config, "levels", "similarity", "seed", "zero_shot.bootstrap"),
         "transform": ctx.transform_source(),
+        **layers.provenance(ctx),
     }
     if _extracts(config):
         found.update(facts.settings(config, "model", "images.resize", "images.jpeg_draft", "images.token_pooling"))
@@ -120,7 +123,16 @@ def run(ctx: RunContext) -> dict:
     """Returns the `levels` section (module docstring)."""
     config = ctx.config
     levels = levels_data(ctx)
-    if _extracts(config):
+    by_layer = {}
+    if _extracts(config) and ctx.layers:  # model.layers: every layer from one pass (model.layer's store is `levels`)
+        from alignment_jax.extract.pipeline import layer_features_for_images
+
+        extracted = layer_features_for_images(
+            config, list(levels.image_paths), "levels", ctx.workdir, ",".join(ctx.layers)
+        )
+        by_layer = {layer: np.asarray(extracted[layer], np.float32) for layer in ctx.layers}
+        features = by_layer[ctx.layer]
+    elif _extracts(config):
         from alignment_jax.extract.pipeline import features_for_images
 
         features = np.asarray(features_for_images(config, list(levels.image_paths), "levels", ctx.workdir), np.float32)
@@ -152,7 +164,33 @@ def run(ctx: RunContext) -> dict:
         transform=ctx.transform_path if transform is not None else None,
     )
     _log(ctx, levels, section)
+    if by_layer:
+        _record_layers(ctx, levels, by_layer)
     return section
+
+
+def _record_layers(ctx: RunContext, levels: Levels, by_layer: dict[str, np.ndarray]) -> None:
+    """results.json `layers`: each layer's {level: metrics} (+ *_transformed with its own transform,
+    DIR/transforms/<layer>/transform.npz), as the section holds them for model.layer."""
+    config = ctx.config
+    values = {}
+    for layer, features in by_layer.items():
+        metrics = levels_metrics(features, levels, config.similarity, config.zero_shot.bootstrap, config.seed)
+        transform = layers.layer_transform(ctx, layer)
+        if transform is not None and transform.dim == features.shape[1]:
+            transformed = transform.apply(features)
+            after = levels_metrics(transformed, levels, config.similarity, config.zero_shot.bootstrap, config.seed)
+            for name, value in metrics.items():
+                value.update({f"{key}_transformed": after[name][key] for key in MODEL_METRICS})
+        values[layer] = metrics
+    layers.update(ctx, "levels", values)
+    shown = lambda m: (
+        f"{m['accuracy']:.3f}"
+        + (f" -> {m['accuracy_transformed']:.3f}" if m.get("accuracy_transformed") is not None else "")
+    )
+    ctx.log(
+        "levels per layer (all triplets): " + ", ".join(f"{layer} {shown(v['all'])}" for layer, v in values.items())
+    )
 
 
 def _log(ctx: RunContext, levels: Levels, section: dict) -> None:
