@@ -254,3 +254,14 @@ def test_every_layer_of_model_layers_is_evaluated_on_levels(tmp_path, capsys):
             direct_accuracy(transform.apply(features), loaded.triplets, loaded.counts), rel=1e-6
         )
     assert entries[main]["levels"]["all"] == results["levels"]["all"]  # the section describes model.layer
+
+
+def test_runlocal_swaps_levels_data_for_the_worlds_set():
+    from alignment_jax.config.args import run_locally
+    from alignment_jax.config.base import base_config
+
+    config = base_config()
+    config.levels.root, config.levels.features = "/data/levels", "/data/levels.npy"
+    local = run_locally(config)
+    assert local.world.n_levels == 100 and not local.levels.root and not local.levels.features
+    assert run_locally(base_config()).world.n_levels == 0  # no Levels data named: no Levels set
