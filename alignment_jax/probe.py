@@ -285,7 +285,7 @@ def _transform_intact(ctx: RunContext, earlier: dict) -> bool:
 
 def _reads_transform(planned: list[str]) -> bool:
     """Whether a planned stage applies a transform.npz made before this run."""
-    return "probe" not in planned and bool({"transfer", "concepts"} & set(planned))
+    return "probe" not in planned and bool({"levels", "transfer", "concepts"} & set(planned))
 
 
 def _outputs() -> list[str]:

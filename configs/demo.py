@@ -4,7 +4,8 @@
 
 The world stage writes planted-concept objects, simulated human triplets (train, test, repeats for a
 noise ceiling), images rendered from the objects' concepts, a held-out dataset with a human similarity
-matrix and the concept labels under WORKDIR/world. The bundled tiny ViT (`demo-vit`, trained on other
+matrix, the concept labels and a small Levels set (a three-level class hierarchy of rendered images, 4-5
+simulated responses per triplet; docs/levels.md) under WORKDIR/world. The bundled tiny ViT (`demo-vit`, trained on other
 rendered objects; nothing is downloaded) extracts features from the images; zero-shot, the probe sweep,
 transfer and concepts run on them as on THINGS, and report.md gathers the plots. Every layer of the model
 (model.layers=all: its 4 blocks and the pooled output) goes through extraction, zero-shot and the probe, so
@@ -23,6 +24,7 @@ from alignment_jax.config.base import base_config
 def get_config(arg: str = ""):
     args = parse_arg(arg, features=False, glocal=False)
     config = base_config()
+    config.world.n_levels = 100  # a small Levels set (docs/levels.md): accuracy per abstraction level, uncertainty
     if args.glocal:
         config.probe.objective = "glocal"
         config.world.n_local = 1000

@@ -62,3 +62,44 @@ def every_results_json_is_strict(tmp_path_factory):
         except ValueError as e:
             bad.append(f"{path}: {e}")
     assert not bad, "not strict JSON:\n" + "\n".join(bad)
+
+
+# The fast subset (`pytest tests -m "not slow"`, under 3 minutes on 2 cores) leaves out whole runs, notebooks,
+# subprocesses and sweeps to convergence: these files, and these tests of other files (each took seconds or more).
+SLOW_FILES = {
+    "test_caches.py", "test_comparisons.py", "test_demo.py", "test_extract_processes.py", "test_glocal.py",
+    "test_memory.py", "test_notebooks.py", "test_precision.py", "test_sweep_cli.py",
+}  # fmt: skip
+SLOW_TESTS = {
+    "test_api.py": ("test_get_config_and_run", "test_fit_probe_learns_and_its_transform_round_trips"),
+    "test_bad_inputs.py": (
+        "test_ctrl_c_is_one_line_and_exit_130_and_a_second_run_is_refused_meanwhile",
+        "test_exploding_configurations_are_diverged_never_selected",
+        "test_sigkill_at_any_moment_leaves_nothing_after_the_rerun",
+        "test_unchanged_rerun_keeps_everything_and_skips_finished_stages",
+    ),
+    "test_checkpoints.py": ("test_orbax_restores_onto_two_devices", "test_orbax_round_trip_onto_a_sharding"),
+    "test_cli.py": ("test_end_to_end", "test_diverged_configurations_are_reported_and_left_out"),
+    "test_cross_validation.py": (
+        "test_a_layer_inside_a_multi_layer_probe_equals_its_probe_alone",
+        "test_fast_protocol_reaches_the_paper_protocol",
+        "test_paper_protocol_runs_minibatches",
+        "test_probe_closes_most_of_the_gap_to_the_generating_model",
+        "test_triplet_split_cross_validates_over_triplets",
+    ),
+    "test_extract_stage.py": ("test_model_and_things_images_run_extract_then_zero_shot_and_reuse",),
+    "test_local.py": ("test_vmap_over_configurations_equals_one_by_one",),
+    "test_sweep.py": (
+        "test_sharded_over_eight_devices_matches_one_device",
+        "test_views_train_as_if_each_were_swept_alone",
+        "test_vmapped_sweep_equals_configurations_run_one_by_one",
+        "test_epoch_budget_per_configuration",
+    ),
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        file = item.path.name
+        if file in SLOW_FILES or item.originalname in SLOW_TESTS.get(file, ()):
+            item.add_marker(pytest.mark.slow)

@@ -36,7 +36,8 @@ def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
 
 def run_locally(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Shrinks a real model config to run in a minute or two on a laptop CPU: the demo world (rendered images,
-    simulated triplets, a transfer dataset, concepts) instead of THINGS and the user's data.
+    simulated triplets, a transfer dataset, concepts, and a Levels set when the config names Levels data) instead
+    of THINGS and the user's data.
 
     A registry model keeps its own path: `model.standin` replaces only its weights by a tiny random
     stand-in written in its checkpoint's file format (alignment_jax/models/standins.py), so the entry's
@@ -57,6 +58,9 @@ def run_locally(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.model.variant = config.model.checkpoint = ""
     config.transfer.datasets = config.transfer.features = ""
     config.concepts.embedding = config.concepts.labels = ""
+    if config.levels.root or config.levels.features:  # the world's Levels set instead
+        config.world.n_levels = config.world.n_levels or 100
+        config.levels.root = config.levels.images = config.levels.features = ""
     local = config.probe.local
     if config.probe.objective == "glocal" or local.features or local.images:  # the world's local images instead
         config.world.n_local = config.world.n_local or 1000

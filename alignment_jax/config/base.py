@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.world.n_repeated_sets = 500
     config.world.n_transfer = 60  # further objects with a human RSM: the transfer dataset
     config.world.n_local = 0  # further objects without human data: gLocal's local image set (probe.local points at it)
+    config.world.n_levels = 0  # random triplets per level of a small Levels set (levels.root points at it); 0 = none
     config.world.images = False  # render images for the extract stage instead of writing features
     config.world.image_size = 32
 
@@ -146,6 +147,16 @@ def base_config() -> ml_collections.ConfigDict:
     config.concepts.labels = ""  # dimension names, one per line ("" = dimension 1, 2, ...)
     config.concepts.top_k = 1  # a triplet counts towards its top_k concepts (by mean weight of the chosen pair)
     config.concepts.layers = ""  # per layer too (each with its own transform): all | a comma list of model.layers
+
+    config.levels = ml_collections.ConfigDict()  # Levels (Muttenthaler et al. 2025): alignment per abstraction level
+    config.levels.root = ""  # the release's trial files: *.json (JSON lines, one trial each) under ROOT, recursively
+    config.levels.images = ""  # its images, matched by file name anywhere under the folder ("" = ROOT/images)
+    # or their features (n_images, p): .npy or .h5, row i = the i-th image in sorted file-name order; "" = extract
+    # them from levels.images with config.model (a store in WORKDIR/features, like the THINGS images)
+    config.levels.features = ""
+    config.levels.max_rt_ms = 10_000  # trials with a longer response time (ms) are dropped
+    config.levels.min_responses = 4  # triplets with fewer kept responses are dropped
+    config.levels.max_responses = 5  # triplets with more keep a random sample (by seed) of this many
 
     config.report = ml_collections.ConfigDict()
     config.report.plots = True  # PNG figures in DIR/plots/, embedded in DIR/report.md

@@ -7,10 +7,11 @@ cv_accuracy, cv_accuracy_{std,min,max}?, test_accuracy, test_accuracy_ci95?, tes
 test_zero_shot_transformed_ci95?, ...}, `comparisons` [{a, b, n_triplets, difference, ci95, p_value, a_only,
 b_only}], `transfer` [{dataset, kernel, spearman, pearson, spearman_transformed, pearson_transformed,
 <metric>_ci95?}], `transfer_triplets` [{dataset, n_triplets, accuracy, ci95?, accuracy_transformed,
-ci95_transformed?}], `concepts` [{concept, n_triplets, accuracy, accuracy_transformed, accuracy_ci95?,
-accuracy_transformed_ci95?}], `transform` (a given transform: {source, test_accuracy, local_*}), `layers` and
-`best_layer` (model.layers: report/depth.py). Every key marked ? may be missing (older results, settings
-without it).
+ci95_transformed?}], `levels` {<level>: {accuracy, ci95, noise_ceiling, temperature, nll, entropy_spearman,
+rt_spearman, *_transformed?}, entropy_curves}, `concepts` [{concept, n_triplets, accuracy, accuracy_transformed,
+accuracy_ci95?, accuracy_transformed_ci95?}], `transform` (a given transform: {source, test_accuracy,
+local_*}), `layers` and `best_layer` (model.layers: report/depth.py). Every key marked ? may be missing (older
+results, settings without it).
 """
 
 import dataclasses
@@ -108,6 +109,8 @@ def tables(results: dict[str, Any]) -> list[Table]:
         ]
         headers = ("dataset", "triplets", "zero-shot", "transformed")
         out.append(Table("Transfer: odd-one-out on other triplet datasets", headers, rows))
+    if isinstance(results.get("levels"), dict):
+        out += _levels_tables(results["levels"])
     if results.get("concepts"):
         ordered = sorted(
             results["concepts"], key=lambda r: -1.0 if r["accuracy"] is None else r["accuracy"], reverse=True
@@ -136,11 +139,81 @@ def make_plots(results: dict[str, Any], workdir: str) -> dict[str, str]:
         made["rsa"] = os.path.join(PLOT_DIR, "rsa.png")
         title = _titled(results, "RSA with human similarity judgments")
         plots.plot_rsa(os.path.join(workdir, made["rsa"]), results["transfer"], title=title)
+    levels = _levels_rows(results)
+    if levels:
+        made["levels"] = os.path.join(PLOT_DIR, "levels.png")
+        title = _titled(results, "Levels: odd-one-out accuracy per abstraction level")
+        plots.plot_levels(os.path.join(workdir, made["levels"]), levels, title=title)
+        if results["levels"].get("entropy_curves"):
+            made["levels_entropy"] = os.path.join(PLOT_DIR, "levels_entropy.png")
+            title = _titled(results, "Levels: model entropy against human entropy")
+            plots.plot_levels_entropy(
+                os.path.join(workdir, made["levels_entropy"]), results["levels"]["entropy_curves"], title=title
+            )
     if any(r["n_triplets"] > 0 for r in results.get("concepts") or ()):
         made["concepts"] = os.path.join(PLOT_DIR, "concepts.png")
         title = _titled(results, "Odd-one-out accuracy per concept")
         plots.plot_concepts(os.path.join(workdir, made["concepts"]), results["concepts"], title=title)
     return made
+
+
+LEVELS = ("within_class", "class_border", "between_class", "all")
+
+
+def _levels_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The levels section's per-level entries that have triplets, as rows with their `level` name."""
+    section = results.get("levels")
+    if not isinstance(section, dict):
+        return []
+    return [
+        {"level": name, **section[name]}
+        for name in LEVELS
+        if isinstance(section.get(name), dict) and section[name].get("n_triplets")
+    ]
+
+
+def _levels_tables(section: dict[str, Any]) -> list[Table]:
+    """Levels (docs/levels.md): accuracy per abstraction level before and after the transform against its noise
+    ceiling, and the uncertainty measures."""
+    rows = _levels_rows({"levels": section})
+    if not rows:
+        return []
+    after = any("accuracy_transformed" in r for r in rows)
+    cells = []
+    for r in rows:
+        cell = [r["level"], _fmt(r["n_triplets"]), _fmt(r["accuracy"]) + _ci_suffix(r.get("ci95"))]
+        if after:
+            cell.append(_fmt(r.get("accuracy_transformed")) + _ci_suffix(r.get("ci95_transformed")))
+        cell += [_fmt(r.get("noise_ceiling")), _fmt(r.get("entropy_spearman"))]
+        if after:
+            cell.append(_fmt(r.get("entropy_spearman_transformed")))
+        cells.append(tuple(cell))
+    headers = ["level", "triplets", "accuracy"] + (["transformed"] if after else [])
+    headers += ["noise ceiling", "entropy Spearman"] + (["(transformed)"] if after else [])
+    dropped = section.get("dropped_trials") or {}
+    note = (
+        f"Levels odd-one-out ({_fmt(section.get('similarity'))} similarity, {_fmt(section.get('n_images'))} images): "
+        "accuracy = fraction of the 4-5 human responses per triplet that chose the model's odd one out, 95% bootstrap "
+        "over triplets; noise ceiling = each response predicted by the most frequent choice of the others (ties "
+        "shared); entropy Spearman = rank correlation over triplets of the model's choice entropy (softmax of the "
+        "similarities at the level's fitted temperature) with the entropy of the human responses."
+        + (" Trials dropped: " + ", ".join(f"{k} {v:,}" for k, v in dropped.items() if v) + "." if dropped else "")
+    )
+    out = [Table("Levels: accuracy per abstraction level", tuple(headers), cells, note=note, plot="levels")]
+    columns = ["temperature", "nll", "rt_spearman"]
+    if after:
+        columns = [c for column in columns for c in (column, f"{column}_transformed")]
+    uncertainty = [(r["level"], *(_fmt(r.get(c)) for c in columns)) for r in rows]
+    names = {"temperature": "T", "nll": "NLL", "rt_spearman": "RT Spearman"}
+    header = lambda c: names[c] if c in names else f"{names[c.removesuffix('_transformed')]} (transformed)"
+    headers = ("level", *(header(c) for c in columns))
+    note = (
+        "T: the temperature of softmax(similarity / T) that best predicts the responses (minimum mean negative "
+        "log-likelihood, NLL; log 3 = 1.099 is chance); RT Spearman: rank correlation of the model's entropy with "
+        "the triplet's mean log response time."
+    )
+    out.append(Table("Levels: uncertainty", headers, uncertainty, note=note, plot="levels_entropy"))
+    return out
 
 
 def _side_by_side(probe: dict[str, Any]) -> Table:

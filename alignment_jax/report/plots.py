@@ -120,6 +120,57 @@ def plot_rsa(
     _save(fig, path, title)
 
 
+def plot_levels(path: str, rows: list[dict], title: str = "Levels: odd-one-out accuracy per abstraction level") -> None:
+    """Levels accuracy per abstraction level before and after the transform, the noise ceiling of each level
+    marked (rows: {"level", "accuracy", "ci95", "accuracy_transformed"?, "ci95_transformed"?, "noise_ceiling"},
+    from results.json `levels`)."""
+    transformed = any(r.get("accuracy_transformed") is not None for r in rows)
+    fig = Figure(figsize=(1.8 + 1.4 * len(rows), 3.8))
+    ax = fig.add_subplot()
+    width = 0.38 if transformed else 0.6
+    x = range(len(rows))
+    columns = [("accuracy", "ci95", _BEFORE, "zero-shot")]
+    if transformed:
+        columns.append(("accuracy_transformed", "ci95_transformed", _AFTER, "transformed"))
+    for k, (column, interval, colour, label) in enumerate(columns):
+        shift = (k - (len(columns) - 1) / 2) * width
+        errors = _errors([{column: r.get(column), f"{column}_ci95": r.get(interval)} for r in rows], column)
+        values = [_nan(r.get(column)) for r in rows]
+        ax.bar([i + shift for i in x], values, width, color=colour, label=label, yerr=errors, capsize=3)
+    for i, r in enumerate(rows):
+        if r.get("noise_ceiling") is not None:
+            ax.hlines(r["noise_ceiling"], i - 0.45, i + 0.45, color="black", linestyle="--", linewidth=1.2,
+                      label="noise ceiling (leave one out)" if i == 0 else None)  # fmt: skip
+    ax.axhline(CHANCE, color="black", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(list(x), [r["level"].replace("_", " ") for r in rows])
+    ax.set_ylabel("Levels odd-one-out accuracy")
+    ax.set_ylim(0, 1)
+    _legend_above(ax, 2)
+    _save(fig, path, title)
+
+
+def plot_levels_entropy(
+    path: str, curves: dict[str, dict], title: str = "Levels: model entropy against human entropy"
+) -> None:
+    """The model's entropy (mean over the triplets with each human entropy, at the level's fitted temperature)
+    against the entropy of the human responses, one line per level, before (solid) and after the transform
+    (dashed); curves: results.json `levels.entropy_curves`."""
+    fig = Figure(figsize=(5.6, 4.0))
+    ax = fig.add_subplot()
+    colours = {"within_class": "#2e86ab", "class_border": "#f18f01", "between_class": "#3b1f2b", "all": "#7f8c9a"}
+    for name, curve in curves.items():
+        colour = colours.get(name, "black")
+        label = name.replace("_", " ")
+        ax.plot(curve["human_entropy"], curve["model_entropy"], "o-", color=colour, label=label, markersize=4)
+        if curve.get("model_entropy_transformed"):
+            ax.plot(curve["human_entropy"], curve["model_entropy_transformed"], "s--", color=colour,
+                    label=f"{label} (transformed)", markersize=3)  # fmt: skip
+    ax.set_xlabel("entropy of the human responses (nats)")
+    ax.set_ylabel("model entropy at the fitted T (nats)")
+    _legend_above(ax, 2)
+    _save(fig, path, title)
+
+
 def plot_models(
     path: str,
     models: list[tuple[str, float | None, float | None, float | None]],

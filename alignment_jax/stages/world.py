@@ -6,10 +6,13 @@ either images rendered from the objects' concepts (`world.images`, for the extra
 ready-made features; the planted concept embedding with its labels (concepts stage); a held-out
 dataset of further objects with a human similarity matrix (transfer stage, generic `rsm` layout); and,
 with `world.n_local`, a local image set of further objects without human data for gLocal
-(WORKDIR/world/local: images/ or features.npy; probe.local points at it).
+(WORKDIR/world/local: images/ or features.npy; probe.local points at it); with `world.n_levels`, a small
+Levels set in the release's format (WORKDIR/world/levels: trials/*.json and images/ or features.npy;
+levels.root points at it; alignment_jax/data/synthetic.py `make_levels`).
 """
 
 import io
+import json
 import os
 
 import numpy as np
@@ -18,7 +21,7 @@ from alignment_jax import atomic
 from alignment_jax import provenance as facts
 from alignment_jax.config import checks
 from alignment_jax.data.render import render
-from alignment_jax.data.synthetic import World, make_world
+from alignment_jax.data.synthetic import World, make_levels, make_world
 from alignment_jax.errors import InputError
 from alignment_jax.run_context import RunContext
 
@@ -33,6 +36,7 @@ def check(config) -> None:
     checks.integer(config, "world.n_dims", minimum=config.world.n_concepts)
     checks.integer(config, "world.n_repeated_sets", minimum=0)
     checks.integer(config, "world.n_local", minimum=0)
+    checks.integer(config, "world.n_levels", minimum=0)
     checks.integer(config, "world.n_transfer", minimum=3)  # RSA needs 3 stimuli
     checks.integer(config, "world.image_size", minimum=8, maximum=1024)
 
@@ -81,6 +85,10 @@ def configure(config, root: str) -> None:
         config.concepts.labels = os.path.join(root, "concept_labels.txt")
     if not config.transfer.datasets:
         config.transfer.datasets = f"rsm:{transfer}"
+    if settings.n_levels and not config.levels.root:
+        config.levels.root = os.path.join(root, "levels")
+        if not settings.images and not config.levels.features:
+            config.levels.features = os.path.join(root, "levels", "features.npy")
     local = config.probe.local
     if settings.n_local and not (local.features or local.images):
         if settings.images:
@@ -124,11 +132,14 @@ def run(ctx: RunContext) -> dict:
         _save_npy(config.features, world.features)
     if settings.n_local:
         _write_local(world, os.path.join(root, "local"), settings, config.seed)
+    if settings.n_levels:
+        _write_levels(world, os.path.join(root, "levels"), settings, config.seed)
     ctx.log(
         f"world: {settings.n_objects} objects ({'images' if settings.images else 'features'}), "
         f"{len(world.train):,} train / {len(world.test):,} test triplets, {settings.n_concepts} planted concepts, "
         f"{settings.n_transfer} held-out objects for transfer"
         + (f", {settings.n_local} local images" if settings.n_local else "")
+        + (f", a Levels set ({settings.n_levels} triplets per level)" if settings.n_levels else "")
         + f" -> {root}"
     )
     return {"root": root, "n_objects": settings.n_objects, "n_concepts": settings.n_concepts, "images": settings.images}
@@ -155,6 +166,23 @@ def _write_local(world: World, folder: str, settings, seed: int) -> None:
         )
     else:
         _save_npy(os.path.join(folder, "features.npy"), world.local_features)
+
+
+def _write_levels(world: World, folder: str, settings, seed: int) -> None:
+    """A Levels set in the release's format: trials/subject_*.json (JSON lines) and images/ (or features.npy,
+    rows in sorted file-name order)."""
+    levels = make_levels(world, n_per_level=settings.n_levels, seed=seed + 3)
+    for part in range(2):  # two trial files, like a release split by session
+        lines = "".join(json.dumps(row) + "\n" for row in levels.trials[part::2])
+        _write(os.path.join(folder, "trials", f"part_{part}.json"), lines.encode())
+    order = np.argsort(levels.names)
+    if settings.images:
+        stems = [levels.names[i][: -len(".png")] for i in order]
+        _write_images(
+            os.path.join(folder, "images"), stems, render(levels.embedding[order], settings.image_size, seed + 3)
+        )
+    else:
+        _save_npy(os.path.join(folder, "features.npy"), levels.features[order])
 
 
 def _write_images(folder: str, names: list[str], images: np.ndarray) -> None:
