@@ -2,10 +2,10 @@
 
 The Python API, one import (`import alignment_jax as aj`); each name is loaded on first use:
 
-    data      load_things(root), make_world(seed=0, ...)
+    data      load_things(root), load_levels(root), make_world(seed=0, ...)
     models    load_model(name, checkpoint=""), extract_features(model, images, layers="") -> {layer: (n, p)}
     measures  odd_one_out(features, triplets, similarity="cosine"), noise_ceiling(triplets, n_objects),
-              rsa(features, human_rsm)
+              rsa(features, human_rsm), levels_metrics(features, levels)
     probes    fit_probe(features, train, test=None, *, lambdas=..., folds=3, ...), Transform (.load/.save/.apply)
     runs      get_config(name_or_path, **overrides), run(config, workdir)
 
@@ -19,6 +19,8 @@ __version__ = "0.1.0"
 _API = {
     "load_things": "alignment_jax.api.data",
     "make_world": "alignment_jax.api.data",
+    "load_levels": "alignment_jax.api.data",
+    "levels_metrics": "alignment_jax.api.measures",
     "load_model": "alignment_jax.api.models",
     "extract_features": "alignment_jax.api.models",
     "odd_one_out": "alignment_jax.api.measures",

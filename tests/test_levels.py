@@ -4,6 +4,7 @@ metrics (alignment_jax/evaluation/levels.py) against direct numpy computations."
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -259,3 +260,27 @@ def test_levels_metrics_per_level(release):
     json.dumps(out, allow_nan=False)
     curves = metrics.entropy_curves(features, levels, out)
     assert sum(curves["all"]["n_triplets"]) == 4
+
+
+def test_the_top_level_api_reads_levels_and_checks_its_inputs(release):
+    import alignment_jax as aj
+
+    levels = aj.load_levels(release, images=None)
+    assert levels.triplets.shape == load_levels(release, images=None).triplets.shape
+    features = np.random.default_rng(1).normal(size=(len(levels.images), 8)).astype(np.float32)
+    assert aj.levels_metrics(features, levels, bootstrap=0) == metrics.levels_metrics(features, levels, bootstrap=0)
+    bad = features.copy()
+    bad[2, 3] = np.nan
+    cases = [
+        (lambda: aj.levels_metrics(bad, levels), "NaN or inf in features (row 2, column 3)"),
+        (lambda: aj.levels_metrics(features[:-1], levels), f"{len(levels.images) - 1} feature rows but"),
+        (lambda: aj.levels_metrics(features, levels.triplets), "read it with load_levels(root)"),
+        (lambda: aj.levels_metrics(features, levels, "l1"), "similarity='l1' is not one of"),
+        (lambda: aj.load_levels(release, min_responses=0), "min_responses=0: must be an integer >= 1"),
+        (lambda: aj.load_levels(release, min_responses=4, max_responses=3), "max_responses=3: must be an integer >= 4"),
+        (lambda: aj.load_levels(release, max_rt_ms=-1), "max_rt_ms=-1: must be a number > 0"),
+        (lambda: aj.load_levels(""), "give the folder of the Levels trial files"),
+    ]
+    for call, message in cases:
+        with pytest.raises(aj.InputError, match=re.escape(message)):
+            call()

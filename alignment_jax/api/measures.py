@@ -9,8 +9,10 @@ import dataclasses
 import numpy as np
 
 from alignment_jax.api import arguments
+from alignment_jax.data.levels import Levels
 from alignment_jax.data.rsm_datasets import RSMDataset
 from alignment_jax.errors import InputError
+from alignment_jax.evaluation import levels as levels_math
 from alignment_jax.evaluation import noise_ceiling as ceiling
 from alignment_jax.evaluation import rsa as rsa_math
 from alignment_jax.evaluation import zero_shot
@@ -93,3 +95,19 @@ def rsa(
         kernel,
         len(x),
     )
+
+
+def levels_metrics(
+    features, levels: Levels, similarity: str = "cosine", *, bootstrap: int = 1000, seed: int = 0
+) -> dict[str, dict]:
+    """Alignment on Levels per abstraction level and for "all" (docs/levels.md): accuracy over every kept human
+    response with its bootstrap ci95 over triplets, the leave-one-out noise_ceiling, and the model's uncertainty
+    softmax(s / T) over the three images (T fitted per level: temperature, nll) against the people's
+    (entropy_spearman, rt_spearman). features: (n_images, p), row i = levels.images[i]."""
+    if not isinstance(levels, Levels):
+        raise InputError(f"levels_metrics: levels is a {type(levels).__name__}; read it with load_levels(root)")
+    x = arguments.features(features, n_rows=len(levels.images))
+    arguments.choice(similarity, "similarity", KINDS)
+    arguments.integer(bootstrap, "bootstrap", minimum=0)
+    arguments.integer(seed, "seed", minimum=0)
+    return levels_math.levels_metrics(x, levels, similarity, bootstrap, seed)
