@@ -73,6 +73,9 @@ class TrainSettings:
     init_scale: float = 1e-3
     weight_decay: float = 1e-4
     local_batch_size: int = 1024  # gLocal's B: local images per step (with local data)
+    # "" = triplet cross-entropy (human choices); kl | jsd: AligNet's soft targets (FoldData's targets), with
+    # the prediction's temperature tau per configuration (hyper "tau")
+    divergence: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +85,8 @@ class FoldData:
     train_features: (F, V, n_train, p): V views (layers) of the objects that the fold's training triplets
     use; train_triplets: (F, T_train, 3) int32 indices into those rows; train_weights: (F, T_train) float32.
     val_*: the same for validation (T_val may be 0: no validation, no early stopping).
+    train_targets, val_targets: (F, T, 3) float32 target distributions over the pairs of each triplet (soft
+    targets, AligNet's), or None (the human choice: column 2 is the odd one out).
     """
 
     train_features: np.ndarray
@@ -90,24 +95,47 @@ class FoldData:
     val_features: np.ndarray
     val_triplets: np.ndarray
     val_weights: np.ndarray
+    train_targets: np.ndarray | None = None
+    val_targets: np.ndarray | None = None
 
     @property
     def n_folds(self) -> int:
         return self.train_triplets.shape[0]
 
     def fold(self, f: int) -> "FoldData":
-        return FoldData(*(a[f : f + 1] for a in dataclasses.astuple(self)))
+        return FoldData(*(None if a is None else a[f : f + 1] for a in dataclasses.astuple(self)))
 
 
 def stack_folds(
-    x: np.ndarray, triplets: np.ndarray, train_masks: np.ndarray, val_masks: np.ndarray, multiple: int = 1
+    x: np.ndarray,
+    triplets: np.ndarray,
+    train_masks: np.ndarray,
+    val_masks: np.ndarray,
+    multiple: int = 1,
+    targets: np.ndarray | None = None,
 ) -> FoldData:
     """x: (n, p), or (V, n, p) for V views of the same objects; triplets: (T, 3); masks: (F, T) bool ->
-    FoldData, the train length padded to a multiple of `multiple`."""
+    FoldData, the train length padded to a multiple of `multiple`. targets: (T, 3) soft targets, or None."""
     views = x[None] if x.ndim == 2 else x
     train = _pad_stack(views, [triplets[m] for m in train_masks], multiple)
     val = _pad_stack(views, [triplets[m] for m in val_masks], 1)
-    return FoldData(*train, *val)
+    if targets is None:
+        return FoldData(*train, *val)
+    targets = np.asarray(targets, np.float32)
+    return FoldData(
+        *train,
+        *val,
+        _pad_targets(targets, train_masks, train[1].shape[1]),
+        _pad_targets(targets, val_masks, val[1].shape[1]),
+    )
+
+
+def _pad_targets(targets: np.ndarray, masks: np.ndarray, length: int) -> np.ndarray:
+    """(T, 3) targets -> (F, length, 3): each fold's in mask order, padded with a uniform distribution."""
+    out = np.full((len(masks), length, 3), 1 / 3, np.float32)
+    for f, mask in enumerate(masks):
+        out[f, : int(mask.sum())] = targets[mask]
+    return out
 
 
 def _pad_stack(views: np.ndarray, parts: list[np.ndarray], multiple: int) -> tuple[np.ndarray, ...]:
@@ -293,12 +321,18 @@ class Groups(NamedTuple):
     leaders: jax.Array
 
 
-def _config_step(params, opt_state, x, triplets, weights, config, local_batch, *, tx, settings, formulation):
+def _config_step(params, opt_state, x, triplets, weights, targets, config, local_batch, *, tx, settings, formulation):
     """One optimizer step of one configuration: (params, opt_state, whether the loss was finite).
     x: (V, n, p) the fold's training views; triplets (B, 3), weights (B,); local_batch: (student rows,
-    teacher similarities, valid) of its local batch, or None (the global objective)."""
+    teacher similarities, valid) of its local batch, or None (the global objective); targets: (B, 3) soft
+    targets with settings.divergence, else None."""
     x = _view(x, config["view"])
-    if local_batch is None:
+    if settings.divergence:  # soft targets (B, 3), the prediction at the configuration's tau
+        loss_fn = lambda prm: objective.soft_loss(
+            prm, x, triplets, targets, weights, config["lam"], config["tau"], divergence=settings.divergence,
+            regularizer=settings.regularizer, formulation=formulation,
+        )  # fmt: skip
+    elif local_batch is None:
         loss_fn = lambda prm: objective.loss(
             prm, x, triplets, weights, config["lam"], regularizer=settings.regularizer,
             temperature=settings.temperature, formulation=formulation,
@@ -317,8 +351,9 @@ def _config_step(params, opt_state, x, triplets, weights, config, local_batch, *
 
 
 def _fold_epoch(
-    state, train_x, train_t, train_w, val_x, val_t, val_w, configs, groups, fold_id, *, data, seed, settings, n_batches
-):
+    state, train_x, train_t, train_w, val_x, val_t, val_w, train_p, val_p, configs, groups, fold_id, *, data, seed,
+    settings, n_batches
+):  # fmt: skip
     """One epoch of the S slots of one fold (state leaves and configs (S, ...)); frozen where state.done.
     data: glocal.LocalData or None; groups: Groups (with data).
 
@@ -351,17 +386,19 @@ def _fold_epoch(
         minibatch = n_batches > 1
         t = jnp.take(train_t, orders[:, j], axis=0) if minibatch else train_t
         w = jnp.take(train_w, orders[:, j], axis=0) if minibatch else train_w
+        soft = None if train_p is None else (jnp.take(train_p, orders[:, j], axis=0) if minibatch else train_p)
         if data is None:
-            one = lambda prm, opt, t_, w_, config, _: step_fn(prm, opt, train_x, t_, w_, config, None)
+            one = lambda prm, opt, t_, w_, p_, config, _: step_fn(prm, opt, train_x, t_, w_, p_, config, None)
             shared = None
         else:
             shared = local_batches(group_views, group_steps + j)  # once per group, not per configuration
-            one = lambda prm, opt, t_, w_, config, group: step_fn(
-                prm, opt, train_x, t_, w_, config, jax.tree.map(lambda a: glocal._pick(a, group), shared)
+            one = lambda prm, opt, t_, w_, p_, config, group: step_fn(
+                prm, opt, train_x, t_, w_, p_, config, jax.tree.map(lambda a: glocal._pick(a, group), shared)
             )
         slot_groups = None if data is None else groups.slot_group
-        params, opt_state, ok = jax.vmap(one, in_axes=(0, 0, 0 if minibatch else None, 0 if minibatch else None, 0, 0))(
-            params, opt_state, t, w, configs, slot_groups
+        batched = 0 if minibatch else None
+        params, opt_state, ok = jax.vmap(one, in_axes=(0, 0, batched, batched, batched, 0, 0))(
+            params, opt_state, t, w, soft, configs, slot_groups
         )
         return (params, opt_state, finite & ok), None
 
@@ -374,10 +411,17 @@ def _fold_epoch(
     has_val = val_t.shape[0] > 0
     if has_val:
         formulation = objective.choose_formulation(val_x.shape[1], val_t.shape[0], val_x.shape[2])
-        evaluate = lambda prm, view: objective.evaluate(
-            prm, _view(val_x, view), val_t, val_w, temperature=settings.temperature, formulation=formulation
-        )
-        cross_entropy, accuracy = jax.vmap(evaluate)(params, configs["view"])
+        if settings.divergence:  # the validation divergence takes the cross-entropy's place
+            evaluate = lambda prm, view, tau: objective.soft_evaluate(
+                prm, _view(val_x, view), val_t, val_p, val_w, tau, divergence=settings.divergence,
+                formulation=formulation,
+            )  # fmt: skip
+            cross_entropy, accuracy = jax.vmap(evaluate)(params, configs["view"], configs["tau"])
+        else:
+            evaluate = lambda prm, view: objective.evaluate(
+                prm, _view(val_x, view), val_t, val_w, temperature=settings.temperature, formulation=formulation
+            )
+            cross_entropy, accuracy = jax.vmap(evaluate)(params, configs["view"])
         if data is None:
             local_term = jnp.full(cross_entropy.shape, jnp.nan)
             val_loss = cross_entropy
@@ -425,12 +469,15 @@ def _bookkeeping(
 
 @functools.partial(jax.jit, static_argnames=("settings", "n_batches"), donate_argnums=0)
 def _sweep_epoch(
-    state, train_x, train_t, train_w, val_x, val_t, val_w, data, configs, groups, fold_ids, seed, *, settings, n_batches
-):
+    state, train_x, train_t, train_w, val_x, val_t, val_w, train_p, val_p, data, configs, groups, fold_ids, seed, *,
+    settings, n_batches
+):  # fmt: skip
     """One epoch of every slot (F, S): `_fold_epoch` vmapped over the folds (per-fold data; the local data
     is shared). configs: per-slot arrays (F, S); groups: Groups with leading axis F, or None; fold_ids: (F,)."""
     epoch = functools.partial(_fold_epoch, data=data, seed=seed, settings=settings, n_batches=n_batches)
-    return jax.vmap(epoch)(state, train_x, train_t, train_w, val_x, val_t, val_w, configs, groups, fold_ids)
+    return jax.vmap(epoch)(
+        state, train_x, train_t, train_w, val_x, val_t, val_w, train_p, val_p, configs, groups, fold_ids
+    )
 
 
 def train_configurations(
