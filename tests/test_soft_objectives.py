@@ -161,3 +161,54 @@ def test_minibatches_learn_the_teacher(teacher_world):
     assert out.val_cross_entropy[0, 0] < 0.5 * uniform
     teacher_choice = (p[:, 0] > p[:, 1]) & (p[:, 0] > p[:, 2])
     assert out.val_accuracy[0, 0] > 0.8 * teacher_choice.mean()
+
+
+@pytest.mark.parametrize("divergence", objective.DIVERGENCES)
+def test_probe_selects_tau_and_scores_the_test_file(teacher_world, divergence):
+    from alignment_jax.config.base import base_config
+    from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
+
+    x, triplets, targets, _, _ = teacher_world
+    probe = base_config().probe
+    probe.objective, probe.taus, probe.lambdas, probe.epochs, probe.split = (
+        divergence,
+        (0.25, 4.0),
+        (1e-3,),
+        30,
+        "triplets",
+    )
+    settings = ProbeSettings.from_config(probe, x.shape[1])
+    train, test = slice(0, 2500), slice(2500, None)
+    result = run_probe(
+        x, triplets[train], triplets[test], settings, progress=False, targets=targets[train],
+        test_targets=targets[test],
+    )  # fmt: skip
+    summary = result.summary
+    assert summary["objective"] == divergence and summary["best_tau"] in (0.25, 4.0)
+    assert {row["tau"] for row in summary["sweep"]} == {0.25, 4.0}
+    assert summary["cv_divergence"] == summary["cv_cross_entropy"]
+    # test_divergence: the divergence at the refit transform and best tau, written out in numpy
+    z = result.transform.apply(x).astype(np.float64)
+    t = triplets[test]
+    sims = np.stack([(z[t[:, a]] * z[t[:, b]]).sum(1) for a, b in ((0, 1), (0, 2), (1, 2))], axis=1)
+    q = numpy_softmax(sims / summary["best_tau"])
+    divergence_fn = numpy_kl if divergence == "kl" else numpy_jsd
+    assert summary["test_divergence"] == pytest.approx(divergence_fn(targets[test], q).mean(), rel=1e-4)
+    assert summary["test_accuracy"] == pytest.approx(np.mean((sims[:, 0] > sims[:, 1]) & (sims[:, 0] > sims[:, 2])))
+
+
+def test_soft_targets_must_be_distributions(teacher_world):
+    from alignment_jax.config.base import base_config
+    from alignment_jax.errors import InputError
+    from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
+
+    x, triplets, targets, _, _ = teacher_world
+    probe = base_config().probe
+    probe.objective = "kl"
+    settings = ProbeSettings.from_config(probe, x.shape[1])
+    bad = targets.copy()
+    bad[7] = [0.5, 0.6, -0.1]
+    with pytest.raises(InputError, match="row 7 .* not a probability distribution"):
+        run_probe(x, triplets, None, settings, progress=False, targets=bad)
+    with pytest.raises(InputError, match="needs soft targets"):
+        run_probe(x, triplets, None, settings, progress=False)
