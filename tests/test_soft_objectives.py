@@ -10,7 +10,7 @@ from alignment_jax.data.alignet import soft_targets
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.data.synthetic import make_world, random_triplets
 from alignment_jax.probing import objective
-from alignment_jax.probing.sweep import Configurations, TrainSettings, stack_folds, train_configurations
+from alignment_jax.probing.sweep import Configurations, TrainSettings, stack_folds, stack_targets, train_configurations
 
 
 def numpy_softmax(s):
@@ -132,18 +132,19 @@ def teacher_world():
 @pytest.mark.parametrize("divergence", objective.DIVERGENCES)
 def test_tau_x_lambda_x_fold_in_one_program_equals_each_alone(teacher_world, divergence):
     x, triplets, targets, train, val = teacher_world
-    folds = stack_folds(x, triplets, train, val, targets=targets)
+    folds, soft = stack_folds(x, triplets, train, val), stack_targets(targets, train, val)
     hyper = {"lam": np.array([1e-3, 1e-3, 1e-1, 1e-1]), "lr": np.full(4, 0.02), "tau": np.array([0.5, 2.0, 0.5, 2.0])}
     configs = Configurations(hyper, np.zeros(4), np.full(4, 20), np.array([0, 0, 1, 1]))
     settings = TrainSettings(epochs=20, min_epochs=3, patience=3, divergence=divergence)
-    together = train_configurations(folds, configs, settings, seed=2, progress=False)
+    together = train_configurations(folds, configs, settings, seed=2, progress=False, soft=soft)
     assert np.isfinite(together.val_cross_entropy).all()
     assert not np.allclose(together.val_cross_entropy[:, 0], together.val_cross_entropy[:, 1])  # tau matters
     for f in (0, 2):
         for k in (1, 2):
             alone = train_configurations(
-                folds.fold(f), configs.take(np.array([k])), settings, seed=2, fold_ids=np.array([f]), progress=False
-            )
+                folds.fold(f), configs.take(np.array([k])), settings, seed=2, fold_ids=np.array([f]), progress=False,
+                soft=soft.fold(f),
+            )  # fmt: skip
             assert alone.epochs[0, 0] == together.epochs[f, k]
             np.testing.assert_allclose(alone.val_cross_entropy[0, 0], together.val_cross_entropy[f, k], rtol=1e-5)
             np.testing.assert_allclose(alone.params["weights"][0, 0], together.params["weights"][f, k], atol=1e-5)
@@ -151,10 +152,10 @@ def test_tau_x_lambda_x_fold_in_one_program_equals_each_alone(teacher_world, div
 
 def test_minibatches_learn_the_teacher(teacher_world):
     x, triplets, targets, train, val = teacher_world
-    folds = stack_folds(x, triplets, train, val, multiple=256, targets=targets)
+    folds, soft = stack_folds(x, triplets, train, val, multiple=256), stack_targets(targets, train, val, multiple=256)
     configs = Configurations({"lam": [1e-4], "lr": [0.01], "tau": [1.0]}, [0], [40], [0])
     settings = TrainSettings(batch_size=256, epochs=40, min_epochs=3, patience=5, divergence="kl")
-    out = train_configurations(folds, configs, settings, seed=0, progress=False)
+    out = train_configurations(folds, configs, settings, seed=0, progress=False, soft=soft)
     # the untrained transform (W ~ 1e-3) predicts a uniform q: KL = log 3 - H(p); training goes well below it
     p = targets[val[0]]
     uniform = float(np.mean(np.log(3) + (p * np.log(p)).sum(1)))

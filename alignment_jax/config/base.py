@@ -45,6 +45,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.things.noise_ceiling_triplets = ""
     config.things.noise_ceiling_min_sets = 30  # without that file: repeated sets the train/test data need for one
 
+    # AligNet's teacher triplets (docs/alignet.md): with alignet.train the probe trains on them instead of THINGS
+    config.alignet = ml_collections.ConfigDict()
+    config.alignet.train = ""  # alignet_train.npz: filenames, similarities [s01, s02, s12], indices, each (n, 3)
+    config.alignet.test = ""  # alignet_valid.npz: scored as the probe's test_divergence and test_accuracy
+    # features of the image set: the distinct file names of train + test in sorted order, one row each (.npy/.h5)
+    config.alignet.features = ""
+    config.alignet.images = ""  # or the images, extracted with config.model: FOLDER/<name> or FOLDER/<synset>/<name>
+
     config.zero_shot = ml_collections.ConfigDict()
     config.zero_shot.bootstrap = 1000  # resamples for the 95% CI (0 = none)
 
@@ -73,11 +81,15 @@ def base_config() -> ml_collections.ConfigDict:
     config.probe.standardize = "global"  # global (one scalar mean/std) | per_dim | none
     config.probe.select_by = "cross_entropy"  # cross_entropy | accuracy
     config.probe.temperature = 1.0
-    config.probe.objective = "global"  # global (the paper's) | glocal: (1 - alpha) triplet + alpha local + lambda R
+    # global (the paper's) | glocal: (1 - alpha) triplet + alpha local + lambda R | kl | jsd: AligNet's divergence
+    # between soft targets (softmax of alignet.train's similarities) and softmax(s / tau), + lambda R
+    config.probe.objective = "global"
     # glocal: weights of the local term, swept like lambdas; alpha = 0 is the global probe, trained in the same
     # sweep and reported beside gLocal's choice (`global_probe`)
     config.probe.alphas = (0.0, 0.1, 0.25)
-    config.probe.taus = (0.1, 1.0)  # glocal: temperatures of the local term; the first scores global/given transforms
+    # glocal: temperatures of the local term (the first scores global/given transforms); kl | jsd: temperatures of
+    # the prediction q = softmax(s / tau), swept with lambda in the same program and selected by validation divergence
+    config.probe.taus = (0.1, 1.0)
     config.probe.local = ml_collections.ConfigDict()  # gLocal's local image set (docs/glocal.md)
     config.probe.local.batch_size = 1024  # local images per step (gLocal's)
     config.probe.local.features = ""  # features of the local images (n_local, p): .npy or .h5; row = image

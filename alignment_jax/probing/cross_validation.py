@@ -27,7 +27,14 @@ from alignment_jax.probing import objective
 from alignment_jax.probing.glocal import GlocalSettings, LocalData, local_data
 from alignment_jax.probing.optimizers import OPTIMIZERS
 from alignment_jax.probing.standardize import standardization
-from alignment_jax.probing.sweep import Configurations, SweepOutcome, TrainSettings, stack_folds, train_configurations
+from alignment_jax.probing.sweep import (
+    Configurations,
+    SweepOutcome,
+    TrainSettings,
+    stack_folds,
+    stack_targets,
+    train_configurations,
+)
 from alignment_jax.probing.transform import Transform
 
 PROTOCOLS = ("fast", "paper")
@@ -330,7 +337,8 @@ def _probe_width(
     what = f" ({n_views} layers of width {p})" if n_views > 1 else ""
     sweep_data, refit_data = _local_data(local, names, standardizations, settings, seed) if is_glocal else (None, None)
 
-    folds = stack_folds(x, train_triplets, *masks, multiple, targets=targets)
+    folds = stack_folds(x, train_triplets, *masks, multiple)
+    soft = None if targets is None else stack_targets(targets, *masks, multiple)
     configs = Configurations(
         {k: np.tile(v, n_views) for k, v in hyper.items()},
         np.repeat(np.arange(n_views), n_hyper),
@@ -339,7 +347,7 @@ def _probe_width(
     )
     sweep = train_configurations(
         folds, configs, settings.train, seed, progress=progress, desc="probe sweep" + what, budget_bytes=budget,
-        keep_params=False, data=sweep_data,
+        keep_params=False, data=sweep_data, soft=soft,
     )  # fmt: skip
     del folds
     outcomes = [sweep.columns(slice(v * n_hyper, (v + 1) * n_hyper)) for v in range(n_views)]
@@ -353,7 +361,8 @@ def _probe_width(
     ]
 
     everything, nothing = np.ones((1, len(train_triplets)), bool), np.zeros((1, len(train_triplets)), bool)
-    all_train = stack_folds(x, train_triplets, everything, nothing, multiple, targets=targets)
+    all_train = stack_folds(x, train_triplets, everything, nothing, multiple)
+    all_soft = None if targets is None else stack_targets(targets, everything, nothing, multiple)
     picks = np.array([h for c in chosen for h in c])
     refit_configs = Configurations(
         {k: v[picks] for k, v in hyper.items()},
@@ -363,7 +372,7 @@ def _probe_width(
     )
     refit = train_configurations(
         all_train, refit_configs, settings.train, seed, fold_ids=np.array([settings.folds]), progress=progress,
-        desc="probe refit" + what, budget_bytes=budget, data=refit_data,
+        desc="probe refit" + what, budget_bytes=budget, data=refit_data, soft=all_soft,
     )  # fmt: skip
 
     results, column = {}, 0

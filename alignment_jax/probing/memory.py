@@ -103,16 +103,12 @@ def config_bytes(
 
 
 def data_bytes(folds, data=None) -> float:
-    """Device bytes of the fold data: features, triplets (int32) and weights of both sides (and their soft
-    targets), and the minibatch order of each fold; with `data` (glocal.LocalData) also the local images and
-    teachers."""
+    """Device bytes of the fold data: features, triplets (int32) and weights of both sides, and the
+    minibatch order of each fold; with `data` (glocal.LocalData) also the local images and teachers."""
     features = folds.train_features.size + folds.val_features.size
     triplets = folds.train_triplets.shape[0] * (folds.train_triplets.shape[1] + folds.val_triplets.shape[1])
     local = 0 if data is None else sum(int(np.prod(a.shape)) for a in data)
-    soft = sum(
-        a.size for a in (getattr(folds, "train_targets", None), getattr(folds, "val_targets", None)) if a is not None
-    )
-    return float(WORD * (features + SHARED_PER_TRIPLET * triplets + local + soft))
+    return float(WORD * (features + SHARED_PER_TRIPLET * triplets + local))
 
 
 def available_bytes(devices: list | None = None) -> float:

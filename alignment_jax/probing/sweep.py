@@ -85,8 +85,6 @@ class FoldData:
     train_features: (F, V, n_train, p): V views (layers) of the objects that the fold's training triplets
     use; train_triplets: (F, T_train, 3) int32 indices into those rows; train_weights: (F, T_train) float32.
     val_*: the same for validation (T_val may be 0: no validation, no early stopping).
-    train_targets, val_targets: (F, T, 3) float32 target distributions over the pairs of each triplet (soft
-    targets, AligNet's), or None (the human choice: column 2 is the odd one out).
     """
 
     train_features: np.ndarray
@@ -95,15 +93,25 @@ class FoldData:
     val_features: np.ndarray
     val_triplets: np.ndarray
     val_weights: np.ndarray
-    train_targets: np.ndarray | None = None
-    val_targets: np.ndarray | None = None
 
     @property
     def n_folds(self) -> int:
         return self.train_triplets.shape[0]
 
     def fold(self, f: int) -> "FoldData":
-        return FoldData(*(None if a is None else a[f : f + 1] for a in dataclasses.astuple(self)))
+        return FoldData(*(a[f : f + 1] for a in dataclasses.astuple(self)))
+
+
+class SoftTargets(NamedTuple):
+    """Soft targets of each fold's triplets (AligNet's; TrainSettings.divergence): train (F, T_train, 3) and val
+    (F, T_val, 3) float32 distributions over the pairs [(0, 1), (0, 2), (1, 2)] of the triplets of the same
+    positions in FoldData (padding: uniform)."""
+
+    train: np.ndarray
+    val: np.ndarray
+
+    def fold(self, f: int) -> "SoftTargets":
+        return SoftTargets(self.train[f : f + 1], self.val[f : f + 1])
 
 
 def stack_folds(
@@ -112,22 +120,24 @@ def stack_folds(
     train_masks: np.ndarray,
     val_masks: np.ndarray,
     multiple: int = 1,
-    targets: np.ndarray | None = None,
 ) -> FoldData:
     """x: (n, p), or (V, n, p) for V views of the same objects; triplets: (T, 3); masks: (F, T) bool ->
-    FoldData, the train length padded to a multiple of `multiple`. targets: (T, 3) soft targets, or None."""
+    FoldData, the train length padded to a multiple of `multiple`."""
     views = x[None] if x.ndim == 2 else x
     train = _pad_stack(views, [triplets[m] for m in train_masks], multiple)
     val = _pad_stack(views, [triplets[m] for m in val_masks], 1)
-    if targets is None:
-        return FoldData(*train, *val)
+    return FoldData(*train, *val)
+
+
+def stack_targets(
+    targets: np.ndarray, train_masks: np.ndarray, val_masks: np.ndarray, multiple: int = 1
+) -> SoftTargets:
+    """targets: (T, 3) soft targets of the triplets stack_folds stacked with the same masks and multiple."""
     targets = np.asarray(targets, np.float32)
-    return FoldData(
-        *train,
-        *val,
-        _pad_targets(targets, train_masks, train[1].shape[1]),
-        _pad_targets(targets, val_masks, val[1].shape[1]),
-    )
+    length = max(int(m.sum()) for m in train_masks) if len(train_masks) else 0
+    length = -(-length // multiple) * multiple if length else 0
+    val_length = max(int(m.sum()) for m in val_masks) if len(val_masks) else 0
+    return SoftTargets(_pad_targets(targets, train_masks, length), _pad_targets(targets, val_masks, val_length))
 
 
 def _pad_targets(targets: np.ndarray, masks: np.ndarray, length: int) -> np.ndarray:
@@ -351,15 +361,17 @@ def _config_step(params, opt_state, x, triplets, weights, targets, config, local
 
 
 def _fold_epoch(
-    state, train_x, train_t, train_w, val_x, val_t, val_w, train_p, val_p, configs, groups, fold_id, *, data, seed,
-    settings, n_batches
+    state, train_x, train_t, train_w, val_x, val_t, val_w, configs, groups, fold_id, soft, *, data, seed, settings,
+    n_batches
 ):  # fmt: skip
     """One epoch of the S slots of one fold (state leaves and configs (S, ...)); frozen where state.done.
     data: glocal.LocalData or None; groups: Groups (with data).
 
     Each configuration's minibatch order depends on (seed, fold id, its own epoch) only and its local batches
     on (seed, fold id, its own step), so it sees the same batches whichever slot it trains in and whenever it
-    starts; each group's local batch (and its teacher similarities) is computed once per step."""
+    starts; each group's local batch (and its teacher similarities) is computed once per step. soft: the fold's
+    SoftTargets (train (T, 3), val (T_val, 3)) with settings.divergence, else None."""
+    train_p, val_p = (None, None) if soft is None else soft
     n_triplets = train_t.shape[0]
     batch = n_triplets // n_batches
     tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
@@ -469,15 +481,14 @@ def _bookkeeping(
 
 @functools.partial(jax.jit, static_argnames=("settings", "n_batches"), donate_argnums=0)
 def _sweep_epoch(
-    state, train_x, train_t, train_w, val_x, val_t, val_w, train_p, val_p, data, configs, groups, fold_ids, seed, *,
-    settings, n_batches
+    state, train_x, train_t, train_w, val_x, val_t, val_w, data, configs, groups, fold_ids, seed, *, settings,
+    n_batches, soft=None
 ):  # fmt: skip
     """One epoch of every slot (F, S): `_fold_epoch` vmapped over the folds (per-fold data; the local data
-    is shared). configs: per-slot arrays (F, S); groups: Groups with leading axis F, or None; fold_ids: (F,)."""
+    is shared). configs: per-slot arrays (F, S); groups: Groups with leading axis F, or None; fold_ids: (F,);
+    soft: SoftTargets with leading axis F, or None."""
     epoch = functools.partial(_fold_epoch, data=data, seed=seed, settings=settings, n_batches=n_batches)
-    return jax.vmap(epoch)(
-        state, train_x, train_t, train_w, val_x, val_t, val_w, train_p, val_p, configs, groups, fold_ids
-    )
+    return jax.vmap(epoch)(state, train_x, train_t, train_w, val_x, val_t, val_w, configs, groups, fold_ids, soft)
 
 
 def train_configurations(
@@ -491,6 +502,7 @@ def train_configurations(
     budget_bytes: float = 0,
     keep_params: bool = True,
     data: glocal.LocalData | None = None,
+    soft: SoftTargets | None = None,
 ) -> SweepOutcome:
     """Trains F x K configurations on standardized features (in `folds`); returns arrays (F, K).
 
@@ -500,8 +512,11 @@ def train_configurations(
     shrinks to the active slots where the saved epochs pay for compiling the smaller program. fold_ids (F,)
     name the folds for seeding (default 0..F-1). keep_params=False leaves the (F, K, p, p) parameters on the
     device (a cross-validation sweep only needs the numbers). data: gLocal's local images (the configurations
-    then have "alpha" and "tau"), None for the global objective.
+    then have "alpha" and "tau"), None for the global objective. soft: the folds' soft targets, with
+    settings.divergence (the configurations then have "tau", the prediction's temperature).
     """
+    if bool(settings.divergence) != (soft is not None):
+        raise ValueError("soft targets go with settings.divergence (kl | jsd), and only with it")
     n_folds, n_configs = folds.n_folds, len(configs)
     fold_ids = np.arange(n_folds) if fold_ids is None else np.asarray(fold_ids)
     t_train = folds.train_triplets.shape[1]
@@ -510,7 +525,7 @@ def train_configurations(
     devices = jax.local_devices()
     per_config = memory.config_bytes(folds, batch, settings.optimizer, settings.bias, data, settings.local_batch_size)
     budget = budget_bytes or memory.available_bytes(devices)
-    shared = memory.data_bytes(folds, data)
+    shared = memory.data_bytes(folds, data) + (0 if soft is None else 4 * (soft.train.size + soft.val.size))
     plan = memory.plan_chunks(n_configs, n_folds, per_config, shared, budget, len(devices))
     cached = memory.cache_slots(per_config, n_folds, devices) * len(devices)
     slots = min(plan.size, cached) if cached else plan.size  # a pool that fits the CPU's cache runs faster
@@ -518,9 +533,10 @@ def train_configurations(
     replicated = NamedSharding(mesh, P())
     arrays = [jax.device_put(a, replicated) for a in dataclasses.astuple(folds)]
     local_data = None if data is None else jax.device_put(data, replicated)
+    soft_data = None if soft is None else jax.device_put(soft, replicated)
     pool = _Pool(configs, settings, seed, fold_ids, folds.train_features.shape[-1], mesh, keep_params, data is not None)
     pool.start(slots)
-    step = functools.partial(_sweep_epoch, settings=settings, n_batches=n_batches)
+    step = functools.partial(_sweep_epoch, settings=settings, n_batches=n_batches, soft=soft_data)
     at_once = f", {slots} at a time" if slots < n_configs else ""
     bar = progress_bar(n_folds * n_configs, f"{desc} ({n_folds}x{n_configs} configs{at_once})", progress, "configs")
     clock = _Clock()
