@@ -6,6 +6,7 @@ import pytest
 from alignment_jax.data.alignet import (
     load_alignet_pair,
     load_alignet_triplets,
+    odd_one_out_last,
     soft_targets,
     triplet_accuracy,
 )
@@ -143,3 +144,17 @@ def test_a_hash_shared_across_chunks_falls_back(tmp_path, monkeypatch):
     fallback = load_alignet_triplets(path, chunk_rows=1)
     np.testing.assert_array_equal(fallback.triplets, expected.triplets)
     assert list(fallback.names) == sorted(NAMES)
+
+
+def test_odd_one_out_last_puts_the_most_similar_pair_first():
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(10, 4))
+    rows = np.array([rng.choice(10, 3, replace=False) for _ in range(200)])
+    pair = lambda r, a, b: (features[r[:, a]] * features[r[:, b]]).sum(1)
+    sims = np.stack([pair(rows, 0, 1), pair(rows, 0, 2), pair(rows, 1, 2)], axis=1)
+    ordered, ordered_sims = odd_one_out_last(rows, sims)
+    assert triplet_accuracy(ordered_sims) == 1.0
+    np.testing.assert_allclose(
+        ordered_sims, np.stack([pair(ordered, 0, 1), pair(ordered, 0, 2), pair(ordered, 1, 2)], 1)
+    )
+    np.testing.assert_array_equal(np.sort(ordered, axis=1), np.sort(rows, axis=1))  # the same three images

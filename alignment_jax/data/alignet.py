@@ -75,6 +75,20 @@ def soft_targets(similarities: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+# Per most similar pair m (argmax of [s01, s02, s12]): the column order that puts that pair first and the odd
+# one out last, and the order of the similarities that goes with it.
+_ROWS = np.array([[0, 1, 2], [0, 2, 1], [1, 2, 0]])
+_SIMS = np.array([[0, 1, 2], [1, 0, 2], [2, 0, 1]])
+
+
+def odd_one_out_last(triplets: np.ndarray, similarities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 3) triplets and their (T, 3) [s01, s02, s12] -> both reordered so that the most similar pair is
+    (0, 1) and the odd one out is last (AligNet's layout); ties keep the first pair in [01, 02, 12] order."""
+    best = np.argmax(similarities, axis=1)
+    rows = np.take_along_axis(triplets, _ROWS[best], axis=1)
+    return rows, np.take_along_axis(similarities, _SIMS[best], axis=1)
+
+
 def triplet_accuracy(similarities: np.ndarray) -> float:
     """AligNet's triplet accuracy of (T, 3) [s01, s02, s12]: the pair (0, 1) strictly the most similar
     (ties count as wrong)."""
