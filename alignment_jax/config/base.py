@@ -53,6 +53,19 @@ def base_config() -> ml_collections.ConfigDict:
     config.alignet.features = ""
     config.alignet.images = ""  # or the images, extracted with config.model: FOLDER/<name> or FOLDER/<synset>/<name>
 
+    # the teacher stage: AligNet-format triplets labelled by config.model's features (+ a transform) (docs/alignet.md)
+    config.teacher = ml_collections.ConfigDict()
+    config.teacher.images = ""  # FOLDER/<class>/<file> (ImageNet's train layout); images named by file name, sorted
+    config.teacher.features = ""  # or their features (n_images, p), rows in sorted file-name order ("" = extract)
+    config.teacher.n_triplets = 0  # triplets to write (AligNet: 10,000,000); 0 = no teacher stage
+    config.teacher.proportions = (1 / 3, 1 / 3, 1 / 3)  # between_class, class_border, within_class
+    config.teacher.classes = "labels"  # labels: the class subfolders | kmeans: k-means clusters of the teacher rows
+    config.teacher.n_clusters = 500  # k of teacher.classes=kmeans (AligNet: 500)
+    config.teacher.similarity = "cosine"  # cosine | dot of the transformed features
+    config.teacher.transform = "auto"  # auto: the run's transform (the probe's, or config.transform) if any | none
+    config.teacher.seed = 0  # sampling (shard i from (seed, i)) and k-means initialization
+    config.teacher.shard_size = 1_000_000  # triplets per .npz shard (each written atomically; a rerun resumes)
+
     config.zero_shot = ml_collections.ConfigDict()
     config.zero_shot.bootstrap = 1000  # resamples for the 95% CI (0 = none)
 
