@@ -24,7 +24,7 @@ from alignment_jax.errors import InputError
 
 SCHEMES = ("between_class", "class_border", "within_class")
 SIMILARITIES = ("cosine", "dot")
-BLOCK = 65_536  # triplets per block of similarities
+BLOCK = 8_192  # triplets per block of similarities (triplet_similarities)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,18 +159,17 @@ def _block_similarities(z: jax.Array, triplets: jax.Array) -> jax.Array:
 
 def triplet_similarities(z: np.ndarray | jax.Array, triplets: np.ndarray, block: int = BLOCK) -> np.ndarray:
     """(n, p) teacher rows (teacher_embedding), (T, 3) triplets -> (T, 3) float32 [s01, s02, s12], in blocks of
-    `block` triplets (the last one padded, so one program serves every block)."""
+    `block` triplets (the last one padded, so one compiled program serves every block). A block's three
+    (block, p) gathers stay in the CPU's cache at the default size (measured: 8k-16k triplets ran 10x faster
+    per triplet than 64k at p = 128)."""
     z = jnp.asarray(z)
     out = np.empty((len(triplets), 3), np.float32)
+    padded = np.zeros((block, 3), np.int32)
     for start in range(0, len(triplets), block):
         part = np.asarray(triplets[start : start + block], np.int32)
-        padded = np.zeros((block, 3), np.int32) if len(part) < block and len(triplets) > block else None
-        if padded is not None:
-            padded[: len(part)] = part
-            part_out = np.asarray(_block_similarities(z, jnp.asarray(padded)))[: len(part)]
-        else:
-            part_out = np.asarray(_block_similarities(z, jnp.asarray(part)))
-        out[start : start + len(part)] = part_out
+        padded[: len(part)] = part
+        padded[len(part) :] = 0
+        out[start : start + len(part)] = np.asarray(_block_similarities(z, jnp.asarray(padded)))[: len(part)]
     return out
 
 
