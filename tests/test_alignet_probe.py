@@ -91,3 +91,18 @@ def test_a_bad_file_is_one_line_and_exit_2(alignet_files, tmp_path):
     assert done.returncode == 2, done.stderr
     assert "bad.npz: similarities has NaN or inf in row 0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("step", ["teacher", "student"])
+def test_the_alignet_config_is_valid(step):
+    from alignment_jax.config.files import load_config
+
+    config = load_config(os.path.join(ROOT, "configs", "alignet.py"), f"step={step}")
+    if step == "teacher":  # the keys the docstring says to set
+        config.teacher.images = "/data/imagenet/train"
+    else:
+        config.alignet.train, config.alignet.images = "/data/alignet/alignet_train.npz", "/data/imagenet/train"
+    probe.check_settings(config, config.stages.split(","))
+    assert (config.teacher.n_triplets == 10_000_000) == (step == "teacher")
+    with pytest.raises(InputError, match="step='x' is not one of teacher, student"):
+        load_config(os.path.join(ROOT, "configs", "alignet.py"), "step=x")
