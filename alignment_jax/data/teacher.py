@@ -101,13 +101,13 @@ def _classes(rng: np.random.Generator, eligible: np.ndarray, m: int, k: int) -> 
 
 
 def sample_teacher_triplets(
-    labels: np.ndarray, n: int, proportions: tuple[float, float, float], seed: int | tuple[int, ...]
+    labels: "np.ndarray | ClassIndex", n: int, proportions: tuple[float, float, float], seed: int | tuple[int, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """labels: (n_images,) class id per image -> (triplets (n, 3) int64 image rows, sampling (n,) int8: the
-    index of the scheme in SCHEMES). For class_border the two images of one class come first. Deterministic
-    for a seed (an int or a tuple such as (seed, shard))."""
+    """labels: (n_images,) class id per image (or their ClassIndex, built once for many calls) -> (triplets
+    (n, 3) int64 image rows, sampling (n,) int8: the index of the scheme in SCHEMES). For class_border the two
+    images of one class come first. Deterministic for a seed (an int or a tuple such as (seed, shard))."""
     rng = np.random.default_rng(seed)
-    index = ClassIndex.of(labels)
+    index = labels if isinstance(labels, ClassIndex) else ClassIndex.of(labels)
     counts = scheme_counts(n, proportions)
     present = np.flatnonzero(index.counts >= 1)
     parts, schemes = [], []
@@ -232,12 +232,13 @@ def write_teacher_shards(
     }
     atomic.write_json(manifest_path, manifest)
     z_device = jnp.asarray(z)
+    index = ClassIndex.of(labels)
     written = 0
     for i, shard in enumerate(shards):
         path = os.path.join(folder, shard["file"])
         if os.path.exists(path):  # written by an earlier run with the same key (atomic: complete)
             continue
-        triplets, sampling = sample_teacher_triplets(labels, shard["n"], proportions, (seed, i))
+        triplets, sampling = sample_teacher_triplets(index, shard["n"], proportions, (seed, i))
         sims = triplet_similarities(z_device, triplets)
         triplets, sims = odd_one_out_last(triplets, sims)
         atomic.save_npz(
