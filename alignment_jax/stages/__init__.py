@@ -20,12 +20,14 @@ and optionally the constants
   MEMORY     the settings to lower when it runs out of device memory.
 
 world (demo data) -> extract (features from images) -> zero_shot -> probe (transform.npz) -> teacher (AligNet-format
-triplets labelled with the transform) -> transfer -> concepts -> report (report.md, plots): each reads what the stages before it wrote. The INPUTS stages make
-the run's inputs in the workdir's caches (DIR/world, DIR/features); the others write its outputs.
+triplets labelled with the transform) -> transfer -> concepts -> report (report.md, plots): each reads what the
+stages before it wrote. The INPUTS stages make the run's inputs in the workdir's caches (DIR/world,
+DIR/features); the others write its outputs.
 Beside the stages, modules that several stages share (not stages themselves): inputs.py (THINGS data and
 features present), layers.py (model.layers: results.json `layers`, per-layer transforms), statistics.py
 (noise ceiling, intervals, paired comparisons, decisions.npz), given_transform.py (config.transform instead
-of the probe), local_inputs.py (gLocal's local image set and locality measures).
+of the probe), local_inputs.py (gLocal's local image set and locality measures), alignet_inputs.py (AligNet's
+triplet files and their image set, which the probe trains on instead of THINGS).
 SHARED_OUTPUTS are outputs that several stages add to (decisions.npz: zero_shot and probe outcomes per test
 triplet) or that only some runs write (transforms/<layer>/: model.layers): moved aside with the other
 outputs, never a reason on their own to redo a stage.
