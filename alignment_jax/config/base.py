@@ -66,6 +66,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.teacher.seed = 0  # sampling (shard i from (seed, i)) and k-means initialization
     config.teacher.shard_size = 1_000_000  # triplets per .npz shard (each written atomically; a rerun resumes)
 
+    # the student stage: a probe trained on the teacher stage's triplets alone, scored on THINGS' test triplets
+    config.student = ml_collections.ConfigDict()
+    config.student.objective = ""  # "" = no student stage | kl | jsd (AligNet's divergences to the soft targets)
+    config.student.taus = (0.5, 1.0, 2.0)  # temperatures of its prediction, swept with probe.lambdas
+
     config.zero_shot = ml_collections.ConfigDict()
     config.zero_shot.bootstrap = 1000  # resamples for the 95% CI (0 = none)
 

@@ -20,9 +20,9 @@ and optionally the constants
   MEMORY     the settings to lower when it runs out of device memory.
 
 world (demo data) -> extract (features from images) -> zero_shot -> probe (transform.npz) -> teacher (AligNet-format
-triplets labelled with the transform) -> transfer -> concepts -> report (report.md, plots): each reads what the
-stages before it wrote. The INPUTS stages make the run's inputs in the workdir's caches (DIR/world,
-DIR/features); the others write its outputs.
+triplets labelled with the transform) -> student (a probe on them alone) -> transfer -> concepts -> report
+(report.md, plots): each reads what the stages before it wrote. The INPUTS stages make the run's inputs in the
+workdir's caches (DIR/world, DIR/features); the others write its outputs.
 Beside the stages, modules that several stages share (not stages themselves): inputs.py (THINGS data and
 features present), layers.py (model.layers: results.json `layers`, per-layer transforms), statistics.py
 (noise ceiling, intervals, paired comparisons, decisions.npz), given_transform.py (config.transform instead
@@ -36,7 +36,7 @@ outputs, never a reason on their own to redo a stage.
 import importlib
 from types import ModuleType
 
-ORDER = ("world", "extract", "zero_shot", "probe", "teacher", "transfer", "concepts", "report")
+ORDER = ("world", "extract", "zero_shot", "probe", "teacher", "student", "transfer", "concepts", "report")
 INPUTS = ("world", "extract")
 SHARED_OUTPUTS = ("decisions.npz", "transforms")
 
