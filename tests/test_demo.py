@@ -115,6 +115,7 @@ RUNLOCAL = [  # every config file with runlocal, and the arguments that pick ano
     ("siglip_so400m", ""),
     ("siglip_so400m", "res=384"),
     ("features", ""),
+    ("alignet", ""),
 ]
 
 
