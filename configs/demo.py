@@ -15,6 +15,10 @@ set (1,000 further rendered objects, or their features) under WORKDIR/world/loca
 objective (docs/glocal.md) beside the global probe (alpha = 0 in the same sweep), on model.layer alone and
 with batches of 256 local images, so it too takes seconds: the report puts the two side by side (the global
 probe wins slightly on the test triplets and loses clearly on the held-out images' 10 nearest neighbours).
+Argument `alignet=True` closes AligNet's loop (docs/alignet.md): a pool of 2,000 further unlabeled objects
+under WORKDIR/world/local, the probe's transform labels 30k teacher triplets over it (30 k-means classes),
+and a student probe trained with KL on those triplets alone is scored on the human test triplets beside the
+teacher and zero-shot.
 """
 
 from alignment_jax.config.args import parse_arg, run_locally
@@ -22,9 +26,14 @@ from alignment_jax.config.base import base_config
 
 
 def get_config(arg: str = ""):
-    args = parse_arg(arg, features=False, glocal=False)
+    args = parse_arg(arg, features=False, glocal=False, alignet=False)
     config = base_config()
     config.world.n_levels = 100  # a small Levels set (docs/levels.md): accuracy per abstraction level, uncertainty
+    if args.alignet:
+        config.world.n_local = 2000  # the unlabeled pool
+        config.teacher.n_triplets = 30_000
+        config.teacher.classes, config.teacher.n_clusters, config.teacher.similarity = "kmeans", 30, "dot"
+        config.student.objective, config.student.taus = "kl", (0.5, 2.0)
     if args.glocal:
         config.probe.objective = "glocal"
         config.world.n_local = 1000
@@ -35,6 +44,8 @@ def get_config(arg: str = ""):
     config = run_locally(config)
     config.model.layers = "all"  # every block of the tiny ViT in one extraction and one probe sweep: a depth curve
     config.probe.lambdas = (1e-2, 1e-3, 1e-4)  # 5 layers x 3 lambdas x 3 folds keep the demo within seconds
+    if args.alignet:  # one layer: the pool is extracted for model.layer
+        config.model.layers = ""
     if args.glocal:  # 3 lambdas x (alpha 0 + 2 alphas x 2 taus) x 3 folds of one layer
         config.model.layers = ""
         config.probe.local.batch_size = 256

@@ -117,6 +117,7 @@ RUNLOCAL = [  # every config file with runlocal, and the arguments that pick ano
     ("features", ""),
     ("family", ""),  # DINOv2-B/14; BiT and AligNet through the pipeline: tests/test_bit.py, tests/test_saved_model.py
     ("levels", ""),
+    ("alignet", ""),
 ]
 
 

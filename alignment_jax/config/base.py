@@ -46,6 +46,32 @@ def base_config() -> ml_collections.ConfigDict:
     config.things.noise_ceiling_triplets = ""
     config.things.noise_ceiling_min_sets = 30  # without that file: repeated sets the train/test data need for one
 
+    # AligNet's teacher triplets (docs/alignet.md): with alignet.train the probe trains on them instead of THINGS
+    config.alignet = ml_collections.ConfigDict()
+    config.alignet.train = ""  # alignet_train.npz: filenames, similarities [s01, s02, s12], indices, each (n, 3)
+    config.alignet.test = ""  # alignet_valid.npz: scored as the probe's test_divergence and test_accuracy
+    # features of the image set: the distinct file names of train + test in sorted order, one row each (.npy/.h5)
+    config.alignet.features = ""
+    config.alignet.images = ""  # or the images, extracted with config.model: FOLDER/<name> or FOLDER/<synset>/<name>
+
+    # the teacher stage: AligNet-format triplets labelled by config.model's features (+ a transform) (docs/alignet.md)
+    config.teacher = ml_collections.ConfigDict()
+    config.teacher.images = ""  # FOLDER/<class>/<file> (ImageNet's train layout); images named by file name, sorted
+    config.teacher.features = ""  # or their features (n_images, p), rows in sorted file-name order ("" = extract)
+    config.teacher.n_triplets = 0  # triplets to write (AligNet: 10,000,000); 0 = no teacher stage
+    config.teacher.proportions = (1 / 3, 1 / 3, 1 / 3)  # between_class, class_border, within_class
+    config.teacher.classes = "labels"  # labels: the class subfolders | kmeans: k-means clusters of the teacher rows
+    config.teacher.n_clusters = 500  # k of teacher.classes=kmeans (AligNet: 500)
+    config.teacher.similarity = "cosine"  # cosine | dot of the transformed features
+    config.teacher.transform = "auto"  # auto: the run's transform (the probe's, or config.transform) if any | none
+    config.teacher.seed = 0  # sampling (shard i from (seed, i)) and k-means initialization
+    config.teacher.shard_size = 1_000_000  # triplets per .npz shard (each written atomically; a rerun resumes)
+
+    # the student stage: a probe trained on the teacher stage's triplets alone, scored on THINGS' test triplets
+    config.student = ml_collections.ConfigDict()
+    config.student.objective = ""  # "" = no student stage | kl | jsd (AligNet's divergences to the soft targets)
+    config.student.taus = (0.5, 1.0, 2.0)  # temperatures of its prediction, swept with probe.lambdas
+
     config.zero_shot = ml_collections.ConfigDict()
     config.zero_shot.bootstrap = 1000  # resamples for the 95% CI (0 = none)
 
@@ -74,11 +100,15 @@ def base_config() -> ml_collections.ConfigDict:
     config.probe.standardize = "global"  # global (one scalar mean/std) | per_dim | none
     config.probe.select_by = "cross_entropy"  # cross_entropy | accuracy
     config.probe.temperature = 1.0
-    config.probe.objective = "global"  # global (the paper's) | glocal: (1 - alpha) triplet + alpha local + lambda R
+    # global (the paper's) | glocal: (1 - alpha) triplet + alpha local + lambda R | kl | jsd: AligNet's divergence
+    # between soft targets (softmax of alignet.train's similarities) and softmax(s / tau), + lambda R
+    config.probe.objective = "global"
     # glocal: weights of the local term, swept like lambdas; alpha = 0 is the global probe, trained in the same
     # sweep and reported beside gLocal's choice (`global_probe`)
     config.probe.alphas = (0.0, 0.1, 0.25)
-    config.probe.taus = (0.1, 1.0)  # glocal: temperatures of the local term; the first scores global/given transforms
+    # glocal: temperatures of the local term (the first scores global/given transforms); kl | jsd: temperatures of
+    # the prediction q = softmax(s / tau), swept with lambda in the same program and selected by validation divergence
+    config.probe.taus = (0.1, 1.0)
     config.probe.local = ml_collections.ConfigDict()  # gLocal's local image set (docs/glocal.md)
     config.probe.local.batch_size = 1024  # local images per step (gLocal's)
     config.probe.local.features = ""  # features of the local images (n_local, p): .npy or .h5; row = image

@@ -28,7 +28,14 @@ from alignment_jax.probing import objective
 from alignment_jax.probing.glocal import GlocalSettings, LocalData, local_data
 from alignment_jax.probing.optimizers import OPTIMIZERS
 from alignment_jax.probing.standardize import standardization
-from alignment_jax.probing.sweep import Configurations, SweepOutcome, TrainSettings, stack_folds, train_configurations
+from alignment_jax.probing.sweep import (
+    Configurations,
+    SweepOutcome,
+    TrainSettings,
+    stack_folds,
+    stack_targets,
+    train_configurations,
+)
 from alignment_jax.probing.transform import Transform
 
 PROTOCOLS = ("fast", "paper")
@@ -58,6 +65,11 @@ class ProbeSettings:
     @property
     def objective(self) -> str:
         return self.glocal.objective if self.glocal is not None else "global"
+
+    @property
+    def soft(self) -> bool:
+        """Soft targets (AligNet's kl | jsd): tau is the prediction's temperature, swept per (lambda, lr)."""
+        return self.objective in objective.DIVERGENCES
 
     @classmethod
     def from_config(cls, probe: ml_collections.ConfigDict, n_dims: int) -> "ProbeSettings":
@@ -110,6 +122,7 @@ class ProbeSettings:
             init=init,
             init_scale=probe.init_scale,
             local_batch_size=local.batch_size,
+            divergence=local.objective if local.objective in objective.DIVERGENCES else "",
         )
         if probe.memory_gb < 0:
             raise InputError(f"probe.memory_gb={probe.memory_gb}: must be >= 0 (0 = measure the free memory)")
@@ -138,14 +151,19 @@ def run_probe(
     seed: int = 0,
     progress: bool | str = True,
     local: np.ndarray | None = None,
+    targets: np.ndarray | None = None,
+    test_targets: np.ndarray | None = None,
 ) -> ProbeResult:
     """features: (n, p); train/test triplets: (T, 3), column 2 = odd one out. progress: a mode of
     alignment_jax/progress.py for the sweep's and the refit's progress (True = auto). local: (N, p) raw
-    features of the local images gLocal's objective trains on (not the held-out ones)."""
+    features of the local images gLocal's objective trains on (not the held-out ones). targets, test_targets:
+    (T, 3) target distributions over the pairs [(0, 1), (0, 2), (1, 2)] of each triplet for the soft
+    objectives (probe.objective kl | jsd): AligNet's softmax of the teacher's similarities
+    (data/alignet.soft_targets), or human response distributions."""
     layers = None if local is None else {"features": local}
-    return run_probe_layers({"features": features}, train_triplets, test_triplets, settings, seed, progress, layers)[
-        "features"
-    ]
+    return run_probe_layers(
+        {"features": features}, train_triplets, test_triplets, settings, seed, progress, layers, targets, test_targets
+    )["features"]
 
 
 def run_probe_layers(
@@ -156,6 +174,8 @@ def run_probe_layers(
     seed: int = 0,
     progress: bool | str = True,
     local: dict[str, np.ndarray] | None = None,
+    targets: np.ndarray | None = None,
+    test_targets: np.ndarray | None = None,
 ) -> dict[str, ProbeResult]:
     """The probe of every layer: {layer: (n, p_layer) features} -> {layer: ProbeResult}.
 
@@ -175,18 +195,53 @@ def run_probe_layers(
     for name, x in features.items():
         widths.setdefault(x.shape[1], []).append(name)
     first = settings_for(next(iter(widths)))
+    soft = _check_targets(first, train_triplets, targets, test_triplets, test_targets)
     masks = _fold_masks(train_triplets, n_objects.pop(), first, seed)
     results: dict[str, ProbeResult] = {}
     for p, names in widths.items():
         group = {name: features[name] for name in names}
         group_local = None if local is None else {name: local[name] for name in names}
         results.update(
-            _probe_width(group, train_triplets, test_triplets, masks, settings_for(p), seed, progress, group_local)
+            _probe_width(
+                group, train_triplets, test_triplets, masks, settings_for(p), seed, progress, group_local, *soft
+            )
         )
     for result in results.values():
         for summary in (result.summary, *([result.summary["global_probe"]] if result.global_probe else [])):
             summary["seconds"] = time.perf_counter() - start
     return {name: results[name] for name in features}
+
+
+def _check_targets(
+    settings: ProbeSettings,
+    train: np.ndarray,
+    targets: np.ndarray | None,
+    test: np.ndarray | None,
+    test_targets: np.ndarray | None,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The soft targets as float32 (T, 3) distributions, checked against the objective and the triplets."""
+    if not settings.soft:
+        if targets is not None:
+            raise InputError(
+                f"soft targets given with probe.objective={settings.objective}: set probe.objective=kl or jsd"
+            )
+        return None, None
+    if targets is None:
+        raise InputError(f"probe.objective={settings.objective} needs soft targets (e.g. alignet.train)")
+    checked = []
+    for name, array, triplets in (("targets", targets, train), ("test targets", test_targets, test)):
+        if array is None:
+            checked.append(None)
+            continue
+        array = np.asarray(array, np.float64)
+        if triplets is None or array.shape != (len(triplets), 3):
+            raise InputError(f"{name} must have shape (T, 3), one row per triplet; got {array.shape}")
+        sums = array.sum(axis=1)
+        if not np.isfinite(array).all() or (array < 0).any() or not np.allclose(sums, 1.0, atol=1e-4):
+            row = int(np.argmax(~np.isfinite(sums) | (array < 0).any(axis=1) | ~np.isclose(sums, 1.0, atol=1e-4)))
+            raise InputError(f"{name}: row {row} {array[row].tolist()} is not a probability distribution")
+        checked.append(array.astype(np.float32))
+    return checked[0], checked[1]
 
 
 def _fold_masks(
@@ -217,6 +272,9 @@ def hyper_grid(settings: ProbeSettings) -> tuple[dict[str, np.ndarray], np.ndarr
     for i, lam in enumerate(settings.lambdas):
         for j, lr in enumerate(settings.lrs):
             pair = {"lam": lam, "lr": lr}, i * len(settings.lrs) + j
+            if settings.soft:  # the prediction's temperature, one more axis of the same program
+                rows.extend(({**pair[0], "tau": tau}, pair[1]) for tau in settings.glocal.taus)
+                continue
             if settings.objective != "glocal":
                 rows.append(pair)
                 continue
@@ -260,9 +318,11 @@ def _probe_width(
     seed: int,
     progress: bool | str,
     local: dict[str, np.ndarray] | None = None,
+    targets: np.ndarray | None = None,
+    test_targets: np.ndarray | None = None,
 ) -> dict[str, ProbeResult]:
     """Sweep, selection, refit and test of layers of one width p: features {layer: (n, p)}; local {layer:
-    (N, p)} raw local images for gLocal's objective."""
+    (N, p)} raw local images for gLocal's objective; targets (T, 3) for the soft objectives."""
     names = list(features)
     n_views, p = len(names), next(iter(features.values())).shape[1]
     is_glocal = settings.objective == "glocal"
@@ -279,6 +339,7 @@ def _probe_width(
     sweep_data, refit_data = _local_data(local, names, standardizations, settings, seed) if is_glocal else (None, None)
 
     folds = stack_folds(x, train_triplets, *masks, multiple)
+    soft = None if targets is None else stack_targets(targets, *masks, multiple)
     configs = Configurations(
         {k: np.tile(v, n_views) for k, v in hyper.items()},
         np.repeat(np.arange(n_views), n_hyper),
@@ -287,7 +348,7 @@ def _probe_width(
     )
     sweep = train_configurations(
         folds, configs, settings.train, seed, progress=progress, desc="probe sweep" + what, budget_bytes=budget,
-        keep_params=False, data=sweep_data,
+        keep_params=False, data=sweep_data, soft=soft,
     )  # fmt: skip
     del folds
     outcomes = [sweep.columns(slice(v * n_hyper, (v + 1) * n_hyper)) for v in range(n_views)]
@@ -302,6 +363,7 @@ def _probe_width(
 
     everything, nothing = np.ones((1, len(train_triplets)), bool), np.zeros((1, len(train_triplets)), bool)
     all_train = stack_folds(x, train_triplets, everything, nothing, multiple)
+    all_soft = None if targets is None else stack_targets(targets, everything, nothing, multiple)
     picks = np.array([h for c in chosen for h in c])
     refit_configs = Configurations(
         {k: v[picks] for k, v in hyper.items()},
@@ -311,7 +373,7 @@ def _probe_width(
     )
     refit = train_configurations(
         all_train, refit_configs, settings.train, seed, fold_ids=np.array([settings.folds]), progress=progress,
-        desc="probe refit" + what, budget_bytes=budget, data=refit_data,
+        desc="probe refit" + what, budget_bytes=budget, data=refit_data, soft=all_soft,
     )  # fmt: skip
 
     results, column = {}, 0
@@ -327,7 +389,14 @@ def _probe_width(
             mean, std = standardizations[v]
             transform = Transform(params["weights"], params.get("bias", np.zeros(p)), mean, std)
             summary = _summary(outcomes[v], h, hyper, epochs, settings, glocal_choice=is_glocal and not made)
-            if test_triplets is not None and len(test_triplets):
+            if test_triplets is not None and len(test_triplets) and settings.soft:
+                if test_targets is not None:  # the objective's mean at the refit transform and best tau
+                    summary["test_divergence"] = soft_scores(
+                        transform, features[name], test_triplets, test_targets, summary["best_tau"],
+                        settings.objective,
+                    )[0]  # fmt: skip
+                summary["test_accuracy"] = probe_scores(transform, features[name], test_triplets)[1]  # AligNet's
+            elif test_triplets is not None and len(test_triplets):
                 ce, acc = probe_scores(transform, features[name], test_triplets, settings.train.temperature)
                 summary.update(test_accuracy=acc, test_cross_entropy=ce)
             summary["seconds"] = 0.0  # the caller sets the time of the whole probe
@@ -387,7 +456,7 @@ def _summary(
     """The numbers of setting `best`: the probe section (with gLocal's objective: `glocal_choice` for its
     selected configuration, else the global probe beside it)."""
     summary = {
-        "objective": "glocal" if glocal_choice else "global",
+        "objective": "glocal" if glocal_choice else ("global" if not settings.soft else settings.objective),
         "best_lambda": float(hyper["lam"][best]),
         "best_lr": float(hyper["lr"][best]),
         "cv_accuracy": float(outcome.val_accuracy[:, best].mean()),
@@ -398,6 +467,8 @@ def _summary(
         "init": settings.train.init,
         "refit_epochs": refit_epochs,
     }
+    if settings.soft:  # cv_cross_entropy holds the validation divergence (what the selection minimized)
+        summary.update(best_tau=float(hyper["tau"][best]), cv_divergence=summary["cv_cross_entropy"])
     if settings.objective == "glocal":  # the local term on the validation images (at the setting's tau)
         local_term = float(outcome.val_local[:, best].mean())
         summary["cv_local_loss"] = json_values.number(local_term)
@@ -462,6 +533,31 @@ def probe_scores(
         formulation=objective.choose_formulation(x.shape[0], len(triplets), x.shape[1]),
     )
     return float(ce), float(acc)
+
+
+def soft_scores(
+    transform: Transform, features: np.ndarray, triplets: np.ndarray, targets: np.ndarray, tau: float, divergence: str
+) -> tuple[float, float]:
+    """(mean divergence at tau, AligNet's triplet accuracy) of the transform on (T, 3) triplets with (T, 3)
+    target distributions."""
+    import jax.numpy as jnp
+
+    params = {"weights": jnp.asarray(transform.weights), "bias": jnp.asarray(transform.bias)}
+    x = jnp.asarray(transform.standardize(features))
+    triplets = jnp.asarray(triplets, jnp.int32)
+    formulation = objective.choose_formulation(x.shape[0], len(triplets), x.shape[1])
+    value, accuracy = _soft_evaluate(
+        params, x, triplets, jnp.asarray(targets, jnp.float32), jnp.ones(len(triplets)), jnp.float32(tau),
+        divergence=divergence, formulation=formulation,
+    )  # fmt: skip
+    return float(value), float(accuracy)
+
+
+@functools.partial(jax.jit, static_argnames=("divergence", "formulation"))
+def _soft_evaluate(params, x, triplets, targets, weights, tau, *, divergence: str, formulation: str):
+    return objective.soft_evaluate(
+        params, x, triplets, targets, weights, tau, divergence=divergence, formulation=formulation
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("temperature", "formulation"))

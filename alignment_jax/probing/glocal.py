@@ -30,7 +30,7 @@ from alignment_jax.config import checks
 from alignment_jax.errors import InputError
 from alignment_jax.probing import local
 
-OBJECTIVES = ("global", "glocal")
+OBJECTIVES = ("global", "glocal", "kl", "jsd")  # kl, jsd: soft targets (AligNet; probing/objective.py)
 LOCAL_STANDARDIZE = ("none", "things")
 
 

@@ -158,3 +158,78 @@ def evaluate(
     s_ij, s_ik, s_jk = _pair_columns(params, x, triplets, formulation)
     correct = human_pair_most_similar(s_ij, s_ik, s_jk)
     return weighted_mean(_nll(s_ij, s_ik, s_jk, temperature), weights), weighted_mean(correct, weights)
+
+
+# Soft targets (AligNet, google-deepmind/alignet): a target distribution p over the three pairs of a triplet
+# (the softmax of a teacher's pair similarities, or a human response distribution) and the prediction
+# q = softmax([s_ij, s_ik, s_jk] / tau) of the transformed features; the loss is KL(p || q) or JSD(p, q).
+DIVERGENCES = ("kl", "jsd")
+
+
+def kl_divergence(p: jax.Array, q: jax.Array) -> jax.Array:
+    """KL(p || q) = sum_c p_c (log p_c - log q_c) per example: p, q (..., 3) distributions -> (...).
+
+    Terms with p_c = 0 count 0 (0 log 0 = 0)."""
+    return _kl(p, jnp.log(q))
+
+
+def js_divergence(p: jax.Array, q: jax.Array) -> jax.Array:
+    """JSD(p, q) = KL(p || m) / 2 + KL(q || m) / 2, m = (p + q) / 2, per example: (..., 3) -> (...); in nats,
+    at most log 2."""
+    log_m = jnp.log((p + q) / 2)
+    return (_kl(p, log_m) + _kl(q, log_m)) / 2
+
+
+def _kl(p: jax.Array, log_q: jax.Array) -> jax.Array:
+    """sum_c p_c (log p_c - log_q_c) with 0 log 0 = 0 (also in the gradient)."""
+    positive = p > 0
+    log_p = jnp.log(jnp.where(positive, p, 1.0))
+    return jnp.sum(jnp.where(positive, p * (log_p - log_q), 0.0), axis=-1)
+
+
+def soft_divergence(pair_sims: jax.Array, targets: jax.Array, tau: jax.Array, divergence: str) -> jax.Array:
+    """pair_sims (B, 3) [s_ij, s_ik, s_jk], targets (B, 3) p -> (B,) KL(p || q) or JSD(p, q) with
+    q = softmax(pair_sims / tau)."""
+    log_q = jax.nn.log_softmax(pair_sims / tau, axis=-1)
+    if divergence == "kl":
+        return _kl(targets, log_q)
+    if divergence == "jsd":
+        return js_divergence(targets, jnp.exp(log_q))
+    raise ValueError(f"unknown divergence {divergence!r}; one of {DIVERGENCES}")
+
+
+def soft_loss(
+    params: Params,
+    x: jax.Array,
+    triplets: jax.Array,
+    targets: jax.Array,
+    weights: jax.Array,
+    lam: jax.Array,
+    tau: jax.Array,
+    *,
+    divergence: str,
+    regularizer: str,
+    formulation: str,
+) -> jax.Array:
+    """Weighted mean divergence over (B, 3) triplets with targets (B, 3) + lam * R(W) (AligNet's objective
+    for a linear probe)."""
+    sims = pair_similarities(params, x, triplets, formulation)
+    value = weighted_mean(soft_divergence(sims, targets, tau, divergence), weights)
+    return value + lam * REGULARIZERS[regularizer](params["weights"])
+
+
+def soft_evaluate(
+    params: Params,
+    x: jax.Array,
+    triplets: jax.Array,
+    targets: jax.Array,
+    weights: jax.Array,
+    tau: jax.Array,
+    *,
+    divergence: str,
+    formulation: str,
+) -> tuple[jax.Array, jax.Array]:
+    """(mean divergence, AligNet's triplet accuracy: s_ij strictly the largest) over weighted triplets."""
+    sims = pair_similarities(params, x, triplets, formulation)
+    correct = triplet_correct(sims)
+    return weighted_mean(soft_divergence(sims, targets, tau, divergence), weights), weighted_mean(correct, weights)

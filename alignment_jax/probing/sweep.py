@@ -73,6 +73,9 @@ class TrainSettings:
     init_scale: float = 1e-3
     weight_decay: float = 1e-4
     local_batch_size: int = 1024  # gLocal's B: local images per step (with local data)
+    # "" = triplet cross-entropy (human choices); kl | jsd: AligNet's soft targets (FoldData's targets), with
+    # the prediction's temperature tau per configuration (hyper "tau")
+    divergence: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +102,24 @@ class FoldData:
         return FoldData(*(a[f : f + 1] for a in dataclasses.astuple(self)))
 
 
+class SoftTargets(NamedTuple):
+    """Soft targets of each fold's triplets (AligNet's; TrainSettings.divergence): train (F, T_train, 3) and val
+    (F, T_val, 3) float32 distributions over the pairs [(0, 1), (0, 2), (1, 2)] of the triplets of the same
+    positions in FoldData (padding: uniform)."""
+
+    train: np.ndarray
+    val: np.ndarray
+
+    def fold(self, f: int) -> "SoftTargets":
+        return SoftTargets(self.train[f : f + 1], self.val[f : f + 1])
+
+
 def stack_folds(
-    x: np.ndarray, triplets: np.ndarray, train_masks: np.ndarray, val_masks: np.ndarray, multiple: int = 1
+    x: np.ndarray,
+    triplets: np.ndarray,
+    train_masks: np.ndarray,
+    val_masks: np.ndarray,
+    multiple: int = 1,
 ) -> FoldData:
     """x: (n, p), or (V, n, p) for V views of the same objects; triplets: (T, 3); masks: (F, T) bool ->
     FoldData, the train length padded to a multiple of `multiple`."""
@@ -108,6 +127,25 @@ def stack_folds(
     train = _pad_stack(views, [triplets[m] for m in train_masks], multiple)
     val = _pad_stack(views, [triplets[m] for m in val_masks], 1)
     return FoldData(*train, *val)
+
+
+def stack_targets(
+    targets: np.ndarray, train_masks: np.ndarray, val_masks: np.ndarray, multiple: int = 1
+) -> SoftTargets:
+    """targets: (T, 3) soft targets of the triplets stack_folds stacked with the same masks and multiple."""
+    targets = np.asarray(targets, np.float32)
+    length = max(int(m.sum()) for m in train_masks) if len(train_masks) else 0
+    length = -(-length // multiple) * multiple if length else 0
+    val_length = max(int(m.sum()) for m in val_masks) if len(val_masks) else 0
+    return SoftTargets(_pad_targets(targets, train_masks, length), _pad_targets(targets, val_masks, val_length))
+
+
+def _pad_targets(targets: np.ndarray, masks: np.ndarray, length: int) -> np.ndarray:
+    """(T, 3) targets -> (F, length, 3): each fold's in mask order, padded with a uniform distribution."""
+    out = np.full((len(masks), length, 3), 1 / 3, np.float32)
+    for f, mask in enumerate(masks):
+        out[f, : int(mask.sum())] = targets[mask]
+    return out
 
 
 def _pad_stack(views: np.ndarray, parts: list[np.ndarray], multiple: int) -> tuple[np.ndarray, ...]:
@@ -293,12 +331,18 @@ class Groups(NamedTuple):
     leaders: jax.Array
 
 
-def _config_step(params, opt_state, x, triplets, weights, config, local_batch, *, tx, settings, formulation):
+def _config_step(params, opt_state, x, triplets, weights, targets, config, local_batch, *, tx, settings, formulation):
     """One optimizer step of one configuration: (params, opt_state, whether the loss was finite).
     x: (V, n, p) the fold's training views; triplets (B, 3), weights (B,); local_batch: (student rows,
-    teacher similarities, valid) of its local batch, or None (the global objective)."""
+    teacher similarities, valid) of its local batch, or None (the global objective); targets: (B, 3) soft
+    targets with settings.divergence, else None."""
     x = _view(x, config["view"])
-    if local_batch is None:
+    if settings.divergence:  # soft targets (B, 3), the prediction at the configuration's tau
+        loss_fn = lambda prm: objective.soft_loss(
+            prm, x, triplets, targets, weights, config["lam"], config["tau"], divergence=settings.divergence,
+            regularizer=settings.regularizer, formulation=formulation,
+        )  # fmt: skip
+    elif local_batch is None:
         loss_fn = lambda prm: objective.loss(
             prm, x, triplets, weights, config["lam"], regularizer=settings.regularizer,
             temperature=settings.temperature, formulation=formulation,
@@ -317,14 +361,17 @@ def _config_step(params, opt_state, x, triplets, weights, config, local_batch, *
 
 
 def _fold_epoch(
-    state, train_x, train_t, train_w, val_x, val_t, val_w, configs, groups, fold_id, *, data, seed, settings, n_batches
-):
+    state, train_x, train_t, train_w, val_x, val_t, val_w, configs, groups, fold_id, soft, *, data, seed, settings,
+    n_batches
+):  # fmt: skip
     """One epoch of the S slots of one fold (state leaves and configs (S, ...)); frozen where state.done.
     data: glocal.LocalData or None; groups: Groups (with data).
 
     Each configuration's minibatch order depends on (seed, fold id, its own epoch) only and its local batches
     on (seed, fold id, its own step), so it sees the same batches whichever slot it trains in and whenever it
-    starts; each group's local batch (and its teacher similarities) is computed once per step."""
+    starts; each group's local batch (and its teacher similarities) is computed once per step. soft: the fold's
+    SoftTargets (train (T, 3), val (T_val, 3)) with settings.divergence, else None."""
+    train_p, val_p = (None, None) if soft is None else soft
     n_triplets = train_t.shape[0]
     batch = n_triplets // n_batches
     tx = direction(settings.optimizer, settings.clip_norm, settings.weight_decay)
@@ -351,17 +398,19 @@ def _fold_epoch(
         minibatch = n_batches > 1
         t = jnp.take(train_t, orders[:, j], axis=0) if minibatch else train_t
         w = jnp.take(train_w, orders[:, j], axis=0) if minibatch else train_w
+        soft = None if train_p is None else (jnp.take(train_p, orders[:, j], axis=0) if minibatch else train_p)
         if data is None:
-            one = lambda prm, opt, t_, w_, config, _: step_fn(prm, opt, train_x, t_, w_, config, None)
+            one = lambda prm, opt, t_, w_, p_, config, _: step_fn(prm, opt, train_x, t_, w_, p_, config, None)
             shared = None
         else:
             shared = local_batches(group_views, group_steps + j)  # once per group, not per configuration
-            one = lambda prm, opt, t_, w_, config, group: step_fn(
-                prm, opt, train_x, t_, w_, config, jax.tree.map(lambda a: glocal._pick(a, group), shared)
+            one = lambda prm, opt, t_, w_, p_, config, group: step_fn(
+                prm, opt, train_x, t_, w_, p_, config, jax.tree.map(lambda a: glocal._pick(a, group), shared)
             )
         slot_groups = None if data is None else groups.slot_group
-        params, opt_state, ok = jax.vmap(one, in_axes=(0, 0, 0 if minibatch else None, 0 if minibatch else None, 0, 0))(
-            params, opt_state, t, w, configs, slot_groups
+        batched = 0 if minibatch else None
+        params, opt_state, ok = jax.vmap(one, in_axes=(0, 0, batched, batched, batched, 0, 0))(
+            params, opt_state, t, w, soft, configs, slot_groups
         )
         return (params, opt_state, finite & ok), None
 
@@ -374,10 +423,17 @@ def _fold_epoch(
     has_val = val_t.shape[0] > 0
     if has_val:
         formulation = objective.choose_formulation(val_x.shape[1], val_t.shape[0], val_x.shape[2])
-        evaluate = lambda prm, view: objective.evaluate(
-            prm, _view(val_x, view), val_t, val_w, temperature=settings.temperature, formulation=formulation
-        )
-        cross_entropy, accuracy = jax.vmap(evaluate)(params, configs["view"])
+        if settings.divergence:  # the validation divergence takes the cross-entropy's place
+            evaluate = lambda prm, view, tau: objective.soft_evaluate(
+                prm, _view(val_x, view), val_t, val_p, val_w, tau, divergence=settings.divergence,
+                formulation=formulation,
+            )  # fmt: skip
+            cross_entropy, accuracy = jax.vmap(evaluate)(params, configs["view"], configs["tau"])
+        else:
+            evaluate = lambda prm, view: objective.evaluate(
+                prm, _view(val_x, view), val_t, val_w, temperature=settings.temperature, formulation=formulation
+            )
+            cross_entropy, accuracy = jax.vmap(evaluate)(params, configs["view"])
         if data is None:
             local_term = jnp.full(cross_entropy.shape, jnp.nan)
             val_loss = cross_entropy
@@ -425,12 +481,14 @@ def _bookkeeping(
 
 @functools.partial(jax.jit, static_argnames=("settings", "n_batches"), donate_argnums=0)
 def _sweep_epoch(
-    state, train_x, train_t, train_w, val_x, val_t, val_w, data, configs, groups, fold_ids, seed, *, settings, n_batches
-):
+    state, train_x, train_t, train_w, val_x, val_t, val_w, data, configs, groups, fold_ids, seed, *, settings,
+    n_batches, soft=None
+):  # fmt: skip
     """One epoch of every slot (F, S): `_fold_epoch` vmapped over the folds (per-fold data; the local data
-    is shared). configs: per-slot arrays (F, S); groups: Groups with leading axis F, or None; fold_ids: (F,)."""
+    is shared). configs: per-slot arrays (F, S); groups: Groups with leading axis F, or None; fold_ids: (F,);
+    soft: SoftTargets with leading axis F, or None."""
     epoch = functools.partial(_fold_epoch, data=data, seed=seed, settings=settings, n_batches=n_batches)
-    return jax.vmap(epoch)(state, train_x, train_t, train_w, val_x, val_t, val_w, configs, groups, fold_ids)
+    return jax.vmap(epoch)(state, train_x, train_t, train_w, val_x, val_t, val_w, configs, groups, fold_ids, soft)
 
 
 def train_configurations(
@@ -444,6 +502,7 @@ def train_configurations(
     budget_bytes: float = 0,
     keep_params: bool = True,
     data: glocal.LocalData | None = None,
+    soft: SoftTargets | None = None,
 ) -> SweepOutcome:
     """Trains F x K configurations on standardized features (in `folds`); returns arrays (F, K).
 
@@ -453,8 +512,11 @@ def train_configurations(
     shrinks to the active slots where the saved epochs pay for compiling the smaller program. fold_ids (F,)
     name the folds for seeding (default 0..F-1). keep_params=False leaves the (F, K, p, p) parameters on the
     device (a cross-validation sweep only needs the numbers). data: gLocal's local images (the configurations
-    then have "alpha" and "tau"), None for the global objective.
+    then have "alpha" and "tau"), None for the global objective. soft: the folds' soft targets, with
+    settings.divergence (the configurations then have "tau", the prediction's temperature).
     """
+    if bool(settings.divergence) != (soft is not None):
+        raise ValueError("soft targets go with settings.divergence (kl | jsd), and only with it")
     n_folds, n_configs = folds.n_folds, len(configs)
     fold_ids = np.arange(n_folds) if fold_ids is None else np.asarray(fold_ids)
     t_train = folds.train_triplets.shape[1]
@@ -463,7 +525,7 @@ def train_configurations(
     devices = jax.local_devices()
     per_config = memory.config_bytes(folds, batch, settings.optimizer, settings.bias, data, settings.local_batch_size)
     budget = budget_bytes or memory.available_bytes(devices)
-    shared = memory.data_bytes(folds, data)
+    shared = memory.data_bytes(folds, data) + (0 if soft is None else 4 * (soft.train.size + soft.val.size))
     plan = memory.plan_chunks(n_configs, n_folds, per_config, shared, budget, len(devices))
     cached = memory.cache_slots(per_config, n_folds, devices) * len(devices)
     slots = min(plan.size, cached) if cached else plan.size  # a pool that fits the CPU's cache runs faster
@@ -471,9 +533,10 @@ def train_configurations(
     replicated = NamedSharding(mesh, P())
     arrays = [jax.device_put(a, replicated) for a in dataclasses.astuple(folds)]
     local_data = None if data is None else jax.device_put(data, replicated)
+    soft_data = None if soft is None else jax.device_put(soft, replicated)
     pool = _Pool(configs, settings, seed, fold_ids, folds.train_features.shape[-1], mesh, keep_params, data is not None)
     pool.start(slots)
-    step = functools.partial(_sweep_epoch, settings=settings, n_batches=n_batches)
+    step = functools.partial(_sweep_epoch, settings=settings, n_batches=n_batches, soft=soft_data)
     at_once = f", {slots} at a time" if slots < n_configs else ""
     bar = progress_bar(n_folds * n_configs, f"{desc} ({n_folds}x{n_configs} configs{at_once})", progress, "configs")
     clock = _Clock()

@@ -86,6 +86,17 @@ def tables(results: dict[str, Any]) -> list[Table]:
         out.append(Table("Probe", ("setting", "value"), [(READABLE[k], _fmt(probe[k])) for k in keys]))
         if probe.get("global_probe"):
             out.append(_side_by_side(probe))
+    if results.get("student"):  # AligNet's loop (docs/alignet.md): the student beside its teacher
+        student = results["student"]
+        rows = [
+            (name, _fmt(student.get(key)))
+            for name, key in (
+                ("zero-shot", "zero_shot_test_accuracy"),
+                ("teacher (probe on human triplets)", "teacher_test_accuracy"),
+                (f"student ({student['objective']} on {student['n_triplets']:,} teacher triplets)", "test_accuracy"),
+            )
+        ]
+        out.append(Table("AligNet: student trained on teacher triplets alone", ("", "test accuracy"), rows))
     if results.get("comparisons"):
         out.append(_comparisons_table(results["comparisons"]))
     if results.get("transform"):  # a given transform (config.transform)

@@ -19,14 +19,16 @@ and optionally the constants
   REUSE      False: always rerun, even when its section is finished with the same facts (report);
   MEMORY     the settings to lower when it runs out of device memory.
 
-world (demo data) -> extract (features from images) -> zero_shot -> probe (transform.npz) -> levels -> transfer
--> concepts -> report (report.md, plots): each reads what the stages before it wrote (levels, after the probe,
-evaluates the transform it learned in the same run on the Levels triplets). The INPUTS stages make
-the run's inputs in the workdir's caches (DIR/world, DIR/features); the others write its outputs.
+world (demo data) -> extract (features from images) -> zero_shot -> probe (transform.npz) -> levels -> teacher
+(AligNet-format triplets labelled with the transform) -> student (a probe on them alone) -> transfer -> concepts ->
+report (report.md, plots): each reads what the stages before it wrote (levels, after the probe, evaluates the
+transform it learned in the same run on the Levels triplets). The INPUTS stages make the run's inputs in the
+workdir's caches (DIR/world, DIR/features); the others write its outputs.
 Beside the stages, modules that several stages share (not stages themselves): inputs.py (THINGS data and
 features present), layers.py (model.layers: results.json `layers`, per-layer transforms), statistics.py
 (noise ceiling, intervals, paired comparisons, decisions.npz), given_transform.py (config.transform instead
-of the probe), local_inputs.py (gLocal's local image set and locality measures).
+of the probe), local_inputs.py (gLocal's local image set and locality measures), alignet_inputs.py (AligNet's
+triplet files and their image set, which the probe trains on instead of THINGS).
 SHARED_OUTPUTS are outputs that several stages add to (decisions.npz: zero_shot and probe outcomes per test
 triplet) or that only some runs write (transforms/<layer>/: model.layers): moved aside with the other
 outputs, never a reason on their own to redo a stage.
@@ -35,7 +37,9 @@ outputs, never a reason on their own to redo a stage.
 import importlib
 from types import ModuleType
 
-ORDER = ("world", "extract", "zero_shot", "probe", "levels", "transfer", "concepts", "report")
+ORDER = (
+    "world", "extract", "zero_shot", "probe", "levels", "teacher", "student", "transfer", "concepts", "report",
+)  # fmt: skip
 INPUTS = ("world", "extract")
 SHARED_OUTPUTS = ("decisions.npz", "transforms")
 

@@ -11,14 +11,19 @@ from alignment_jax.data.splits import object_kfold_masks, triplet_kfold_masks
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.zero_shot import odd_one_out
 from alignment_jax.probing.cross_validation import DIVERGED_CROSS_ENTROPY, ProbeSettings, run_probe, run_probe_layers
+from alignment_jax.probing.objective import DIVERGENCES
 from alignment_jax.probing.standardize import MODES, standardization
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import layers, local_inputs, statistics
+from alignment_jax.stages import alignet_inputs, layers, local_inputs, statistics
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
 
 def has_inputs(config) -> bool:
-    return has_things(config) and has_features(config) and not config.transform  # a given transform replaces it
+    if config.transform:  # a given transform replaces it
+        return False
+    if alignet_inputs.has_alignet(config):  # AligNet's triplets instead of THINGS
+        return alignet_inputs.has_features(config)
+    return has_things(config) and has_features(config)
 
 
 OUTPUTS = ("transform.npz", "transform_checkpoint")
@@ -26,6 +31,7 @@ MEMORY = "probe.lambdas or probe.lrs (fewer configurations at once) or probe.bat
 
 
 def check(config) -> None:
+
     checks.choice(config, "probe.standardize", MODES)
     checks.integer(config, "probe.folds", minimum=2)
     checks.numbers(config, "probe.lambdas", minimum=0)
@@ -41,33 +47,58 @@ def check(config) -> None:
     checks.number(config, "probe.init_scale", minimum=0)
     checks.number(config, "probe.temperature", above=0)
     ProbeSettings.from_config(config.probe, n_dims=1)
+    alignet_inputs.check(config)
+    if config.probe.objective in DIVERGENCES and not alignet_inputs.has_alignet(config):
+        raise InputError(
+            f"probe.objective={config.probe.objective} trains on soft targets: set alignet.train=FILE.npz (AligNet's "
+            "teacher triplets), or probe.objective=global for THINGS"
+        )
+    if alignet_inputs.has_alignet(config) and config.probe.objective == "glocal":
+        raise InputError("probe.objective=glocal with alignet.train: use kl, jsd or global on AligNet's triplets")
+    if alignet_inputs.has_alignet(config) and config.model.layers:
+        raise InputError("alignet.train with model.layers: the AligNet probe trains one layer (set model.layers='')")
     local_inputs.check(config)
 
 
 def check_inputs(ctx: RunContext) -> None:
     """The triplets (and features, when known) load, and every fold has training and validation triplets."""
+    if alignet_inputs.has_alignet(ctx.config):
+        alignet_inputs.check_inputs(ctx)
+        loaded = alignet_inputs.data(ctx)
+        _check_folds(ctx.config, loaded.train.triplets, loaded.train.n_images, loaded.train.source)
+        return
     check_things_and_features(ctx)
     local_inputs.check_inputs(ctx)
     config, things = ctx.config, ctx.things
     train = things.train.triplets
     if not len(train):
         raise InputError(f"{things.train.source}: no training triplets for the probe")
+    _check_folds(config, train, things.n_objects, things.train.source)
+    if ctx.features_known:
+        standardization(ctx.features, config.probe.standardize)
+
+
+def _check_folds(config, train, n_objects: int, source: str) -> None:
+    """Every fold of the cross-validation has training and validation triplets."""
     folds = config.probe.folds
     if config.probe.split == "objects":
-        train_masks, val_masks = object_kfold_masks(train, things.n_objects, folds, config.seed)
+        train_masks, val_masks = object_kfold_masks(train, n_objects, folds, config.seed)
     else:
         train_masks, val_masks = triplet_kfold_masks(len(train), folds, config.seed)
     if (val_masks.sum(axis=1) == 0).any() or (train_masks.sum(axis=1) == 0).any():
         raise InputError(
             f"probe.folds={folds}: a fold of the {config.probe.split} cross-validation has no training or no "
-            f"validation triplet ({len(train)} triplets over {things.n_objects} objects in "
-            f"{things.train.source}); use fewer folds or more triplets"
+            f"validation triplet ({len(train)} triplets over {n_objects} objects in "
+            f"{source}); use fewer folds or more triplets"
         )
-    if ctx.features_known:
-        standardization(ctx.features, config.probe.standardize)
 
 
 def provenance(ctx: RunContext) -> dict:
+    if alignet_inputs.has_alignet(ctx.config):
+        return {
+            **alignet_inputs.provenance(ctx),
+            **facts.settings(ctx.config, "probe", "seed", "alignet", "model"),
+        }
     return {
         "features": ctx.digest("features"),
         "things": ctx.digest("things"),
@@ -77,7 +108,33 @@ def provenance(ctx: RunContext) -> dict:
     }
 
 
+def run_alignet(ctx: RunContext) -> dict:
+    """The probe on AligNet's triplets (alignet.train; scored on alignet.test): soft targets with kl | jsd,
+    the teacher's odd one out (column 2) with global."""
+    config = ctx.config
+    loaded, features = alignet_inputs.data(ctx), alignet_inputs.features(ctx)
+    settings = ProbeSettings.from_config(config.probe, features.shape[1])
+    soft = settings.objective in DIVERGENCES
+    test = loaded.test.triplets if loaded.test is not None else None
+    result = run_probe(
+        features, loaded.train.triplets, test, settings, seed=config.seed, progress=config.progress,
+        targets=loaded.targets if soft else None, test_targets=loaded.test_targets if soft else None,
+    )  # fmt: skip
+    result.transform.save_npz(ctx.transform_path)
+    result.transform.save_orbax(os.path.join(ctx.workdir, "transform_checkpoint"))
+    if ctx.facts is not None:
+        ctx.facts["output:transform.npz"] = facts.file_digest(ctx.transform_path)
+    section = {**result.summary, "data": "alignet", "alignet": alignet_inputs.section(loaded)}
+    line = summary_line(section, config.similarity)
+    if "test_divergence" in section:
+        line += f", test {settings.objective} {section['test_divergence']:.4f}"
+    ctx.log(line + f" in {section['seconds']:.1f} s")
+    return section
+
+
 def run(ctx: RunContext) -> dict:
+    if alignet_inputs.has_alignet(ctx.config):
+        return run_alignet(ctx)
     config, things, features = ctx.config, ctx.things, ctx.features
     settings = ProbeSettings.from_config(config.probe, features.shape[1])
     test = things.test.triplets if things.test is not None else None

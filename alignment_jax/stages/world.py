@@ -95,6 +95,9 @@ def configure(config, root: str) -> None:
             local.images = os.path.join(root, "local", "images")
         else:
             local.features = os.path.join(root, "local", "features.npy")
+    teacher = config.teacher  # the local set is also the pool of unlabeled images the teacher labels (AligNet)
+    if settings.n_local and teacher.n_triplets and not (teacher.images or teacher.features):
+        teacher.images, teacher.features = local.images, local.features
 
 
 def root_of(workdir: str) -> str:

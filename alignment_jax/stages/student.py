@@ -1,0 +1,114 @@
+"""Stage student: closes AligNet's loop (docs/alignet.md). A probe trained on the teacher stage's triplets alone
+(WORKDIR/teacher: soft targets = softmax of the teacher's similarities, `student.objective` kl | jsd, tau from
+`student.taus` swept with probe.lambdas, folds over triplets), never on a human triplet; then scored on THINGS'
+test triplets beside the teacher (the probe section) and zero-shot (the zero_shot section). Its transform is
+kept in its section's numbers only: transform.npz stays the probe's."""
+
+import json
+import os
+
+import numpy as np
+
+from alignment_jax import provenance as facts
+from alignment_jax.config import checks
+from alignment_jax.data import teacher as triplets
+from alignment_jax.data.alignet import soft_targets
+from alignment_jax.errors import InputError
+from alignment_jax.probing.cross_validation import ProbeSettings, probe_scores, run_probe
+from alignment_jax.probing.objective import DIVERGENCES
+from alignment_jax.run_context import RunContext, section_digest
+from alignment_jax.stages import load
+from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
+
+MEMORY = "probe.lambdas or student.taus (fewer configurations at once)"
+
+
+def has_inputs(config) -> bool:
+    return bool(config.student.objective) and load("teacher").has_inputs(config) and has_things(config)
+
+
+def check(config) -> None:
+    if config.student.objective:
+        checks.choice(config, "student.objective", DIVERGENCES)
+        ProbeSettings.from_config(_probe_config(config), n_dims=1)
+        if not (has_things(config) and has_features(config)):
+            raise InputError("student.objective: the student is scored on THINGS' test triplets; set things.root")
+
+
+def _probe_config(config):
+    probe = config.probe.copy_and_resolve_references()
+    probe.objective, probe.taus, probe.split = config.student.objective, tuple(config.student.taus), "triplets"
+    return probe
+
+
+def check_inputs(ctx: RunContext) -> None:
+    check_things_and_features(ctx)
+    if ctx.things.test is None or not len(ctx.things.test):
+        raise InputError(f"{ctx.things.train.source}: the student is scored on test triplets; give things.test")
+
+
+def provenance(ctx: RunContext) -> dict:
+    teacher = ctx.section_facts("teacher")
+    return {
+        "teacher": section_digest(teacher) if teacher is not None else None,
+        "features": ctx.digest("features"),
+        "things": ctx.digest("things"),
+        **facts.settings(ctx.config, "student", "probe", "seed"),
+    }
+
+
+def read_shards(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(names (n,) of the teacher's image set, triplets (T, 3) rows of it, similarities (T, 3)) of a complete
+    teacher folder."""
+    path = os.path.join(folder, triplets.MANIFEST)
+    manifest = json.load(open(path, encoding="utf-8")) if os.path.exists(path) else None
+    if manifest is None or not manifest.get("complete"):
+        raise InputError(f"{folder}: no complete teacher triplets ({triplets.MANIFEST}); run the teacher stage")
+    names = np.array(open(os.path.join(folder, "names.txt"), encoding="utf-8").read().split("\n")[:-1])
+    rows, sims = [], []
+    for shard in manifest["shards"]:
+        with np.load(os.path.join(folder, shard["file"])) as data:
+            rows.append(np.searchsorted(names, data["filenames"]).astype(np.int32))
+            sims.append(data["similarities"])
+    return names, np.concatenate(rows), np.concatenate(sims)
+
+
+def run(ctx: RunContext) -> dict:
+    config = ctx.config
+    names, rows, sims = read_shards(os.path.join(ctx.workdir, "teacher"))
+    teacher_stage = load("teacher")
+    pool_names, _, paths = teacher_stage.pool(config)
+    features = teacher_stage._features(ctx, pool_names, paths)
+    used = np.unique(rows)  # the pool images the triplets use, as the student's image set
+    settings = ProbeSettings.from_config(_probe_config(config), features.shape[1])
+    result = run_probe(
+        features[used], np.searchsorted(used, rows), None, settings, seed=config.seed, progress=config.progress,
+        targets=soft_targets(sims),
+    )  # fmt: skip
+    test = ctx.things.test.triplets
+    summary = result.summary
+    section = {
+        "objective": settings.objective,
+        "n_triplets": len(rows),
+        "n_images": len(used),
+        "best_lambda": summary["best_lambda"],
+        "best_tau": summary["best_tau"],
+        "cv_divergence": summary["cv_divergence"],
+        "cv_accuracy": summary["cv_accuracy"],
+        "refit_epochs": summary["refit_epochs"],
+        "test_accuracy": probe_scores(result.transform, ctx.features, test)[1],
+        "teacher_test_accuracy": ctx.results.get("probe", {}).get("test_accuracy"),
+        "zero_shot_test_accuracy": ctx.results.get("zero_shot", {}).get("test_accuracy"),
+        "seconds": summary["seconds"],
+    }
+    beside = [
+        f"{name} {section[key]:.4f}"
+        for name, key in (("teacher", "teacher_test_accuracy"), ("zero-shot", "zero_shot_test_accuracy"))
+        if section[key] is not None
+    ]
+    ctx.log(
+        f"student ({settings.objective} on {len(rows):,} teacher triplets over {len(used):,} images, no human "
+        f"triplet): best lambda {section['best_lambda']:g} tau {section['best_tau']:g}, THINGS test accuracy "
+        f"{section['test_accuracy']:.4f}" + (f" ({', '.join(beside)})" if beside else "")
+    )
+    return section
