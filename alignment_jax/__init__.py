@@ -2,7 +2,7 @@
 
 The Python API, one import (`import alignment_jax as aj`); each name is loaded on first use:
 
-    data      load_things(root), load_levels(root), make_world(seed=0, ...)
+    data      load_things(root), load_levels(root), load_alignet(train, test=""), make_world(seed=0, ...)
     models    load_model(name, checkpoint=""), extract_features(model, images, layers="") -> {layer: (n, p)}
     measures  odd_one_out(features, triplets, similarity="cosine"), noise_ceiling(triplets, n_objects),
               rsa(features, human_rsm), levels_metrics(features, levels)
@@ -20,6 +20,7 @@ _API = {
     "load_things": "alignment_jax.api.data",
     "make_world": "alignment_jax.api.data",
     "load_levels": "alignment_jax.api.data",
+    "load_alignet": "alignment_jax.api.data",
     "levels_metrics": "alignment_jax.api.measures",
     "load_model": "alignment_jax.api.models",
     "extract_features": "alignment_jax.api.models",

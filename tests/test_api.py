@@ -222,3 +222,56 @@ def test_get_config_and_run(tmp_path):
     assert result.report.endswith("report.md") and (tmp_path / "run" / "report.md").is_file()
     with pytest.raises(aj.InputError, match="give the folder"):
         aj.run(config, "")
+
+
+def _pair_targets(embedding: np.ndarray, triplets: np.ndarray, beta: float = 3.0) -> np.ndarray:
+    """Soft targets over [(0, 1), (0, 2), (1, 2)] from the planted embedding's dot products."""
+    e = embedding[triplets]
+    s = np.stack([(e[:, 0] * e[:, 1]).sum(1), (e[:, 0] * e[:, 2]).sum(1), (e[:, 1] * e[:, 2]).sum(1)], axis=1)
+    z = np.exp(beta * (s - s.max(axis=1, keepdims=True)))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_fit_probe_learns_soft_targets_as_the_probe_stage_does(small):
+    from alignment_jax.config.base import base_config
+    from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
+
+    train, test = small.train[:1500], small.test[:300]
+    targets, test_targets = _pair_targets(small.embedding, train), _pair_targets(small.embedding, test)
+    fit = aj.fit_probe(
+        small.features, train, test, objective="kl", targets=targets, test_targets=test_targets,
+        lambdas=(1e-3,), taus=(0.5, 1.0), folds=2, seed=0,
+    )  # fmt: skip
+    assert fit.summary["best_tau"] in (0.5, 1.0) and {row["tau"] for row in fit.sweep} == {0.5, 1.0}
+    assert np.isfinite(fit.summary["test_divergence"]) and 0 <= fit.summary["test_accuracy"] <= 1
+    config = base_config()
+    config.probe.objective, config.probe.lambdas, config.probe.taus, config.probe.folds = "kl", (1e-3,), (0.5, 1.0), 2
+    direct = run_probe(
+        small.features, train, test, ProbeSettings.from_config(config.probe, 12), 0, False, None, targets, test_targets
+    )
+    assert fit.summary["test_divergence"] == direct.summary["test_divergence"]
+    for kwargs, message in [
+        (dict(objective="kl"), "objective='kl' needs targets=(T, 3) distributions"),
+        (dict(targets=targets), "objective='global' takes no targets"),
+        (dict(objective="jsd", targets=targets[:10]), "targets must have shape (T, 3), one row per triplet"),
+        (dict(objective="kl", targets=targets * 2), "is not a probability distribution"),
+    ]:
+        with pytest.raises(aj.InputError, match=_literal(message)):
+            aj.fit_probe(small.features, train, lambdas=(1e-3,), folds=2, **kwargs)
+
+
+def test_load_alignet_reads_the_release_format(tmp_path):
+    names = np.array([f"n0144{i % 3}_{i}.JPEG" for i in range(6)])
+    rows = np.array([[0, 1, 2], [3, 4, 5], [1, 3, 5]])
+    np.savez(
+        tmp_path / "train.npz", filenames=names[rows], similarities=np.array([[3, 1, 0], [2, 1, 0], [0, 1, 2.0]]),
+        indices=rows + 100,
+    )  # fmt: skip
+    train, test = aj.load_alignet(str(tmp_path / "train.npz"))
+    assert test is None and list(train.names) == sorted(names) and train.n_not_first == 1
+    np.testing.assert_allclose(train.targets.sum(axis=1), 1.0, rtol=1e-6)
+    assert train.targets[0].argmax() == 0
+    with pytest.raises(aj.InputError, match="give the path of an AligNet .npz triplet file"):
+        aj.load_alignet("")
+    with pytest.raises(aj.InputError, match="missing.npz"):
+        aj.load_alignet(str(tmp_path / "missing.npz"))

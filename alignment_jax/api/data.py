@@ -3,6 +3,7 @@ demo runs on (planted concepts, simulated people, a model's features)."""
 
 from alignment_jax.api import arguments
 from alignment_jax.data import synthetic
+from alignment_jax.data.alignet import AlignetTriplets, load_alignet_pair
 from alignment_jax.data.levels import Levels
 from alignment_jax.data.levels import load_levels as _load_levels
 from alignment_jax.data.triplets import ThingsData
@@ -74,3 +75,15 @@ def load_levels(
     arguments.integer(max_responses, "max_responses", minimum=min_responses)
     arguments.integer(seed, "seed", minimum=0)
     return _load_levels(root, images, max_rt_ms, min_responses, max_responses, seed)
+
+
+def load_alignet(train: str, test: str = "") -> tuple[AlignetTriplets, AlignetTriplets | None]:
+    """AligNet's triplet files (`alignet_train.npz`, `alignet_valid.npz`: filenames, similarities [s01, s02, s12],
+    indices) over one image set, the sorted union of their file names (feature rows). Each has `.triplets`
+    (T, 3) rows of `.names` (column 2 = the odd one out), `.similarities`, `.targets` (softmax of the
+    similarities: the soft targets of fit_probe(objective="kl")) and `.n_not_first` (rows where s01 is not the
+    largest, reported rather than rejected)."""
+    for name, value in (("train", train), ("test", test)):
+        if not isinstance(value, str) or (name == "train" and not value):
+            raise InputError(f"load_alignet: {name}={value!r}; give the path of an AligNet .npz triplet file")
+    return load_alignet_pair(train, test)

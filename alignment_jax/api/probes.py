@@ -15,6 +15,7 @@ from alignment_jax.config.base import base_config
 from alignment_jax.config.files import type_problem
 from alignment_jax.errors import InputError
 from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
+from alignment_jax.probing.objective import DIVERGENCES
 from alignment_jax.probing.transform import Transform
 
 _DEFAULTS = base_config().probe
@@ -44,6 +45,8 @@ def fit_probe(
     protocol: str = _DEFAULTS.protocol,
     seed: int = 0,
     local=None,
+    targets=None,
+    test_targets=None,
     progress: bool | str = False,
     **settings,
 ) -> ProbeFit:
@@ -58,6 +61,10 @@ def fit_probe(
     scored on `test`.
 
     features: (n, p); train: (T, 3) object indices, column 2 = the odd one out; test: (T', 3) or None;
+    objective="kl" | "jsd" (AligNet's soft targets): targets (T, 3), test_targets (T', 3) are distributions over
+    each triplet's pairs [(0, 1), (0, 2), (1, 2)] (`aj.load_alignet(path)[0].targets`, or human response
+    distributions); the prediction is softmax(s / tau) over the pair similarities, `taus` swept like lambdas,
+    and the loss KL(p || q) or JSD(p, q) + lambda R(W).
     local: (N, p) features of gLocal's local images (objective="glocal" only; validation images are drawn from
     them, `local_validation`). settings: any other field of the probe config (split, select_by, lrs, alphas,
     taus, optimizer, lr, batch_size, epochs, patience, bias, init, standardize, temperature, ...) and of
@@ -77,11 +84,20 @@ def fit_probe(
         config.probe.local.features = "local"  # counted as given: the checks then expect a local set
     if config.probe.objective == "glocal" and local is None:
         raise InputError("objective='glocal' needs local=(N, p) features of the local images")
+    soft = config.probe.objective in DIVERGENCES
+    if soft != (targets is not None) or (test_targets is not None and targets is None):
+        raise InputError(
+            f"objective={config.probe.objective!r} "
+            + ("needs targets=(T, 3) distributions" if soft else "takes no targets: use objective='kl' or 'jsd'")
+        )
+    if soft:  # the stage's checks expect AligNet's files: here the arrays stand for them
+        config.alignet.train, config.alignet.features = "targets", "features"
     stages.load("probe").check(config)
     local_x = None if local is None else arguments.features(local, "local")
     if local_x is not None and local_x.shape[1] != x.shape[1]:
         raise InputError(f"local: {local_x.shape[1]} columns but the features have {x.shape[1]}")
-    result = run_probe(x, train, test, ProbeSettings.from_config(config.probe, x.shape[1]), seed, progress, local_x)
+    probe_settings = ProbeSettings.from_config(config.probe, x.shape[1])
+    result = run_probe(x, train, test, probe_settings, seed, progress, local_x, targets, test_targets)
     return _fit(result)
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from alignment_jax.errors import InputError
+from alignment_jax.evaluation.similarity import human_pair_most_similar
 
 IMAGENET_TRAIN_SIZE = 1_281_167  # images in TFDS imagenet2012 "train": the range of `indices`
 REQUIRED = ("filenames", "similarities")
@@ -56,6 +57,11 @@ class AlignetTriplets:
     @property
     def n_images(self) -> int:
         return len(self.names)
+
+    @property
+    def targets(self) -> np.ndarray:
+        """(T, 3) AligNet's target distribution over the pairs [(0, 1), (0, 2), (1, 2)]: `soft_targets`."""
+        return soft_targets(self.similarities)
 
     def reindexed(self, names: np.ndarray) -> "AlignetTriplets":
         """The same triplets as rows of `names` (sorted, a superset of this file's names: e.g. the union
@@ -93,7 +99,7 @@ def triplet_accuracy(similarities: np.ndarray) -> float:
     """AligNet's triplet accuracy of (T, 3) [s01, s02, s12]: the pair (0, 1) strictly the most similar
     (ties count as wrong)."""
     s = np.asarray(similarities)
-    return float(np.mean((s[:, 0] > s[:, 1]) & (s[:, 0] > s[:, 2]))) if len(s) else float("nan")
+    return float(np.mean(human_pair_most_similar(s[:, 0], s[:, 1], s[:, 2]))) if len(s) else float("nan")
 
 
 def load_alignet_triplets(path: str, chunk_rows: int = CHUNK_ROWS) -> AlignetTriplets:
