@@ -38,6 +38,8 @@ from alignment_jax.models.openclip import (
     _posemb,
     _rules,
     _same,
+    apply_rules,
+    check_width,
 )
 
 LAYOUTS = ("timm_dinov2", "hf_dinov2")  # Meta's original names read as timm's (a superset of rules)
@@ -65,37 +67,18 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], num_heads: int, source
     patch = state_dict[
         "embeddings.patch_embeddings.projection.weight" if layout == "hf_dinov2" else "patch_embed.proj.weight"
     ]
-    width = np.shape(patch)[0]
-    if width % num_heads:
-        raise InputError(
-            f"{source}: the checkpoint's width {width} does not split into the variant's {num_heads} heads; "
-            "pick the DINOv2 entry that matches the file (width 384: s14, 768: b14, 1024: l14, 1536: g14)"
-        )
-    rules = _HF_RULES if layout == "hf_dinov2" else _TIMM_DINOV2_RULES
-    params: Params = {}
-    for key, value in state_dict.items():
-        for pattern, target, transform in rules:
-            m = pattern.fullmatch(key)
-            if m:
-                converted = transform(np.asarray(value), num_heads)
-                path = target.format(*m.groups())
-                for sub, arr in (converted if isinstance(converted, dict) else {"": converted}).items():
-                    _put(params, f"{path}/{sub}" if sub else path, arr)
-                break
-        else:
-            params[f"torch:{key}"] = value
+    check_width(
+        patch,
+        num_heads,
+        source,
+        "the DINOv2 entry that matches the file (width 384: s14, 768: b14, 1024: l14, 1536: g14)",
+    )
+    params = apply_rules(state_dict, _HF_RULES if layout == "hf_dinov2" else _TIMM_DINOV2_RULES, num_heads)
     return params, dict(ARCH), layout
 
 
 def _strip(key: str) -> str:
     return key[len("dinov2.") :] if key.startswith("dinov2.") else key
-
-
-def _put(tree: Params, path: str, value: np.ndarray) -> None:
-    *parents, leaf = path.split("/")
-    for p in parents:
-        tree = tree.setdefault(p, {})
-    tree[leaf] = value
 
 
 def _heads_kernel(w: np.ndarray, heads: int) -> np.ndarray:

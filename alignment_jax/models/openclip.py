@@ -56,13 +56,29 @@ def detect_layout(state_dict: dict[str, np.ndarray], source: str) -> str:
 def convert_state_dict(state_dict: dict[str, np.ndarray], num_heads: int, source: str) -> tuple[Params, dict]:
     """(nested params in big_vision names, architecture flags the weights imply)."""
     layout = detect_layout(state_dict, source)
-    width = np.shape(state_dict["conv1.weight" if layout == "openclip" else "patch_embed.proj.weight"])[0]
+    patch = state_dict["conv1.weight" if layout == "openclip" else "patch_embed.proj.weight"]
+    check_width(
+        patch, num_heads, source, "the variant that matches the file (width 768: B, 1024: L, 1280: H, 1408: g, 1664: G)"
+    )
+    params = apply_rules(state_dict, _OPENCLIP_RULES if layout == "openclip" else _TIMM_RULES, num_heads)
+    return params, (dict(OPENCLIP_ARCH) if layout == "openclip" else {})
+
+
+def check_width(patch_kernel: np.ndarray, num_heads: int, source: str, pick: str) -> None:
+    """InputError when the checkpoint's width (the patch embedding's outputs) does not split into num_heads."""
+    width = np.shape(patch_kernel)[0]
     if width % num_heads:
         raise InputError(
-            f"{source}: the checkpoint's width {width} does not split into the variant's {num_heads} heads; "
-            "pick the variant that matches the file (width 768: B, 1024: L, 1280: H, 1408: g, 1664: G)"
+            f"{source}: the checkpoint's width {width} does not split into the variant's {num_heads} heads; pick {pick}"
         )
-    rules = _OPENCLIP_RULES if layout == "openclip" else _TIMM_RULES
+
+
+def apply_rules(
+    state_dict: dict[str, np.ndarray], rules: list[tuple[re.Pattern, str, Callable]], num_heads: int
+) -> Params:
+    """A torch state dict -> nested params in big_vision names, by the first rule whose pattern matches each key
+    (its transform may split one tensor into several, e.g. a fused qkv); keys no rule matches are kept as
+    `torch:<key>` so that the strict matching names them."""
     params: Params = {}
     for key, value in state_dict.items():
         for pattern, target, transform in rules:
@@ -70,15 +86,12 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], num_heads: int, source
             if m:
                 converted = transform(np.asarray(value), num_heads)
                 path = target.format(*m.groups())
-                if isinstance(converted, dict):
-                    for sub, arr in converted.items():
-                        _put(params, f"{path}/{sub}", arr)
-                else:
-                    _put(params, path, converted)
+                for sub, arr in (converted if isinstance(converted, dict) else {"": converted}).items():
+                    _put(params, f"{path}/{sub}" if sub else path, arr)
                 break
         else:
             params[f"torch:{key}"] = value
-    return params, (dict(OPENCLIP_ARCH) if layout == "openclip" else {})
+    return params
 
 
 def _put(tree: Params, path: str, value: np.ndarray) -> None:
