@@ -316,20 +316,10 @@ def load_model(
         mean, std = NORMALIZATIONS[normalization]
         preprocess = dataclasses.replace(preprocess, mean=mean, std=std)
     default_layer = spec.default_layer if spec else ("logits" if arch and module.num_classes else "pre_logits")
-    info = {
-        "name": spec.name if spec else name_or_variant,
-        "variant": variant,
-        "source": source,
-        "checkpoint": path,
-        "sha256": storage.sha256(local) if local and not storage.is_remote(local) else None,
-        "seed": None if path else seed,
-        "image_size": size,
-        "dtype": dtype,
-        "matmul_precision": precision,
-        "default_layer": default_layer,
-        "config": _json_config(module),
-        "preprocess": preprocess.options(),
-    }
+    names = (spec.name if spec else name_or_variant, variant, source, path, _file_digest(local))
+    info = _info(
+        *names, None if path else seed, size, (dtype, precision), default_layer, _json_config(module), preprocess
+    )
     return LoadedModel(module, params, size, preprocess, default_layer, info)
 
 
@@ -369,20 +359,9 @@ def _load_bit(
     preprocess = dataclasses.replace(spec.preprocess if spec else _BV_PREPROCESS, size=size)
     default_layer = spec.default_layer if spec else "pre_logits"
     names = module.layer_names()
-    info = {
-        "name": spec.name if spec else name,
-        "variant": variant,
-        "source": "bit",
-        "checkpoint": path,
-        "sha256": storage.sha256(local) if local and not storage.is_remote(local) else None,
-        "seed": None if path else seed,
-        "image_size": size,
-        "dtype": dtype,
-        "matmul_precision": precision,
-        "default_layer": default_layer,
-        "config": {"units": list(module.units), "width": module.width, "num_classes": module.num_classes},
-        "preprocess": preprocess.options(),
-    }
+    options = {"units": list(module.units), "width": module.width, "num_classes": module.num_classes}
+    identity = (spec.name if spec else name, variant, "bit", path, _file_digest(local))
+    info = _info(*identity, None if path else seed, size, (dtype, precision), default_layer, options, preprocess)
     outputs = Outputs(names, tuple(n for n in names if n.startswith("stage")))
     return LoadedModel(module, params, size, preprocess, default_layer, info, outputs)
 
@@ -413,21 +392,38 @@ def _load_saved_model(spec: ModelSpec, checkpoint: str, image_size: int | None, 
         raise InputError(f"{path}: no '{spec.default_layer}' output (outputs: {', '.join(module.names)})")
     preprocess = dataclasses.replace(spec.preprocess, size=size)
     local = storage.fetch(path, cache_dir)
-    info = {
-        "name": spec.name,
-        "variant": "",
-        "source": "saved_model",
-        "checkpoint": path,
-        "sha256": storage.sha256(local) if os.path.isfile(local) else _tree_digest(folder),
-        "seed": None,
-        "image_size": size,
-        "dtype": "float32",
-        "matmul_precision": "float32",
-        "default_layer": spec.default_layer,
-        "config": {"outputs": {name: list(shape) for name, shape in module.shapes.items()}},
-        "preprocess": preprocess.options(),
-    }
+    digest = storage.sha256(local) if os.path.isfile(local) else _tree_digest(folder)
+    options = {"outputs": {name: list(shape) for name, shape in module.shapes.items()}}
+    identity = (spec.name, "", "saved_model", path, digest)
+    info = _info(*identity, None, size, ("float32", "float32"), spec.default_layer, options, preprocess)
     return LoadedModel(module, {}, size, preprocess, spec.default_layer, info, module.outputs())
+
+
+def _info(
+    name: str,
+    variant: str,
+    source: str,
+    checkpoint: str,
+    sha256: str | None,
+    seed: int | None,
+    size: int,
+    dtype: tuple[str, str],
+    default_layer: str,
+    config: dict,
+    preprocess: Preprocess,
+) -> dict:
+    """A loaded model's JSON-able record (LoadedModel.info; part of every feature store's key). dtype: (the
+    model.dtype setting, the matmul precision it means)."""
+    return {
+        "name": name, "variant": variant, "source": source, "checkpoint": checkpoint, "sha256": sha256,
+        "seed": seed, "image_size": size, "dtype": dtype[0], "matmul_precision": dtype[1],
+        "default_layer": default_layer, "config": config, "preprocess": preprocess.options(),
+    }  # fmt: skip
+
+
+def _file_digest(local: str) -> str | None:
+    """sha256 of a checkpoint file on this machine (None for random weights or a remote path)."""
+    return storage.sha256(local) if local and not storage.is_remote(local) else None
 
 
 def _tree_digest(folder: str) -> str:
