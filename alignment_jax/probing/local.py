@@ -122,19 +122,12 @@ def glocal_loss(
 
 
 def glocal_validation(
-    params: objective.Params,
-    x: jax.Array,
-    triplets: jax.Array,
-    weights: jax.Array,
-    local_x: jax.Array,
-    teacher_sims: jax.Array,
-    tau: jax.Array,
-    *,
-    temperature: float,
-    formulation: str,
+    params: objective.Params, x: jax.Array, triplets: jax.Array, weights: jax.Array, local_x: jax.Array,
+    teacher_sims: jax.Array, tau: jax.Array, *, temperature: float, formulation: str,
     local_valid: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(triplet cross-entropy, triplet accuracy, local term) of validation data, without alpha or penalty.
+) -> tuple[jax.Array, jax.Array, jax.Array]:  # fmt: skip
+    """(triplet cross-entropy, triplet accuracy, local term) of validation data, without alpha or penalty; the
+    arguments as glocal_loss's.
 
     gLocal's validation loss, which its early stopping watches, is their plain sum: triplet + local
     (GlocalFeatureProbe._shared_eval_step; docs/glocal.md).
