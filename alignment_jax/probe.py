@@ -60,7 +60,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str) -> RunContext:
 
 def _run(config: ml_collections.ConfigDict, workdir_path: str, requested, planned: list[str]) -> RunContext:
     ctx = RunContext(config, workdir_path)
-    ctx.planned = tuple(planned)
+    ctx.trains_transform = "probe" in planned
     for line in skipped_stages(config, requested):
         ctx.log(line)
     lock = workdir.Lock(ctx.workdir) if jax.process_index() == 0 else None

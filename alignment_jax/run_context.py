@@ -41,7 +41,7 @@ class RunContext:
         self.features_path: str = config.features
         self.summary: list[str] = []
         self.facts: dict[str, Any] | None = None
-        self.planned: tuple[str, ...] = ()  # the stages this run executes (set by alignment_jax.probe.run)
+        self.trains_transform = False  # the probe stage runs now (set by alignment_jax.probe.run)
         self.pending: dict[str, dict[str, Any]] = {}  # facts of sections this run will write, before it does
         self._features: np.ndarray | None = None
         self._things: ThingsData | None = None
@@ -129,6 +129,12 @@ class RunContext:
     @property
     def transform(self) -> Transform | None:
         return Transform.load_npz(self.transform_path) if os.path.exists(self.transform_path) else None
+
+    @property
+    def earlier_transform(self) -> Transform | None:
+        """The transform.npz an earlier run left, when this run trains none (a stage's input to check before
+        anything slow runs); None when the probe runs now or there is none."""
+        return None if self.trains_transform else self.transform
 
     def section_facts(self, name: str) -> dict[str, Any] | None:
         """The provenance of section `name`: this run's when it will write it, else results.json's."""

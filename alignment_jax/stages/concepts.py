@@ -35,7 +35,7 @@ def check_inputs(ctx: RunContext) -> None:
     this run (the probe stage does not run now) is readable and of the features' width."""
     _embedding(ctx)
     _triplets(ctx)
-    transform = ctx.transform if "probe" not in ctx.planned else None
+    transform = ctx.earlier_transform
     if transform is not None and ctx.features_known and ctx.features.shape[1] != transform.dim:
         raise InputError(
             f"{ctx.transform_path}: maps {transform.dim} dimensions but the features have {ctx.features.shape[1]}; "

@@ -93,7 +93,7 @@ def check_inputs(ctx: RunContext) -> None:
     levels = levels_data(ctx)
     if not _extracts(ctx.config):
         features = _given_features(ctx, levels)
-        transform = ctx.transform if "probe" not in ctx.planned else None
+        transform = ctx.earlier_transform
         if transform is not None and features.shape[1] != transform.dim:
             raise InputError(
                 f"levels.features={ctx.config.levels.features}: {features.shape[1]} dimensions but "

@@ -52,7 +52,7 @@ def check_inputs(ctx: RunContext) -> None:
     config = ctx.config.transfer
     datasets = load_datasets(config.datasets)
     files, folders = parse_feature_sources(config.features, [d.name for d in datasets])
-    transform = ctx.transform if "probe" not in ctx.planned else None
+    transform = ctx.earlier_transform
     for dataset in datasets:
         found = _feature_file(dataset, files, folders)
         if found:
