@@ -15,12 +15,12 @@ their parts, with the keys of their own sections:
 cross-entropy, or the highest accuracy). The zero_shot and probe sections keep describing model.layer.
 """
 
-import math
 import os
 from typing import Any
 
 import numpy as np
 
+from alignment_jax import json_values
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.probing.cross_validation import DIVERGED_CROSS_ENTROPY
@@ -56,11 +56,6 @@ def update(ctx: RunContext, section: str, values: dict[str, Any]) -> None:
     ctx.record("layers", entries)
 
 
-def finite(value: float) -> float | None:
-    """results.json is strict JSON: NaN and inf become null."""
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
 def record_zero_shot(ctx: RunContext, triplets: np.ndarray, n_train: int, similarity: str) -> None:
     """Zero-shot accuracy with its bootstrap CI per layer, over all `triplets` and over the test split
     (`triplets[n_train:]`), as the zero_shot stage computes them for model.layer."""
@@ -68,11 +63,11 @@ def record_zero_shot(ctx: RunContext, triplets: np.ndarray, n_train: int, simila
     values = {}
     for layer in ctx.layers:
         result = odd_one_out(ctx.layer_features(layer), triplets, similarity, config.zero_shot.bootstrap, config.seed)
-        value = {"accuracy": finite(result.accuracy), "ci95": [finite(v) for v in result.ci95]}
+        value = {"accuracy": json_values.number(result.accuracy), "ci95": json_values.interval(result.ci95)}
         test = result.correct[n_train:]
         if len(test):
             ci = bootstrap_ci(test, config.zero_shot.bootstrap, config.seed)
-            value.update(test_accuracy=float(test.mean()), test_ci95=[finite(v) for v in ci])
+            value.update(test_accuracy=float(test.mean()), test_ci95=json_values.interval(ci))
         values[layer] = value
     update(ctx, "zero_shot", values)
     ctx.log(f"zero-shot ({similarity}) per layer: " + _listing(values, "test_accuracy", "accuracy"))
