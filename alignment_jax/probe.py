@@ -155,12 +155,15 @@ def _run_stages(ctx: RunContext, planned: list[str], requested: list[str] | None
             ctx.log(f"{name}: inputs and settings unchanged; kept its finished result (config.stages={name} redoes it)")
             continue
         ctx.facts = facts_of(ctx, name)
-        section = _run_stage(ctx, name)
+        outcome = _run_stage(ctx, name)
+        section, more = (outcome.section, outcome.more) if isinstance(outcome, stages.StageResult) else (outcome, {})
         if section is not None:
             ctx.record(name, section)
         else:
             ctx.results.setdefault(PROVENANCE, {})[name] = provenance.normalized(ctx.facts)
             ctx.write()
+        for other, value in more.items():  # computed by this stage, with its provenance
+            ctx.record(other, value)
         ctx.facts = None
 
 

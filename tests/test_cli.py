@@ -131,7 +131,7 @@ def test_real_config_without_data_says_what_to_download(tmp_path):
         (["--config=configs/demo.py", "--config.probe.folds=x"], "--config.probe.folds=x: expected type int"),
         (["--config=configs/demo.py", "--config.probe.regularizer=l1"], "probe.regularizer='l1' is not one of"),
         (["--config=configs/demo.py:glocl=True"], "--config=configs/demo.py:glocl=True: config argument 'glocl' is "
-         "not one of features, glocal; did you mean glocal?"),
+         "not one of features, glocal, alignet; did you mean glocal?"),
         (["--config=configs/demo.py", "--config.probe.lambda=0.1"], "--config.probe.lambda: unknown config field; "
          "did you mean probe.lambdas?"),
         (["--config=configs/demo.py", "--config.prob.folds=2"], "did you mean probe.folds?"),

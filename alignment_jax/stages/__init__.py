@@ -13,7 +13,11 @@ Each stage module defines:
                               differ moves the earlier outputs aside before writing, and a finished
                               section with the same facts is kept instead of recomputed;
   run(ctx: RunContext)        returns the stage's section of results.json: a dict, or a list of rows
-                              (transfer, concepts); None writes nothing.
+                              (transfer, concepts); None writes nothing; a StageResult when it computed
+                              further sections too (per-layer entries, comparisons). The run records them
+                              all (alignment_jax/probe.py): no stage writes results.json or another stage's
+                              section, and none reads the run's plan (a transform made before this run is
+                              the declared input ctx.earlier_transform).
 and optionally the constants
   OUTPUTS    files and folders of the workdir it writes besides results.json (moved aside with it);
   REUSE      False: always rerun, even when its section is finished with the same facts (report);
@@ -34,14 +38,27 @@ triplet) or that only some runs write (transforms/<layer>/: model.layers): moved
 outputs, never a reason on their own to redo a stage.
 """
 
+import dataclasses
 import importlib
 from types import ModuleType
+from typing import Any
 
 ORDER = (
     "world", "extract", "zero_shot", "probe", "levels", "teacher", "student", "transfer", "concepts", "report",
 )  # fmt: skip
 INPUTS = ("world", "extract")
 SHARED_OUTPUTS = ("decisions.npz", "transforms")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResult:
+    """What `run` returns when a stage computed more than its own section: `section`, its own (as a plain
+    return value would be), and `more`, further sections of results.json it computed ({name: value}: the
+    per-layer entries `layers` and `best_layer`, `comparisons`, `transform`, `transfer_triplets`). The run
+    (alignment_jax/probe.py) records them, the section first, then `more` in order; no stage records any."""
+
+    section: Any
+    more: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def load(name: str) -> ModuleType:

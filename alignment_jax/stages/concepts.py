@@ -17,7 +17,7 @@ from alignment_jax.evaluation.concepts import assign_concepts, concept_rows
 from alignment_jax.evaluation.zero_shot import odd_one_out
 from alignment_jax.models.layers import select_layers
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import layers
+from alignment_jax.stages import StageResult, layers
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
@@ -109,6 +109,6 @@ def run(ctx: RunContext) -> list[dict]:
             if transform is not None:
                 after = odd_one_out(transform.apply(features), triplets, ctx.config.similarity, 0).correct
             values[layer] = concept_rows(embedding.labels, assignment, before, after)
-        layers.update(ctx, "concepts", values)
         ctx.log(f"concepts: per layer for {', '.join(chosen)} (results.json layers)")
+        return StageResult(rows, {"layers": layers.update(ctx, "concepts", values)})
     return rows

@@ -45,18 +45,21 @@ def provenance(ctx: RunContext) -> dict[str, Any]:
     return facts
 
 
-def update(ctx: RunContext, section: str, values: dict[str, Any]) -> None:
-    """Sets entry[section] = values[layer] for every layer in `values` and rewrites results.json. Parts an
-    earlier run of the same inputs left (a stage kept as finished) stay."""
-    earlier = {entry.get("layer"): entry for entry in ctx.results.get("layers") or ()}
+def update(
+    ctx: RunContext, section: str, values: dict[str, Any], entries: list[dict] | None = None
+) -> list[dict[str, Any]]:
+    """results.json `layers` with entry[section] = values[layer] for every layer in `values`: the entries of
+    results.json (or `entries`, when a stage updates more than one part) in network order. Parts an earlier run
+    of the same inputs left (a stage kept as finished) stay."""
+    earlier = {entry.get("layer"): entry for entry in (ctx.results.get("layers") if entries is None else entries) or ()}
     entries = [{**earlier.get(row["layer"], {}), **row} for row in ctx.layer_rows]
     for entry in entries:
         if entry["layer"] in values:
             entry[section] = values[entry["layer"]]
-    ctx.record("layers", entries)
+    return entries
 
 
-def record_zero_shot(ctx: RunContext, triplets: np.ndarray, n_train: int, similarity: str) -> None:
+def zero_shot_entries(ctx: RunContext, triplets: np.ndarray, n_train: int, similarity: str) -> list[dict]:
     """Zero-shot accuracy with its bootstrap CI per layer, over all `triplets` and over the test split
     (`triplets[n_train:]`), as the zero_shot stage computes them for model.layer."""
     config = ctx.config
@@ -69,17 +72,18 @@ def record_zero_shot(ctx: RunContext, triplets: np.ndarray, n_train: int, simila
             ci = bootstrap_ci(test, config.zero_shot.bootstrap, config.seed)
             value.update(test_accuracy=float(test.mean()), test_ci95=json_values.interval(ci))
         values[layer] = value
-    update(ctx, "zero_shot", values)
     ctx.log(f"zero-shot ({similarity}) per layer: " + _listing(values, "test_accuracy", "accuracy"))
+    return update(ctx, "zero_shot", values)
 
 
 RUN_KEYS = ("seconds", "protocol", "regularizer", "init")  # the same for every layer: in the probe section only
 
 
-def record_probe(
+def probe_entries(
     ctx: RunContext, results: dict, test: np.ndarray | None, select_by: str, local: dict | None = None
-) -> None:
-    """Each layer's transform (DIR/transforms/<layer>/transform.npz) and probe numbers, and `best_layer`.
+) -> dict[str, Any]:
+    """Each layer's transform (DIR/transforms/<layer>/transform.npz, written here) and probe numbers: the
+    sections {"layers": entries, "best_layer": name}.
     results: {layer: cross_validation.ProbeResult}; local: {layer: LocalSet} (stages/local_inputs.py), whose
     held-out images give each layer's locality measures (and those of the global probe beside gLocal's)."""
     values = {}
@@ -100,12 +104,10 @@ def record_probe(
                 }
         value["transform"] = os.path.relpath(path, ctx.workdir)
         values[layer] = value
-    update(ctx, "probe", values)
     if select_by == "cross_entropy":
         best = min(values, key=lambda layer: values[layer]["cv_cross_entropy"])
     else:
         best = max(values, key=lambda layer: values[layer]["cv_accuracy"])
-    ctx.record("best_layer", best)
     ctx.log("probe per layer: " + _listing(values, "test_accuracy", "cv_accuracy") + f"; best layer (CV) {best}")
     diverged = [(layer, r) for layer, v in values.items() for r in v["sweep"] if r["status"] == "diverged"]
     if diverged:
@@ -114,6 +116,7 @@ def record_probe(
             f"probe: {len(diverged)} layer configuration(s) diverged (validation cross-entropy NaN/inf or above "
             f"{DIVERGED_CROSS_ENTROPY:.3f} = 2 log 3) and were never selected: {listed}"
         )
+    return {"layers": update(ctx, "probe", values), "best_layer": best}
 
 
 def layer_transform(ctx: RunContext, layer: str) -> Transform | None:

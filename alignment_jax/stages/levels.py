@@ -26,7 +26,7 @@ from alignment_jax.errors import InputError
 from alignment_jax.evaluation.levels import MODEL_METRICS, entropy_curves, levels_metrics
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import given_transform, layers, load
+from alignment_jax.stages import StageResult, given_transform, layers, load
 
 MEMORY = "images.batch_size (the Levels images are extracted in batches)"
 
@@ -165,12 +165,12 @@ def run(ctx: RunContext) -> dict:
     )
     _log(ctx, levels, section)
     if by_layer:
-        _record_layers(ctx, levels, by_layer)
+        return StageResult(section, {"layers": _layer_entries(ctx, levels, by_layer)})
     return section
 
 
-def _record_layers(ctx: RunContext, levels: Levels, by_layer: dict[str, np.ndarray]) -> None:
-    """results.json `layers`: each layer's {level: metrics} (+ *_transformed with its own transform,
+def _layer_entries(ctx: RunContext, levels: Levels, by_layer: dict[str, np.ndarray]) -> list[dict]:
+    """results.json `layers` with each layer's {level: metrics} (+ *_transformed with its own transform,
     DIR/transforms/<layer>/transform.npz), as the section holds them for model.layer."""
     config = ctx.config
     values = {}
@@ -183,7 +183,7 @@ def _record_layers(ctx: RunContext, levels: Levels, by_layer: dict[str, np.ndarr
             for name, value in metrics.items():
                 value.update({f"{key}_transformed": after[name][key] for key in MODEL_METRICS})
         values[layer] = metrics
-    layers.update(ctx, "levels", values)
+    entries = layers.update(ctx, "levels", values)
     shown = lambda m: (
         f"{m['accuracy']:.3f}"
         + (f" -> {m['accuracy_transformed']:.3f}" if m.get("accuracy_transformed") is not None else "")
@@ -191,6 +191,7 @@ def _record_layers(ctx: RunContext, levels: Levels, by_layer: dict[str, np.ndarr
     ctx.log(
         "levels per layer (all triplets): " + ", ".join(f"{layer} {shown(v['all'])}" for layer, v in values.items())
     )
+    return entries
 
 
 def _log(ctx: RunContext, levels: Levels, section: dict) -> None:

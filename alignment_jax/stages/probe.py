@@ -14,7 +14,7 @@ from alignment_jax.probing.cross_validation import DIVERGED_CROSS_ENTROPY, Probe
 from alignment_jax.probing.objective import DIVERGENCES
 from alignment_jax.probing.standardize import MODES, standardization
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import alignet_inputs, layers, local_inputs, statistics
+from alignment_jax.stages import StageResult, alignet_inputs, layers, local_inputs, statistics
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
 
@@ -132,7 +132,7 @@ def run_alignet(ctx: RunContext) -> dict:
     return section
 
 
-def run(ctx: RunContext) -> dict:
+def run(ctx: RunContext) -> dict | StageResult:
     if alignet_inputs.has_alignet(ctx.config):
         return run_alignet(ctx)
     config, things, features = ctx.config, ctx.things, ctx.features
@@ -173,10 +173,11 @@ def run(ctx: RunContext) -> dict:
             f"probe: {len(diverged)} configuration(s) diverged (validation cross-entropy NaN/inf or above "
             f"{DIVERGED_CROSS_ENTROPY:.3f} = 2 log 3) and were never selected: {listed}"
         )
-    statistics.probe_statistics(ctx, section, result.transform, transformed)
+    comparisons = statistics.probe_statistics(ctx, section, result.transform, transformed)
+    more = {"comparisons": comparisons} if comparisons is not None else {}
     if ctx.layers:
-        layers.record_probe(ctx, by_layer, test, settings.select_by, local)
-    return section
+        more.update(layers.probe_entries(ctx, by_layer, test, settings.select_by, local))
+    return StageResult(section, more)
 
 
 def setting_name(row: dict) -> str:

@@ -77,8 +77,11 @@ def save_test_decisions(ctx: RunContext, **correct: np.ndarray) -> None:
         decisions.save_decisions(ctx.workdir, ctx.things.test.triplets, **correct)
 
 
-def probe_statistics(ctx: RunContext, section: dict, transform: Transform, transformed: ZeroShotResult | None) -> None:
-    """Adds the probe section's intervals, saves the test outcomes and records results.json `comparisons`.
+def probe_statistics(
+    ctx: RunContext, section: dict, transform: Transform, transformed: ZeroShotResult | None
+) -> list[dict] | None:
+    """Adds the probe section's intervals, saves the test outcomes and returns results.json `comparisons` (None
+    without test triplets).
 
     section: the complete probe section (with `cv_accuracy_folds`, and `test_accuracy` when there is a test split);
     transformed: config.similarity on the transformed features over the test triplets (None without them).
@@ -86,7 +89,7 @@ def probe_statistics(ctx: RunContext, section: dict, transform: Transform, trans
     config = ctx.config
     section.update({f"cv_accuracy_{k}": v for k, v in spread(section["cv_accuracy_folds"]).items()})
     if transformed is None or not transformed.n_triplets:
-        return
+        return None
     test = ctx.things.test.triplets
     correct = {"probe": probe_decisions(transform, ctx.features, test), "zero_shot_transformed": transformed.correct}
     section["test_accuracy_ci95"] = _json_interval(
@@ -102,10 +105,9 @@ def probe_statistics(ctx: RunContext, section: dict, transform: Transform, trans
         decisions.save_decisions(ctx.workdir, test, **correct)
     matrix = np.stack([correct[m] for m in decisions.METHODS], axis=1)
     rows = paired_comparisons(matrix, config.zero_shot.bootstrap, config.seed).rows(list(decisions.METHODS))
-    ctx.record("probe", section)  # complete by now; recorded first so that results.json reads probe, comparisons
-    ctx.record("comparisons", rows)
     for row in rows:
         ctx.log(comparison_line(row))
+    return rows
 
 
 def comparison_line(row: dict) -> str:

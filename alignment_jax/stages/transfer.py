@@ -25,7 +25,7 @@ from alignment_jax.evaluation.zero_shot import odd_one_out
 from alignment_jax.models.layers import select_layers
 from alignment_jax.probing.transform import Transform
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import layers, load
+from alignment_jax.stages import StageResult, layers, load
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
@@ -107,12 +107,11 @@ def run(ctx: RunContext) -> list[dict]:
             rsa_rows += rsa_rows_for(dataset, features, transformed, chosen_kernels, config.bootstrap, ctx.config.seed)
         else:
             triplet_rows.append(_triplet_row(dataset, features, transformed, ctx.config))
-    if triplet_rows or "transfer_triplets" in ctx.results:
-        ctx.record("transfer_triplets", triplet_rows)
+    more = {"transfer_triplets": triplet_rows} if triplet_rows or "transfer_triplets" in ctx.results else {}
     _log_summary(ctx, rsa_rows, triplet_rows)
     if chosen:
-        _record_layers(ctx, datasets, by_layer, chosen, chosen_kernels)
-    return rsa_rows
+        more["layers"] = _layer_entries(ctx, datasets, by_layer, chosen, chosen_kernels)
+    return StageResult(rsa_rows, more)
 
 
 def layer_dataset_features(
@@ -135,10 +134,11 @@ def layer_dataset_features(
     return {layer: np.asarray(extracted[layer], np.float32) for layer in chosen}
 
 
-def _record_layers(
+def _layer_entries(
     ctx: RunContext, datasets: list, by_layer: dict[str, dict[str, np.ndarray]], chosen: list[str], kernels: list[str]
-) -> None:
-    """The transfer rows of every chosen layer (its own transform, DIR/transforms/<layer>/transform.npz)."""
+) -> list[dict]:
+    """results.json `layers` with the transfer rows of every chosen layer (its own transform,
+    DIR/transforms/<layer>/transform.npz)."""
     config = ctx.config.transfer
     layers.require_transforms(ctx, chosen, "transfer.layers")
     rsa_rows: dict[str, list[dict]] = {layer: [] for layer in chosen}
@@ -154,15 +154,16 @@ def _record_layers(
                 )
             else:
                 triplet_rows[layer].append(_triplet_row(dataset, features, transformed, ctx.config))
-    layers.update(ctx, "transfer", rsa_rows)
+    entries = layers.update(ctx, "transfer", rsa_rows)
     if any(triplet_rows.values()):
-        layers.update(ctx, "transfer_triplets", triplet_rows)
+        entries = layers.update(ctx, "transfer_triplets", triplet_rows, entries)
     for i, row in enumerate(rsa_rows[chosen[0]]):  # the same datasets and kernels, in order, for every layer
         pairs = [
             f"{layer} {_fmt(rows[i]['spearman'])} -> {_fmt(rows[i]['spearman_transformed'])}"
             for layer, rows in rsa_rows.items()
         ]
         ctx.log(f"transfer {row['dataset']} ({row['kernel']}) per layer, Spearman -> transformed: {', '.join(pairs)}")
+    return entries
 
 
 def _fmt(value: float | None) -> str:

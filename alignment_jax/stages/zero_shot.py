@@ -9,7 +9,7 @@ from alignment_jax.evaluation.noise_ceiling import CHANCE
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import given_transform, layers, statistics
+from alignment_jax.stages import StageResult, given_transform, layers, statistics
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
 MEMORY = "zero_shot.bootstrap (resamples)"
@@ -71,10 +71,11 @@ def run(ctx: RunContext) -> dict:
     section["noise_ceiling"] = statistics.noise_ceiling(ctx, everything)
     if things.test is not None and len(things.test):
         statistics.save_test_decisions(ctx, zero_shot=test_correct)
+    more = {}
     if config.transform:
         section.update(given_transform.zero_shot_transformed(ctx, everything, len(things.train)))
         ctx.log(given_transform.log_line(section))
-        ctx.record("transform", given_transform.section(ctx))
+        more["transform"] = given_transform.section(ctx)
     if ctx.layers:
-        layers.record_zero_shot(ctx, everything, len(things.train), similarity)
-    return section
+        more["layers"] = layers.zero_shot_entries(ctx, everything, len(things.train), similarity)
+    return StageResult(section, more)
