@@ -324,89 +324,139 @@ def _probe_width(
     """Sweep, selection, refit and test of layers of one width p: features {layer: (n, p)}; local {layer:
     (N, p)} raw local images for gLocal's objective; targets (T, 3) for the soft objectives."""
     names = list(features)
-    n_views, p = len(names), next(iter(features.values())).shape[1]
-    is_glocal = settings.objective == "glocal"
-    if is_glocal and local is None:
+    if settings.objective == "glocal" and local is None:
         raise InputError("probe.objective=glocal needs local images (probe.local.features or probe.local.images)")
     standardizations = [standardization(features[name], settings.standardize) for name in names]
     x = np.stack(
         [((features[name] - m) / s).astype(np.float32) for name, (m, s) in zip(names, standardizations, strict=True)]
     )
+    width = _Width(names, x.shape[2], settings, seed, progress, targets)
     hyper, seed_ids = hyper_grid(settings)
-    n_hyper, multiple = len(seed_ids), settings.train.batch_size or 1
-    budget = settings.memory_gb * 1e9
-    what = f" ({n_views} layers of width {p})" if n_views > 1 else ""
-    sweep_data, refit_data = _local_data(local, names, standardizations, settings, seed) if is_glocal else (None, None)
-
-    folds = stack_folds(x, train_triplets, *masks, multiple)
-    soft = None if targets is None else stack_targets(targets, *masks, multiple)
-    configs = Configurations(
-        {k: np.tile(v, n_views) for k, v in hyper.items()},
-        np.repeat(np.arange(n_views), n_hyper),
-        np.full(n_views * n_hyper, settings.train.epochs),
-        np.tile(seed_ids, n_views),
+    sweep_data, refit_data = (
+        _local_data(local, names, standardizations, settings, seed) if settings.objective == "glocal" else (None, None)
     )
-    sweep = train_configurations(
-        folds, configs, settings.train, seed, progress=progress, desc="probe sweep" + what, budget_bytes=budget,
-        keep_params=False, data=sweep_data, soft=soft,
-    )  # fmt: skip
-    del folds
-    outcomes = [sweep.columns(slice(v * n_hyper, (v + 1) * n_hyper)) for v in range(n_views)]
-    alpha = hyper.get("alpha", np.ones(n_hyper))
-    chosen = [[_best_setting(o, settings, names[v], n_views, alpha > 0, is_glocal)] for v, o in enumerate(outcomes)]
-    if is_glocal and (alpha == 0).any():  # the global probe beside gLocal's
-        for v, o in enumerate(outcomes):
-            chosen[v].append(_best_setting(o, settings, names[v], n_views, alpha == 0, False))
-    refit_epochs = [
-        [max(1, int(round(o.best_epoch[:, h].mean()))) for h in c] for o, c in zip(outcomes, chosen, strict=True)
-    ]
+    outcomes = width.sweep(x, train_triplets, masks, hyper, seed_ids, sweep_data)
+    chosen, refit_epochs = width.choose(outcomes, hyper)
+    refit = width.refit(x, train_triplets, hyper, seed_ids, chosen, refit_epochs, refit_data)
+    return width.results(features, standardizations, outcomes, hyper, chosen, refit_epochs, refit,
+                         test_triplets, test_targets)  # fmt: skip
 
-    everything, nothing = np.ones((1, len(train_triplets)), bool), np.zeros((1, len(train_triplets)), bool)
-    all_train = stack_folds(x, train_triplets, everything, nothing, multiple)
-    all_soft = None if targets is None else stack_targets(targets, everything, nothing, multiple)
-    picks = np.array([h for c in chosen for h in c])
-    refit_configs = Configurations(
-        {k: v[picks] for k, v in hyper.items()},
-        np.array([v for v, c in enumerate(chosen) for _ in c]),
-        np.array([e for epochs in refit_epochs for e in epochs]),
-        seed_ids[picks],
-    )
-    refit = train_configurations(
-        all_train, refit_configs, settings.train, seed, fold_ids=np.array([settings.folds]), progress=progress,
-        desc="probe refit" + what, budget_bytes=budget, data=refit_data, soft=all_soft,
-    )  # fmt: skip
 
-    results, column = {}, 0
-    for v, name in enumerate(names):
-        made = []
-        for h, epochs in zip(chosen[v], refit_epochs[v], strict=True):
-            if refit.failed[0, column]:
-                raise InputError(
-                    f"the refit{_of(name, n_views)} on all training triplets diverged (loss NaN/inf): lower probe.lr"
-                )
-            params = {k: a[0, column] for k, a in refit.params.items()}
-            column += 1
-            mean, std = standardizations[v]
-            transform = Transform(params["weights"], params.get("bias", np.zeros(p)), mean, std)
-            summary = _summary(outcomes[v], h, hyper, epochs, settings, glocal_choice=is_glocal and not made)
-            if test_triplets is not None and len(test_triplets) and settings.soft:
-                if test_targets is not None:  # the objective's mean at the refit transform and best tau
-                    summary["test_divergence"] = soft_scores(
-                        transform, features[name], test_triplets, test_targets, summary["best_tau"],
-                        settings.objective,
-                    )[0]  # fmt: skip
-                summary["test_accuracy"] = probe_scores(transform, features[name], test_triplets)[1]  # AligNet's
-            elif test_triplets is not None and len(test_triplets):
-                ce, acc = probe_scores(transform, features[name], test_triplets, settings.train.temperature)
-                summary.update(test_accuracy=acc, test_cross_entropy=ce)
-            summary["seconds"] = 0.0  # the caller sets the time of the whole probe
-            made.append(ProbeResult(transform, summary))
-        made[0].summary["sweep"] = _sweep_rows(outcomes[v], hyper, settings.folds)
-        beside = made[1] if len(made) > 1 else None
-        if beside is not None:
-            made[0].summary["global_probe"] = beside.summary
-        results[name] = ProbeResult(made[0].transform, made[0].summary, beside)
-    return results
+@dataclasses.dataclass(frozen=True)
+class _Width:
+    """The steps of the probe of the layers `names` of one width p, in order: sweep, choose, refit, results."""
+
+    names: list[str]
+    p: int
+    settings: ProbeSettings
+    seed: int
+    progress: bool | str
+    targets: np.ndarray | None
+
+    @property
+    def what(self) -> str:
+        return f" ({len(self.names)} layers of width {self.p})" if len(self.names) > 1 else ""
+
+    def sweep(self, x, train_triplets, masks, hyper, seed_ids, data) -> list[SweepOutcome]:
+        """Every layer x setting x fold in one compiled program; the outcomes of each layer."""
+        n_views, n_hyper, settings = len(self.names), len(seed_ids), self.settings
+        multiple = settings.train.batch_size or 1
+        folds = stack_folds(x, train_triplets, *masks, multiple)
+        soft = None if self.targets is None else stack_targets(self.targets, *masks, multiple)
+        configs = Configurations(
+            {k: np.tile(v, n_views) for k, v in hyper.items()},
+            np.repeat(np.arange(n_views), n_hyper),
+            np.full(n_views * n_hyper, settings.train.epochs),
+            np.tile(seed_ids, n_views),
+        )
+        sweep = train_configurations(
+            folds, configs, settings.train, self.seed, progress=self.progress, desc="probe sweep" + self.what,
+            budget_bytes=settings.memory_gb * 1e9, keep_params=False, data=data, soft=soft,
+        )  # fmt: skip
+        return [sweep.columns(slice(v * n_hyper, (v + 1) * n_hyper)) for v in range(n_views)]
+
+    def choose(self, outcomes: list[SweepOutcome], hyper: dict[str, np.ndarray]) -> tuple[list, list]:
+        """Per layer the selected settings (gLocal's and the global probe beside it) and their refit epochs: the
+        mean over folds of each one's best epoch."""
+        settings, n_views = self.settings, len(self.names)
+        is_glocal = settings.objective == "glocal"
+        alpha = hyper.get("alpha", np.ones(len(next(iter(hyper.values())))))
+        chosen = [
+            [_best_setting(o, settings, self.names[v], n_views, alpha > 0, is_glocal)] for v, o in enumerate(outcomes)
+        ]
+        if is_glocal and (alpha == 0).any():  # the global probe beside gLocal's
+            for v, o in enumerate(outcomes):
+                chosen[v].append(_best_setting(o, settings, self.names[v], n_views, alpha == 0, False))
+        epochs = [
+            [max(1, int(round(o.best_epoch[:, h].mean()))) for h in c] for o, c in zip(outcomes, chosen, strict=True)
+        ]
+        return chosen, epochs
+
+    def refit(self, x, train_triplets, hyper, seed_ids, chosen, refit_epochs, data) -> SweepOutcome:
+        """Each selected setting trained on every training triplet for its refit epochs (no validation left)."""
+        settings, multiple = self.settings, self.settings.train.batch_size or 1
+        everything, nothing = np.ones((1, len(train_triplets)), bool), np.zeros((1, len(train_triplets)), bool)
+        all_train = stack_folds(x, train_triplets, everything, nothing, multiple)
+        all_soft = None if self.targets is None else stack_targets(self.targets, everything, nothing, multiple)
+        picks = np.array([h for c in chosen for h in c])
+        configs = Configurations(
+            {k: v[picks] for k, v in hyper.items()},
+            np.array([v for v, c in enumerate(chosen) for _ in c]),
+            np.array([e for epochs in refit_epochs for e in epochs]),
+            seed_ids[picks],
+        )
+        return train_configurations(
+            all_train, configs, settings.train, self.seed, fold_ids=np.array([settings.folds]),
+            progress=self.progress, desc="probe refit" + self.what, budget_bytes=settings.memory_gb * 1e9,
+            data=data, soft=all_soft,
+        )  # fmt: skip
+
+    def results(
+        self, features, standardizations, outcomes, hyper, chosen, refit_epochs, refit, test_triplets, test_targets
+    ) -> dict[str, ProbeResult]:
+        """Per layer the refit transform, its summary (scored on the test triplets) and the sweep's rows."""
+        settings, n_views = self.settings, len(self.names)
+        is_glocal = settings.objective == "glocal"
+        results, column = {}, 0
+        for v, name in enumerate(self.names):
+            made = []
+            for h, epochs in zip(chosen[v], refit_epochs[v], strict=True):
+                if refit.failed[0, column]:
+                    where = _of(name, n_views)
+                    raise InputError(
+                        f"the refit{where} on all training triplets diverged (loss NaN/inf): lower probe.lr"
+                    )
+                params = {k: a[0, column] for k, a in refit.params.items()}
+                column += 1
+                mean, std = standardizations[v]
+                transform = Transform(params["weights"], params.get("bias", np.zeros(self.p)), mean, std)
+                summary = _summary(outcomes[v], h, hyper, epochs, settings, glocal_choice=is_glocal and not made)
+                summary.update(_test_scores(transform, features[name], test_triplets, test_targets, summary, settings))
+                summary["seconds"] = 0.0  # the caller sets the time of the whole probe
+                made.append(ProbeResult(transform, summary))
+            made[0].summary["sweep"] = _sweep_rows(outcomes[v], hyper, settings.folds)
+            beside = made[1] if len(made) > 1 else None
+            if beside is not None:
+                made[0].summary["global_probe"] = beside.summary
+            results[name] = ProbeResult(made[0].transform, made[0].summary, beside)
+        return results
+
+
+def _test_scores(transform, features, test_triplets, test_targets, summary, settings) -> dict:
+    """The refit transform on the test triplets: AligNet's test_divergence (at the best tau) and triplet accuracy
+    with the soft objectives, else the probe's own test_accuracy and test_cross_entropy."""
+    if test_triplets is None or not len(test_triplets):
+        return {}
+    if not settings.soft:
+        ce, acc = probe_scores(transform, features, test_triplets, settings.train.temperature)
+        return {"test_accuracy": acc, "test_cross_entropy": ce}
+    scores = {}
+    if test_targets is not None:  # the objective's mean at the refit transform and best tau
+        scores["test_divergence"] = soft_scores(
+            transform, features, test_triplets, test_targets, summary["best_tau"], settings.objective
+        )[0]
+    scores["test_accuracy"] = probe_scores(transform, features, test_triplets)[1]  # AligNet's
+    return scores
 
 
 def _of(name: str, n_views: int) -> str:
