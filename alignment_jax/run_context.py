@@ -46,6 +46,7 @@ class RunContext:
         self._features: np.ndarray | None = None
         self._things: ThingsData | None = None
         self._digests: dict[str, str] = {}
+        self._model_runner = None
         self.layer = ""
         self.layer_paths: dict[str, str] = {}
         self.layer_rows: list[dict[str, Any]] = []  # the extract stage's part of results.json `layers`
@@ -129,6 +130,15 @@ class RunContext:
     @property
     def transform(self) -> Transform | None:
         return Transform.load_npz(self.transform_path) if os.path.exists(self.transform_path) else None
+
+    @property
+    def model_runner(self):
+        """config.model, loaded on first use and kept for this run (extract/pipeline.ModelRunner)."""
+        if self._model_runner is None:
+            from alignment_jax.extract.pipeline import ModelRunner
+
+            self._model_runner = ModelRunner(self.config)
+        return self._model_runner
 
     @property
     def earlier_transform(self) -> Transform | None:

@@ -8,7 +8,6 @@ for the store (the images must be readable on every host).
 
 import collections
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -333,8 +332,31 @@ class LayerExtraction:
     depths: dict[str, float]
 
 
+class ModelRunner:
+    """config.model, loaded once and passed explicitly (a run keeps one: RunContext.model_runner): the model
+    and the Extractors made of it, one per set of layers, batch size and poolings (the transfer stage extracts
+    several datasets with one model: it is compiled once). Nothing is kept between runs."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.settings = _model_settings(config)
+        self._model: LoadedModel | None = None
+        self._extractors: dict[tuple, Extractor] = {}
+
+    @property
+    def model(self) -> LoadedModel:
+        if self._model is None:
+            self._model = _load(*self.settings)
+        return self._model
+
+    def extractor(self, layers: tuple[str, ...], batch_size: int, poolings: tuple[str, ...]) -> Extractor:
+        key = (layers, batch_size, poolings)
+        if key not in self._extractors:
+            self._extractors[key] = extractor_of(self.model, layers, batch_size, poolings)
+        return self._extractors[key]
+
+
 def model_extractor(
-    config: ml_collections.ConfigDict, layers: str = "", n_images: int | None = None
+    config: ml_collections.ConfigDict, layers: str = "", n_images: int | None = None, runner: ModelRunner | None = None
 ) -> tuple[Extractor, Decoding, dict[str, dict[str, Any]]]:
     """config.model as an Extractor over every device of the layers that `layers` names (model.layers'
     syntax: "" = model.layer alone, "all", or a comma list; model.layer is always among them), the decoding
@@ -347,10 +369,11 @@ def model_extractor(
     without a class token pools by mean (its key says so) where token_pooling=cls. Decoding:
     images.resize=model uses the model's own resizing (its preprocessing's `fit_image`, e.g. bicubic
     shorter side + centre crop for CLIP); full / center_crop override it. Values are scaled on the device
-    (the preprocessing's `normalize`), so uint8 pixels cross to the devices."""
+    (the preprocessing's `normalize`), so uint8 pixels cross to the devices. runner: the run's model (default:
+    config.model loaded now)."""
     m, images = config.model, config.images
-    settings = _model_settings(config)
-    model = _loaded_model(*settings)
+    runner = runner or ModelRunner(config)
+    model = runner.model
     chosen = resolve_layers(layers, model.layer_order, m.layer or model.default_layer)
     several = bool(layers.strip() or m.layers.strip())  # every extraction of a run with model.layers pools alike
     poolings = tuple(layer_pooling(model.module, layer, images.token_pooling, several) for layer in chosen)
@@ -360,11 +383,11 @@ def model_extractor(
         memory.parameter_bytes(model.params),
         len(jax.devices()),
         memory.free_bytes(),
-        settings[0],
+        runner.settings[0],
     )
     if note and jax.process_index() == 0:
         print(note, flush=True)
-    extractor = _extractor(settings, chosen, batch_size, poolings)
+    extractor = runner.extractor(chosen, batch_size, poolings)
     if images.resize == "model":
         record = {"size": model.image_size, "resize": "model", **model.preprocess.options()}
         decoding = Decoding(model.image_size, model.preprocess.fit_image, record, images.jpeg_draft)
@@ -383,7 +406,7 @@ def model_extractor(
 
 
 def _model_settings(config: ml_collections.ConfigDict) -> tuple:
-    """The arguments of _loaded_model for config.model."""
+    """The arguments of _load for config.model."""
     m = config.model
     if not (m.name or m.variant):
         raise InputError("no model: set model.name (a registry entry) or model.variant (e.g. B/16)")
@@ -396,23 +419,15 @@ def layer_pooling(module: Any, layer: str, pooling: str, fall_back: bool) -> str
     return "mean" if fall_back and pooling == "cls" and class_tokens(module, layer) == 0 else pooling
 
 
-@functools.lru_cache(maxsize=1)
-def _loaded_model(
+def _load(
     name: str, checkpoint: str, dtype: str, image_size: int, cache_dir: str, normalization: str, standin: bool
 ) -> LoadedModel:
-    """The model, kept for the next call with the same settings (loaded once per run). `standin`: the
-    registry entry's stand-in weights (models/standins.py) instead of its checkpoint."""
+    """The model of config.model's settings. `standin`: the registry entry's stand-in weights
+    (models/standins.py) instead of its checkpoint."""
     options = dict(dtype=dtype, image_size=image_size or None, normalization=normalization)
     if standin:
         return standin_model(name, **options)
     return load_model(name, checkpoint, cache_dir=cache_dir or None, **options)
-
-
-@functools.lru_cache(maxsize=1)
-def _extractor(settings: tuple, layers: tuple[str, ...], batch_size: int, poolings: tuple[str, ...]) -> Extractor:
-    """The Extractor of the model `_loaded_model(*settings)` for `layers`, kept for the next call with the
-    same settings (the transfer stage extracts several datasets with one model: it is compiled once)."""
-    return extractor_of(_loaded_model(*settings), layers, batch_size, poolings)
 
 
 def extractor_of(model: LoadedModel, layers: tuple[str, ...], batch_size: int, poolings: tuple[str, ...]) -> Extractor:
@@ -441,22 +456,33 @@ def class_tokens(module: Any, layer: str) -> int:
 
 
 def extract_with_config(
-    config: ml_collections.ConfigDict, source: ImageSource, features_dir: str, name: str = ""
+    config: ml_collections.ConfigDict,
+    source: ImageSource,
+    features_dir: str,
+    name: str = "",
+    runner: ModelRunner | None = None,
 ) -> tuple[Extraction, str]:
-    """Runs config.model over `source` into the store `features_dir/<name>` (default name: source
-    kind, model, layer and a hash of the key). Returns the extraction and the store path."""
-    result = extract_layers_with_config(config, source, features_dir, "", name)
+    """Runs config.model (the `runner`'s, when given) over `source` into the store `features_dir/<name>`
+    (default name: source kind, model, layer and a hash of the key). Returns the extraction and the store path."""
+    result = extract_layers_with_config(config, source, features_dir, "", name, runner)
     return result.layers[result.default]
 
 
 def extract_layers_with_config(
-    config: ml_collections.ConfigDict, source: ImageSource, features_dir: str, layers: str, name: str = ""
+    config: ml_collections.ConfigDict,
+    source: ImageSource,
+    features_dir: str,
+    layers: str,
+    name: str = "",
+    runner: ModelRunner | None = None,
 ) -> LayerExtraction:
-    """Runs config.model over `source` once for every layer that `layers` names (model.layers' syntax),
-    each into its own store `features_dir/<name>`: by default source kind, model, layer and a hash of the
-    key; with a given name, `name` for model.layer and `name.<layer>` for the others."""
-    extractor, decoding, keys = model_extractor(config, layers, len(source))
-    model = _loaded_model(*_model_settings(config))
+    """Runs config.model (the `runner`'s, when given: a run passes its own) over `source` once for every layer
+    that `layers` names (model.layers' syntax), each into its own store `features_dir/<name>`: by default
+    source kind, model, layer and a hash of the key; with a given name, `name` for model.layer and
+    `name.<layer>` for the others."""
+    runner = runner or ModelRunner(config)
+    extractor, decoding, keys = model_extractor(config, layers, len(source), runner)
+    model = runner.model
     default = config.model.layer or model.default_layer
     stores = {}
     for layer, key in keys.items():
@@ -489,22 +515,32 @@ def extract_layers_with_config(
 
 
 def features_for_images(
-    config: ml_collections.ConfigDict, image_paths: list[str], name: str, workdir: str
+    config: ml_collections.ConfigDict,
+    image_paths: list[str],
+    name: str,
+    workdir: str,
+    runner: ModelRunner | None = None,
 ) -> np.ndarray:
     """(n, p) features of config.model (layer, pooling, decoding from config) for image files, row i =
     image_paths[i]; cached in the store `workdir/features/<name>` and reused when it matches."""
-    result, _ = extract_with_config(config, file_source(image_paths), os.path.join(workdir, "features"), name)
+    folder = os.path.join(workdir, "features")
+    result, _ = extract_with_config(config, file_source(image_paths), folder, name, runner)
     return result.features
 
 
 def layer_features_for_images(
-    config: ml_collections.ConfigDict, image_paths: list[str], name: str, workdir: str, layers: str
+    config: ml_collections.ConfigDict,
+    image_paths: list[str],
+    name: str,
+    workdir: str,
+    layers: str,
+    runner: ModelRunner | None = None,
 ) -> dict[str, np.ndarray]:
     """{layer: (n, p) features} of config.model for image files, every layer `layers` names (model.layers'
     syntax) from one pass; cached per layer in `workdir/features/<name>` (model.layer) and
     `workdir/features/<name>.<layer>`."""
     source = file_source(image_paths)
-    result = extract_layers_with_config(config, source, os.path.join(workdir, "features"), layers, name)
+    result = extract_layers_with_config(config, source, os.path.join(workdir, "features"), layers, name, runner)
     return {layer: extraction.features for layer, (extraction, _) in result.layers.items()}
 
 

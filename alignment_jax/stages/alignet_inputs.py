@@ -91,7 +91,9 @@ def features(ctx: RunContext) -> np.ndarray:
         from alignment_jax.extract.sources import file_source
 
         source = file_source(image_paths(config.alignet.images, names), list(names), kind="alignet")
-        extraction = extract_layers_with_config(config, source, os.path.join(ctx.workdir, "features"), "")
+        extraction = extract_layers_with_config(
+            config, source, os.path.join(ctx.workdir, "features"), "", runner=ctx.model_runner
+        )
         result, store = next(iter(extraction.layers.values()))
         if result.computed:
             ctx.log(f"alignet images: {result.computed} extracted ({result.images_per_s:.1f} images/s) into {store}")

@@ -94,8 +94,9 @@ def run(ctx: RunContext) -> dict:
     depth, p and features file, and the later stages fill in results.json `layers`)."""
     config = ctx.config
     extraction = extract_layers_with_config(
-        config, image_source(config), os.path.join(ctx.workdir, "features"), config.model.layers
-    )
+        config, image_source(config), os.path.join(ctx.workdir, "features"), config.model.layers,
+        runner=ctx.model_runner,
+    )  # fmt: skip
     result, store = extraction.layers[extraction.default]
     ctx.features_path = _features_file(store, config)
     n, p = result.features.shape

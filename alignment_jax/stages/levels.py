@@ -128,14 +128,16 @@ def run(ctx: RunContext) -> dict:
         from alignment_jax.extract.pipeline import layer_features_for_images
 
         extracted = layer_features_for_images(
-            config, list(levels.image_paths), "levels", ctx.workdir, ",".join(ctx.layers)
+            config, list(levels.image_paths), "levels", ctx.workdir, ",".join(ctx.layers), ctx.model_runner
         )
         by_layer = {layer: np.asarray(extracted[layer], np.float32) for layer in ctx.layers}
         features = by_layer[ctx.layer]
     elif _extracts(config):
         from alignment_jax.extract.pipeline import features_for_images
 
-        features = np.asarray(features_for_images(config, list(levels.image_paths), "levels", ctx.workdir), np.float32)
+        features = np.asarray(
+            features_for_images(config, list(levels.image_paths), "levels", ctx.workdir, ctx.model_runner), np.float32
+        )
     else:
         features = _given_features(ctx, levels)
     similarity, bootstrap = config.similarity, config.zero_shot.bootstrap

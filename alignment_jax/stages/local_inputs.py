@@ -121,7 +121,9 @@ def local_sets(ctx: RunContext) -> dict[str, LocalSet]:
     from alignment_jax.extract.pipeline import extract_layers_with_config
 
     layers = config.model.layers if ctx.layers else ""
-    extraction = extract_layers_with_config(config, image_source(config), os.path.join(ctx.workdir, "features"), layers)
+    extraction = extract_layers_with_config(
+        config, image_source(config), os.path.join(ctx.workdir, "features"), layers, runner=ctx.model_runner
+    )
     computed = sum(e.computed for e, _ in extraction.layers.values())
     if computed:
         first, store = next(iter(extraction.layers.values()))

@@ -139,7 +139,9 @@ def _features(ctx: RunContext, names: np.ndarray, paths: list[str] | None = None
         from alignment_jax.extract.sources import file_source
 
         source = file_source(paths, list(names), kind="teacher")
-        extraction = extract_layers_with_config(config, source, os.path.join(ctx.workdir, "features"), "")
+        extraction = extract_layers_with_config(
+            config, source, os.path.join(ctx.workdir, "features"), "", runner=ctx.model_runner
+        )
         result, store = next(iter(extraction.layers.values()))
         if result.computed:
             ctx.log(f"teacher images: {result.computed} extracted ({result.images_per_s:.1f} images/s) into {store}")

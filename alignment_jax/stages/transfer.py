@@ -130,7 +130,9 @@ def layer_dataset_features(
     from alignment_jax.extract.pipeline import layer_features_for_images
 
     spec = ",".join(chosen)
-    extracted = layer_features_for_images(ctx.config, list(dataset.stimuli), dataset.name, ctx.workdir, spec)
+    extracted = layer_features_for_images(
+        ctx.config, list(dataset.stimuli), dataset.name, ctx.workdir, spec, ctx.model_runner
+    )
     return {layer: np.asarray(extracted[layer], np.float32) for layer in chosen}
 
 
@@ -234,7 +236,8 @@ def dataset_features(
         from alignment_jax.extract.pipeline import features_for_images
 
         features = np.asarray(
-            features_for_images(ctx.config, list(dataset.stimuli), dataset.name, ctx.workdir), np.float32
+            features_for_images(ctx.config, list(dataset.stimuli), dataset.name, ctx.workdir, ctx.model_runner),
+            np.float32,
         )
     else:
         raise InputError(
