@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _API = {
     "load_things": "alignment_jax.api.data",
     "make_world": "alignment_jax.api.data",
-    "load_levels": "alignment_jax.api.data",
+    "load_levels": "alignment_jax.data.levels",
     "load_alignet": "alignment_jax.api.data",
     "levels_metrics": "alignment_jax.api.measures",
     "load_model": "alignment_jax.api.models",

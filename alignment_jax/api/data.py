@@ -4,8 +4,6 @@ demo runs on (planted concepts, simulated people, a model's features)."""
 from alignment_jax.api import arguments
 from alignment_jax.data import synthetic
 from alignment_jax.data.alignet import AlignetTriplets, load_alignet_pair
-from alignment_jax.data.levels import Levels
-from alignment_jax.data.levels import load_levels as _load_levels
 from alignment_jax.data.triplets import ThingsData
 from alignment_jax.data.triplets import load_things as _load_things
 from alignment_jax.errors import InputError
@@ -51,30 +49,6 @@ def make_world(
         n_objects=n_objects, n_concepts=n_concepts, n_dims=n_dims, n_train=n_train, n_test=n_test,
         n_repeated_sets=n_repeated_sets, n_transfer=n_transfer, n_local=n_local, seed=seed,
     )  # fmt: skip
-
-
-def load_levels(
-    root: str,
-    *,
-    images: str | None = "",
-    max_rt_ms: float = 10_000,
-    min_responses: int = 4,
-    max_responses: int = 5,
-    seed: int = 0,
-) -> Levels:
-    """The Levels release (Muttenthaler et al., Nature 2025): JSON-lines trial files under `root` (found
-    recursively) and the images (ROOT/images, or `images`; None: features are given, do not look).
-    Keeps `exp_trial` rows with a shown image selected and rt <= max_rt_ms, and triplets (their three file names,
-    sorted) with min_responses..max_responses responses (more: a seeded sample). Returns `.images` (sorted file
-    names: feature rows), `.triplets` (t, 3), `.counts` (t, 3) responses per image, `.levels` (within_class,
-    class_border, between_class), `.mean_log_rt`, and how many trials and triplets each rule dropped."""
-    if not isinstance(root, str) or not root:
-        raise InputError(f"load_levels: root={root!r}; give the folder of the Levels trial files")
-    arguments.number(max_rt_ms, "max_rt_ms", above=0)
-    arguments.integer(min_responses, "min_responses", minimum=1)
-    arguments.integer(max_responses, "max_responses", minimum=min_responses)
-    arguments.integer(seed, "seed", minimum=0)
-    return _load_levels(root, images, max_rt_ms, min_responses, max_responses, seed)
 
 
 def load_alignet(train: str, test: str = "") -> tuple[AlignetTriplets, AlignetTriplets | None]:

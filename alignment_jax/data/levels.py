@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from alignment_jax.config import checks
 from alignment_jax.errors import InputError
 
 FIELDS = ("subject_id", "rt", "image1Path", "image2Path", "image3Path", "selected_image", "exp_trial_type")
@@ -138,13 +139,23 @@ def load_levels(
     max_responses: int = 5,
     seed: int = 0,
 ) -> Levels:
-    """Reads and filters the Levels trials under `root` (module docstring).
+    """The Levels release (Muttenthaler et al., Nature 2025; module docstring): JSON-lines trial files under
+    `root` (found recursively) and the images. Keeps `exp_trial` rows with a shown image selected and
+    rt <= max_rt_ms, and triplets (their three file names, sorted) with min_responses..max_responses responses
+    (more: a seeded sample). Returns `.images` (sorted file names: feature rows), `.triplets` (t, 3), `.counts`
+    (t, 3) responses per image, the level of each triplet, `.mean_log_rt`, and how many trials and triplets
+    each rule dropped.
 
     images: the folder of the image files ("" = ROOT/images), matched by file name anywhere under it; every
     image of a kept triplet must be there. None: do not look (the features are given).
     """
-    if min_responses < 1 or max_responses < min_responses:
-        raise InputError(f"levels: min_responses={min_responses}, max_responses={max_responses}; need 1 <= min <= max")
+    if not isinstance(root, str) or not root:
+        raise InputError(f"load_levels: root={root!r}; give the folder of the Levels trial files")
+    given = {"max_rt_ms": max_rt_ms, "min_responses": min_responses, "max_responses": max_responses, "seed": seed}
+    checks.number(given, "max_rt_ms", above=0)
+    checks.integer(given, "min_responses", minimum=1)
+    checks.integer(given, "max_responses", minimum=min_responses)
+    checks.integer(given, "seed", minimum=0)
     trials, skipped, n_rows = read_trials(root)
     dropped_trials = {**skipped, "no_selection": 0, "slow": 0, "too_few_responses": 0, "over_max_responses": 0}
     dropped_triplets = {"no_selection": 0, "slow": 0, "too_few_responses": 0}

@@ -18,6 +18,7 @@ from alignment_jax.data.alignet import AlignetTriplets, load_alignet_pair, soft_
 from alignment_jax.data.features import load_features
 from alignment_jax.errors import InputError
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages.inputs import extracted_features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,17 +88,7 @@ def features(ctx: RunContext) -> np.ndarray:
                 f"{len(names):,} distinct images; row i must be the i-th file name in sorted order"
             )
     else:
-        from alignment_jax.extract.pipeline import extract_layers_with_config
-        from alignment_jax.extract.sources import file_source
-
-        source = file_source(image_paths(config.alignet.images, names), list(names), kind="alignet")
-        extraction = extract_layers_with_config(
-            config, source, os.path.join(ctx.workdir, "features"), "", runner=ctx.model_runner
-        )
-        result, store = next(iter(extraction.layers.values()))
-        if result.computed:
-            ctx.log(f"alignet images: {result.computed} extracted ({result.images_per_s:.1f} images/s) into {store}")
-        x = result.features
+        x = extracted_features(ctx, image_paths(config.alignet.images, names), list(names), "alignet")
     ctx.__dict__["alignet_features"] = x
     return x
 

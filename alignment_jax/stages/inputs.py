@@ -1,6 +1,9 @@
 """Whether a config names the inputs that the THINGS stages need."""
 
+import os
+
 import ml_collections
+import numpy as np
 
 from alignment_jax.stages import load
 
@@ -21,3 +24,18 @@ def check_things_and_features(ctx) -> None:
     _ = ctx.things
     if ctx.features_known:
         _ = ctx.features
+
+
+def extracted_features(ctx, paths: list[str], ids: list[str], kind: str) -> np.ndarray:
+    """(n, p) features of config.model (its model.layer) for image files, row i = paths[i], through the run's
+    feature store (DIR/features; resumable, reused when it matches); logs how many it computed now."""
+    from alignment_jax.extract.pipeline import extract_layers_with_config
+    from alignment_jax.extract.sources import file_source
+
+    source = file_source(paths, ids, kind=kind)
+    folder = os.path.join(ctx.workdir, "features")
+    extraction = extract_layers_with_config(ctx.config, source, folder, "", runner=ctx.model_runner)
+    result, store = extraction.layers[extraction.default]
+    if result.computed:
+        ctx.log(f"{kind} images: {result.computed} extracted ({result.images_per_s:.1f} images/s) into {store}")
+    return result.features

@@ -24,6 +24,7 @@ from alignment_jax.data.features import load_features
 from alignment_jax.errors import InputError
 from alignment_jax.extract.sources import is_image_file
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages.inputs import extracted_features
 
 OUTPUTS = ("teacher",)
 MEMORY = "teacher.shard_size (triplets per shard)"
@@ -135,17 +136,7 @@ def _features(ctx: RunContext, names: np.ndarray, paths: list[str] | None = None
     if config.teacher.features:
         x = load_features(config.teacher.features)
     else:
-        from alignment_jax.extract.pipeline import extract_layers_with_config
-        from alignment_jax.extract.sources import file_source
-
-        source = file_source(paths, list(names), kind="teacher")
-        extraction = extract_layers_with_config(
-            config, source, os.path.join(ctx.workdir, "features"), "", runner=ctx.model_runner
-        )
-        result, store = next(iter(extraction.layers.values()))
-        if result.computed:
-            ctx.log(f"teacher images: {result.computed} extracted ({result.images_per_s:.1f} images/s) into {store}")
-        x = result.features
+        x = extracted_features(ctx, paths, list(names), "teacher")
     ctx.__dict__["teacher_features"] = x
     return x
 
