@@ -34,7 +34,7 @@ def main() -> None:
     probe = base_config().probe
     probe.lambdas = (1e-2, 1e-3)
     teacher_probe = run_probe(
-        world.features, world.train, world.test, ProbeSettings.from_config(probe, 64), progress=False
+        world.features, world.train, world.test, ProbeSettings.from_config(probe).for_width(64), progress=False
     )
     z = teacher.teacher_embedding(world.local_features, teacher_probe.transform, "dot")
     _, clusters = kmeans(z, args.clusters, seed=0)
@@ -48,7 +48,7 @@ def main() -> None:
     rows = np.searchsorted(names, data.names)  # the file's image set: the pool images its triplets use
     probe.objective, probe.taus = "kl", (0.5, 1.0, 2.0)
     student = run_probe(
-        world.local_features[rows], data.triplets, None, ProbeSettings.from_config(probe, 64), progress=False,
+        world.local_features[rows], data.triplets, None, ProbeSettings.from_config(probe).for_width(64), progress=False,
         targets=soft_targets(data.similarities),
     )  # fmt: skip
     zero_shot = odd_one_out(world.features, world.test, "dot", bootstrap=0).accuracy

@@ -181,7 +181,7 @@ def our_sweep(features, train_triplets, test_triplets, local_features, args) -> 
     probe = base_config().probe
     probe.update(objective="glocal", lambdas=tuple(args.lambdas), alphas=tuple(args.alphas), taus=tuple(args.taus))
     probe.local.batch_size = args.local_batch
-    settings = ProbeSettings.from_config(probe, args.dims)
+    settings = ProbeSettings.from_config(probe).for_width(args.dims)
     start = time.perf_counter()
     result = run_probe(
         features, train_triplets, test_triplets, settings, seed=0, progress="lines", local=local_features

@@ -107,7 +107,7 @@ def main() -> None:
 
     world = things_world(args)
     config = base_config()
-    settings = ProbeSettings.from_config(config.probe, args.dims)
+    settings = ProbeSettings.from_config(config.probe).for_width(args.dims)
     views = layer_views(world.features, args.layers)
     train, val = object_kfold_masks(world.train, args.n_objects, settings.folds, seed=0)
     fold_sizes = train.sum(axis=1)

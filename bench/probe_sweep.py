@@ -58,7 +58,7 @@ def main() -> None:
 
     world = things_world(args)
     config = base_config()
-    settings = ProbeSettings.from_config(config.probe, args.dims)
+    settings = ProbeSettings.from_config(config.probe).for_width(args.dims)
     x = ((world.features - world.features.mean()) / world.features.std()).astype(np.float32)
     train, val = object_kfold_masks(world.train, args.n_objects, settings.folds, seed=0)
     folds = stack_folds(x, world.train, train, val)

@@ -29,7 +29,7 @@ def main() -> None:
         probe = base_config().probe
         probe.protocol = protocol
         probe.lambdas = (1e-2, 1e-3, 1e-4)
-        settings = ProbeSettings.from_config(probe, args.dims)
+        settings = ProbeSettings.from_config(probe).for_width(args.dims)
         start = time.perf_counter()
         result = run_probe(world.features, world.train, world.test, settings, progress=False)
         seconds = time.perf_counter() - start

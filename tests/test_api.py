@@ -173,7 +173,7 @@ def test_fit_probe_is_the_probe_stage_sweep(small):
 
     config = base_config()
     config.probe.lambdas, config.probe.folds = (1e-2,), 2
-    direct = run_probe(small.features, small.train, None, ProbeSettings.from_config(config.probe, 12), 3, False)
+    direct = run_probe(small.features, small.train, None, ProbeSettings.from_config(config.probe), 3, False)
     fit = aj.fit_probe(small.features, small.train, lambdas=0.01, folds=2, seed=3)
     assert fit.summary["cv_accuracy"] == direct.summary["cv_accuracy"]
     np.testing.assert_array_equal(fit.transform.weights, direct.transform.weights)
@@ -247,7 +247,15 @@ def test_fit_probe_learns_soft_targets_as_the_probe_stage_does(small):
     config = base_config()
     config.probe.objective, config.probe.lambdas, config.probe.taus, config.probe.folds = "kl", (1e-3,), (0.5, 1.0), 2
     direct = run_probe(
-        small.features, train, test, ProbeSettings.from_config(config.probe, 12), 0, False, None, targets, test_targets
+        small.features,
+        train,
+        test,
+        ProbeSettings.from_config(config.probe),
+        0,
+        False,
+        None,
+        targets,
+        test_targets,
     )
     assert fit.summary["test_divergence"] == direct.summary["test_divergence"]
     for kwargs, message in [

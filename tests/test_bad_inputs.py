@@ -594,7 +594,7 @@ def test_diverged_glocal_configurations_name_the_local_term():
     outcome = SweepOutcome({}, ce, ce, ce, np.ones(ce.shape, int), np.ones(ce.shape, int), np.isnan(ce))
     config = base_config().probe
     config.objective = "glocal"
-    settings = ProbeSettings.from_config(config, 4)
+    settings = ProbeSettings.from_config(config).for_width(4)
     with pytest.raises(InputError, match=r"diverged.*lower the learning rate.*larger tau or a smaller alpha"):
         _best_setting(outcome, settings, "features", 1, np.array([False, True]), True)
     with pytest.raises(InputError, match=r"global probe configuration \(alpha = 0\) diverged") as raised:

@@ -1,3 +1,5 @@
+import re
+
 import ml_collections
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from alignment_jax.probing.transform import Transform
 def settings(**overrides) -> ProbeSettings:
     probe = base_config().probe
     probe.update(overrides)
-    return ProbeSettings.from_config(probe, n_dims=24)
+    return ProbeSettings.from_config(probe).for_width(24)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +133,7 @@ def test_a_layer_inside_a_multi_layer_probe_equals_its_probe_alone(world):
     }
     probe = base_config().probe
     probe.update(lambdas=(1e-1, 1e-3), folds=2)
-    for_width = lambda p: ProbeSettings.from_config(probe, n_dims=p)
+    for_width = lambda p: ProbeSettings.from_config(probe).for_width(p)
     together = run_probe_layers(layers, world.train, world.test, for_width, seed=1, progress=False)
     assert list(together) == list(layers)
     for name, features in layers.items():
@@ -143,3 +145,35 @@ def test_a_layer_inside_a_multi_layer_probe_equals_its_probe_alone(world):
         assert [r["epochs"] for r in got["sweep"]] == [r["epochs"] for r in want["sweep"]]
         np.testing.assert_allclose(together[name].transform.weights, alone.transform.weights, atol=1e-4)
         np.testing.assert_allclose(together[name].transform.mean, alone.transform.mean)
+
+
+def test_settings_have_defaults_are_checked_where_built_and_resolve_when_used():
+    from alignment_jax.probing.glocal import GlocalSettings
+
+    default = ProbeSettings()
+    assert default == ProbeSettings.from_config(base_config().probe)  # from_config only maps the config's fields
+    assert default.lrs == () and default.for_width(64).lrs == (1 / 64,)  # the fast protocol's lr, at use
+    assert ProbeSettings(protocol="paper").for_width(64).lrs == (1e-3,)
+    assert ProbeSettings(lr=0.5).for_width(64).lrs == (0.5,) and ProbeSettings(lrs=(0.1, 0.2)).for_width(8).lrs == (
+        0.1,
+        0.2,
+    )
+    fast, paper = default.train, ProbeSettings(protocol="paper").train
+    assert (fast.batch_size, fast.epochs, fast.regularizer, fast.init) == (0, 500, "frobenius", "normal")
+    assert (paper.batch_size, paper.epochs) == (256, 100)
+    glocal = ProbeSettings(glocal=GlocalSettings(objective="glocal")).train
+    assert (glocal.regularizer, glocal.init) == ("identity", "identity")
+    for kwargs, message in [
+        (dict(folds=1), "probe.folds=1: must be an integer >= 2"),
+        (dict(lambdas=(0.1, -0.1)), "probe.lambdas=-0.1: must be a number >= 0"),
+        (dict(lr=0.0), "probe.lr=0: must be a number > 0 (or -1)"),
+        (dict(batch_size=-5), "probe.batch_size=-5"),
+        (dict(split="random"), "probe.split='random' is not one of objects, triplets"),
+        (dict(regularizer="l1"), "probe.regularizer='l1' is not one of"),
+        (dict(memory_gb=-1.0), "probe.memory_gb=-1: must be a number >= 0"),
+        (dict(glocal=GlocalSettings(objective="glocal"), select_by="accuracy"), "gLocal selects by its validation"),
+    ]:
+        with pytest.raises(InputError, match=re.escape(message)):
+            ProbeSettings(**kwargs)
+    with pytest.raises(InputError, match=re.escape("probe.local.batch_size=1: needs at least 2 images")):
+        GlocalSettings(batch_size=1)

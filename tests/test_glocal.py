@@ -122,7 +122,7 @@ def probe_settings(**changes) -> ProbeSettings:
     probe.update(lambdas=(1e-1, 1e-3), regularizer="identity", init="identity", bias=True)
     probe.local.batch_size = 64
     probe.update(changes)
-    return ProbeSettings.from_config(probe, n_dims=12)
+    return ProbeSettings.from_config(probe).for_width(12)
 
 
 @pytest.fixture(scope="module")
@@ -181,14 +181,14 @@ def test_glocal_selection_is_the_lowest_triplet_plus_local_loss(both):
 def test_glocal_defaults_are_glocals_settings():
     """probe.objective=glocal alone gives gLocal's penalty and initialization (W = s I, bias s 1); explicit
     settings win; selection must be by cross-entropy (the local term has no accuracy)."""
-    chosen = ProbeSettings.from_config(base_config().probe, 8).train
+    chosen = ProbeSettings.from_config(base_config().probe).for_width(8).train
     assert (chosen.regularizer, chosen.init) == ("frobenius", "normal")
     probe = base_config().probe
     probe.objective = "glocal"
-    settings = ProbeSettings.from_config(probe, 8)
+    settings = ProbeSettings.from_config(probe).for_width(8)
     assert (settings.train.regularizer, settings.train.init, settings.objective) == ("identity", "identity", "glocal")
     probe.regularizer = "frobenius"
-    assert ProbeSettings.from_config(probe, 8).train.regularizer == "frobenius"
+    assert ProbeSettings.from_config(probe).for_width(8).train.regularizer == "frobenius"
     from alignment_jax.probing.sweep import init_params
 
     params = init_params(jax.random.key(0), 4, TrainSettings(init="identity", init_scale=1e-3, bias=True))

@@ -110,7 +110,7 @@ SCRIPT = textwrap.dedent(
         probe = base_config().probe
         probe.protocol, probe.regularizer, probe.lambdas, probe.folds = protocol, regularizer, (1e-2,), 2
         probe.epochs = 2
-        settings = ProbeSettings.from_config(probe, 8)
+        settings = ProbeSettings.from_config(probe).for_width(8)
         run_probe(world.features, world.train, world.test, settings, progress=False)
     for kind in ("cosine", "dot", "euclidean"):
         odd_one_out(world.features, world.train, kind, bootstrap=0)

@@ -178,7 +178,7 @@ def test_probe_selects_tau_and_scores_the_test_file(teacher_world, divergence):
         30,
         "triplets",
     )
-    settings = ProbeSettings.from_config(probe, x.shape[1])
+    settings = ProbeSettings.from_config(probe).for_width(x.shape[1])
     train, test = slice(0, 2500), slice(2500, None)
     result = run_probe(
         x, triplets[train], triplets[test], settings, progress=False, targets=targets[train],
@@ -206,7 +206,7 @@ def test_soft_targets_must_be_distributions(teacher_world):
     x, triplets, targets, _, _ = teacher_world
     probe = base_config().probe
     probe.objective = "kl"
-    settings = ProbeSettings.from_config(probe, x.shape[1])
+    settings = ProbeSettings.from_config(probe).for_width(x.shape[1])
     bad = targets.copy()
     bad[7] = [0.5, 0.6, -0.1]
     with pytest.raises(InputError, match="row 7 .* not a probability distribution"):

@@ -96,7 +96,7 @@ def fit_probe(
     local_x = None if local is None else arguments.features(local, "local")
     if local_x is not None and local_x.shape[1] != x.shape[1]:
         raise InputError(f"local: {local_x.shape[1]} columns but the features have {x.shape[1]}")
-    probe_settings = ProbeSettings.from_config(config.probe, x.shape[1])
+    probe_settings = ProbeSettings.from_config(config.probe)
     result = run_probe(x, train, test, probe_settings, seed, progress, local_x, targets, test_targets)
     return _fit(result)
 

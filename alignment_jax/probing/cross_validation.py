@@ -27,7 +27,7 @@ from alignment_jax.errors import InputError
 from alignment_jax.probing import objective
 from alignment_jax.probing.glocal import GlocalSettings, LocalData, local_data
 from alignment_jax.probing.optimizers import OPTIMIZERS
-from alignment_jax.probing.standardize import standardization
+from alignment_jax.probing.standardize import MODES, standardization
 from alignment_jax.probing.sweep import (
     Configurations,
     SweepOutcome,
@@ -45,91 +45,118 @@ PROTOCOLS = ("fast", "paper")
 DIVERGED_CROSS_ENTROPY = 2 * float(np.log(3.0))
 SPLITS = ("objects", "triplets")
 SELECT_BY = ("cross_entropy", "accuracy")
+INITS = ("normal", "identity")
 
 
 @dataclasses.dataclass(frozen=True)
 class ProbeSettings:
-    """Everything the probe needs besides data; `from_config` fills protocol defaults."""
+    """Every setting of the probe, named and defaulted as the fields of config.probe
+    (alignment_jax/config/base.py), and checked when built: one InputError naming `probe.<field>` and the value.
 
-    lambdas: tuple[float, ...]
-    lrs: tuple[float, ...]
-    folds: int
-    split: str
-    train: TrainSettings
-    standardize: str
-    select_by: str
-    protocol: str
+    -1 and "" mean the protocol's or the objective's default, resolved when the settings are used: the fast
+    protocol trains full batch (batch_size 0) with Adam at lr = 1/p for up to 500 epochs (weights of a useful
+    W are about 1/p, so a few dozen full-batch steps reach them; p is known once the features are: `for_width`);
+    the paper's, batches of 256 at lr 1e-3 for up to 100 epochs. regularizer and init "" are the objective's:
+    the paper's ||W||_F and W ~ N(0, init_scale^2) for the global probe, gLocal's ||W - mean(diag W) I||^2 and
+    W = init_scale * I (bias init_scale) for glocal.
+    """
+
+    lambdas: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+    lrs: tuple[float, ...] = ()  # learning rates to sweep; () = (lr,)
+    lr: float = -1.0
+    folds: int = 3
+    split: str = "objects"
+    protocol: str = "fast"
+    regularizer: str = ""
+    optimizer: str = "adam"
+    batch_size: int = -1
+    epochs: int = -1
+    min_epochs: int = 10
+    patience: int = 10
+    min_delta: float = 1e-4
+    clip_norm: float = 1.0
+    bias: bool = False
+    init: str = ""
+    init_scale: float = 1e-3
+    standardize: str = "global"
+    select_by: str = "cross_entropy"
+    temperature: float = 1.0
     memory_gb: float = 0.0  # device memory the sweep may use per device; 0 = measured (probing/memory.py)
-    glocal: GlocalSettings | None = None  # objective, alphas, taus, local images; None = global
+    glocal: GlocalSettings = GlocalSettings()  # objective, alphas, taus, local images
+
+    def __post_init__(self):
+        given = {"probe": {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+        checks.numbers(given, "probe.lambdas", minimum=0)
+        checks.number(given, "probe.lr", above=0, also=(-1,))
+        if self.lrs:
+            checks.numbers(given, "probe.lrs", above=0)
+        checks.integer(given, "probe.folds", minimum=2)
+        for field, choices in (
+            ("split", SPLITS), ("protocol", PROTOCOLS), ("optimizer", OPTIMIZERS), ("standardize", MODES),
+            ("select_by", SELECT_BY), ("regularizer", ("", *objective.REGULARIZERS)), ("init", ("", *INITS)),
+        ):  # fmt: skip
+            checks.choice(given, f"probe.{field}", choices)
+        checks.integer(given, "probe.batch_size", minimum=0, also=(-1,))
+        checks.integer(given, "probe.epochs", minimum=1, also=(-1,))
+        checks.integer(given, "probe.min_epochs", minimum=0)
+        checks.integer(given, "probe.patience", minimum=1)
+        for field in ("min_delta", "clip_norm", "init_scale"):
+            checks.number(given, f"probe.{field}", minimum=0)
+        checks.number(given, "probe.temperature", above=0)
+        checks.number(given, "probe.memory_gb", minimum=0)
+        if self.objective == "glocal" and self.select_by != "cross_entropy":
+            raise InputError(
+                f"probe.select_by={self.select_by!r} with probe.objective=glocal: gLocal selects by its validation "
+                "loss (triplet cross-entropy + local term); set probe.select_by=cross_entropy"
+            )
 
     @property
     def objective(self) -> str:
-        return self.glocal.objective if self.glocal is not None else "global"
+        return self.glocal.objective
 
     @property
     def soft(self) -> bool:
         """Soft targets (AligNet's kl | jsd): tau is the prediction's temperature, swept per (lambda, lr)."""
         return self.objective in objective.DIVERGENCES
 
-    @classmethod
-    def from_config(cls, probe: ml_collections.ConfigDict, n_dims: int) -> "ProbeSettings":
-        """Fast protocol: full batch, Adam lr = 1/p (weights of a useful W are about 1/p, so a few dozen
-        full-batch Adam steps reach them), up to 500 steps. Paper protocol: batch 256, lr 1e-3, 100 epochs.
-        regularizer and init "" are the objective's: the paper's ||W||_F and W ~ N(0, init_scale^2) for the
-        global probe, gLocal's ||W - mean(diag W) I||^2 and W = init_scale * I (bias init_scale) for glocal."""
-        if probe.protocol not in PROTOCOLS:
-            raise InputError(f"probe.protocol={probe.protocol!r} is not one of {', '.join(PROTOCOLS)}")
-        local = GlocalSettings.from_config(probe)
-        is_glocal = local.objective == "glocal"
-        regularizer = probe.regularizer or ("identity" if is_glocal else "frobenius")
-        init = probe.init or ("identity" if is_glocal else "normal")
-        if regularizer not in objective.REGULARIZERS:
-            raise InputError(
-                f"probe.regularizer={probe.regularizer!r} is not one of {', '.join(objective.REGULARIZERS)}"
-            )
-        if probe.optimizer not in OPTIMIZERS:
-            raise InputError(f"probe.optimizer={probe.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-        if probe.select_by not in SELECT_BY:
-            raise InputError(f"probe.select_by={probe.select_by!r} is not one of {', '.join(SELECT_BY)}")
-        if is_glocal and probe.select_by != "cross_entropy":
-            raise InputError(
-                f"probe.select_by={probe.select_by!r} with probe.objective=glocal: gLocal selects by its validation "
-                "loss (triplet cross-entropy + local term); set probe.select_by=cross_entropy"
-            )
-        if probe.split not in SPLITS:
-            raise InputError(f"probe.split={probe.split!r} is not one of {', '.join(SPLITS)}")
-        if init not in ("normal", "identity"):
-            raise InputError(f"probe.init={probe.init!r} is not one of normal, identity")
-        paper = probe.protocol == "paper"
-        lr = probe.lr if probe.lr > 0 else (1e-3 if paper else 1.0 / n_dims)
-        batch_size = probe.batch_size if probe.batch_size >= 0 else (256 if paper else 0)
-        epochs = probe.epochs if probe.epochs > 0 else (100 if paper else 500)
-        lambdas = checks.float_tuple(probe.lambdas, "probe.lambdas", "1e-1,1e-2")
-        lrs = checks.float_tuple(probe.lrs, "probe.lrs", "1e-3,1e-2") if probe.lrs else (lr,)
-        checks.numbers({"probe": {"lambdas": lambdas}}, "probe.lambdas", minimum=0)
-        checks.numbers({"probe": {"lrs": lrs}}, "probe.lrs", above=0)
-        train = TrainSettings(
-            optimizer=probe.optimizer,
-            batch_size=batch_size,
-            epochs=epochs,
-            min_epochs=probe.min_epochs,
-            patience=probe.patience,
-            min_delta=probe.min_delta,
-            clip_norm=probe.clip_norm,
-            regularizer=regularizer,
-            temperature=probe.temperature,
-            bias=probe.bias,
-            init=init,
-            init_scale=probe.init_scale,
-            local_batch_size=local.batch_size,
-            divergence=local.objective if local.objective in objective.DIVERGENCES else "",
+    @property
+    def train(self) -> TrainSettings:
+        """How each configuration trains, with the protocol's and the objective's defaults filled in."""
+        paper, is_glocal = self.protocol == "paper", self.objective == "glocal"
+        return TrainSettings(
+            optimizer=self.optimizer,
+            batch_size=self.batch_size if self.batch_size >= 0 else (256 if paper else 0),
+            epochs=self.epochs if self.epochs > 0 else (100 if paper else 500),
+            min_epochs=self.min_epochs,
+            patience=self.patience,
+            min_delta=self.min_delta,
+            clip_norm=self.clip_norm,
+            regularizer=self.regularizer or ("identity" if is_glocal else "frobenius"),
+            temperature=self.temperature,
+            bias=self.bias,
+            init=self.init or ("identity" if is_glocal else "normal"),
+            init_scale=self.init_scale,
+            local_batch_size=self.glocal.batch_size,
+            divergence=self.objective if self.soft else "",
         )
-        if probe.memory_gb < 0:
-            raise InputError(f"probe.memory_gb={probe.memory_gb}: must be >= 0 (0 = measure the free memory)")
-        return cls(
-            lambdas, lrs, probe.folds, probe.split, train, probe.standardize, probe.select_by, probe.protocol,
-            probe.memory_gb, local,
-        )  # fmt: skip
+
+    def for_width(self, p: int) -> "ProbeSettings":
+        """The settings for features of width p: the learning rates resolved (fast protocol: 1/p)."""
+        if self.lrs:
+            return self
+        lr = self.lr if self.lr > 0 else (1e-3 if self.protocol == "paper" else 1.0 / p)
+        return dataclasses.replace(self, lrs=(lr,))
+
+    @classmethod
+    def from_config(cls, probe: ml_collections.ConfigDict) -> "ProbeSettings":
+        """The settings of config.probe: its fields mapped (sequences given as text on the command line read as
+        numbers), nothing resolved."""
+        numbers = {
+            "lambdas": checks.float_tuple(probe.lambdas, "probe.lambdas", "1e-1,1e-2"),
+            "lrs": checks.float_tuple(probe.lrs, "probe.lrs", "1e-3,1e-2") if probe.lrs else (),
+        }
+        fields = [f.name for f in dataclasses.fields(cls) if f.name not in ("glocal", *numbers)]
+        return cls(**numbers, **{name: probe[name] for name in fields}, glocal=GlocalSettings.from_config(probe))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +214,7 @@ def run_probe_layers(
     the time of the whole call.
     """
     start = time.perf_counter()
-    settings_for = settings if callable(settings) else (lambda p: settings)
+    settings_for = settings if callable(settings) else settings.for_width
     n_objects = {f.shape[0] for f in features.values()}
     if len(n_objects) != 1:
         raise InputError(f"the layers' features have different numbers of rows {sorted(n_objects)}")

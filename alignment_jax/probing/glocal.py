@@ -42,39 +42,42 @@ class GlocalSettings:
     evaluation when no test file is given; validation: the fraction of the other local images that validate
     (early stopping and selection), the rest train."""
 
-    objective: str
-    alphas: tuple[float, ...]
-    taus: tuple[float, ...]
-    batch_size: int
-    standardize: str
-    heldout: float
-    validation: float
+    objective: str = "global"
+    alphas: tuple[float, ...] = (0.0, 0.1, 0.25)
+    taus: tuple[float, ...] = (0.1, 1.0)
+    batch_size: int = 1024
+    standardize: str = "none"
+    heldout: float = 0.1
+    validation: float = 0.1
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise InputError(f"probe.objective={self.objective!r} is not one of {', '.join(OBJECTIVES)}")
+        if any(not 0.0 <= a <= 1.0 for a in self.alphas):
+            raise InputError(f"probe.alphas={self.alphas!r}: each alpha must be in [0, 1]")
+        if any(not (t > 0 and np.isfinite(t)) for t in self.taus):
+            raise InputError(f"probe.taus={self.taus!r}: each temperature must be a positive number")
+        if self.batch_size < 2:
+            raise InputError(f"probe.local.batch_size={self.batch_size}: needs at least 2 images (gLocal: 1024)")
+        if self.standardize not in LOCAL_STANDARDIZE:
+            raise InputError(
+                f"probe.local.standardize={self.standardize!r} is not one of {', '.join(LOCAL_STANDARDIZE)}"
+            )
+        if not 0.0 <= self.heldout < 1.0:
+            raise InputError(f"probe.local.heldout={self.heldout}: must be a fraction in [0, 1)")
+        if not 0.0 < self.validation < 1.0:
+            raise InputError(f"probe.local.validation={self.validation}: must be a fraction in (0, 1)")
+        if self.objective == "glocal" and not any(a > 0 for a in self.alphas):
+            raise InputError(
+                f"probe.alphas={self.alphas!r}: gLocal needs an alpha > 0 (alpha = 0 alone is probe.objective=global)"
+            )
 
     @classmethod
     def from_config(cls, probe: ml_collections.ConfigDict) -> "GlocalSettings":
-        if probe.objective not in OBJECTIVES:
-            raise InputError(f"probe.objective={probe.objective!r} is not one of {', '.join(OBJECTIVES)}")
+        """The settings of config.probe and config.probe.local, mapped (checked when built)."""
         alphas = checks.float_tuple(probe.alphas, "probe.alphas", "0,0.1,0.25")
         taus = checks.float_tuple(probe.taus, "probe.taus", "0.1,1")
-        if any(not 0.0 <= a <= 1.0 for a in alphas):
-            raise InputError(f"probe.alphas={probe.alphas!r}: each alpha must be in [0, 1]")
-        if any(not (t > 0 and np.isfinite(t)) for t in taus):
-            raise InputError(f"probe.taus={probe.taus!r}: each temperature must be a positive number")
         local = probe.local
-        if local.batch_size < 2:
-            raise InputError(f"probe.local.batch_size={local.batch_size}: needs at least 2 images (gLocal: 1024)")
-        if local.standardize not in LOCAL_STANDARDIZE:
-            raise InputError(
-                f"probe.local.standardize={local.standardize!r} is not one of {', '.join(LOCAL_STANDARDIZE)}"
-            )
-        if not 0.0 <= local.heldout < 1.0:
-            raise InputError(f"probe.local.heldout={local.heldout}: must be a fraction in [0, 1)")
-        if not 0.0 < local.validation < 1.0:
-            raise InputError(f"probe.local.validation={local.validation}: must be a fraction in (0, 1)")
-        if probe.objective == "glocal" and not any(a > 0 for a in alphas):
-            raise InputError(
-                f"probe.alphas={probe.alphas!r}: gLocal needs an alpha > 0 (alpha = 0 alone is probe.objective=global)"
-            )
         return cls(probe.objective, alphas, taus, local.batch_size, local.standardize, local.heldout, local.validation)
 
 

@@ -6,13 +6,12 @@ the global probe trained beside it (`global_probe`)."""
 import os
 
 from alignment_jax import provenance as facts
-from alignment_jax.config import checks
 from alignment_jax.data.splits import object_kfold_masks, triplet_kfold_masks
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation.zero_shot import odd_one_out
 from alignment_jax.probing.cross_validation import DIVERGED_CROSS_ENTROPY, ProbeSettings, run_probe, run_probe_layers
 from alignment_jax.probing.objective import DIVERGENCES
-from alignment_jax.probing.standardize import MODES, standardization
+from alignment_jax.probing.standardize import standardization
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import StageResult, alignet_inputs, layers, local_inputs, statistics
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
@@ -32,21 +31,7 @@ MEMORY = "probe.lambdas or probe.lrs (fewer configurations at once) or probe.bat
 
 def check(config) -> None:
 
-    checks.choice(config, "probe.standardize", MODES)
-    checks.integer(config, "probe.folds", minimum=2)
-    checks.numbers(config, "probe.lambdas", minimum=0)
-    if config.probe.lrs:
-        checks.numbers(config, "probe.lrs", above=0)
-    checks.number(config, "probe.lr", above=0, also=(-1,))
-    checks.integer(config, "probe.batch_size", minimum=0, also=(-1,))
-    checks.integer(config, "probe.epochs", minimum=1, also=(-1,))
-    checks.integer(config, "probe.min_epochs", minimum=0)
-    checks.integer(config, "probe.patience", minimum=1)
-    checks.number(config, "probe.min_delta", minimum=0)
-    checks.number(config, "probe.clip_norm", minimum=0)
-    checks.number(config, "probe.init_scale", minimum=0)
-    checks.number(config, "probe.temperature", above=0)
-    ProbeSettings.from_config(config.probe, n_dims=1)
+    ProbeSettings.from_config(config.probe)  # every probe setting, checked where the settings are built
     alignet_inputs.check(config)
     if config.probe.objective in DIVERGENCES and not alignet_inputs.has_alignet(config):
         raise InputError(
@@ -113,7 +98,7 @@ def run_alignet(ctx: RunContext) -> dict:
     the teacher's odd one out (column 2) with global."""
     config = ctx.config
     loaded, features = alignet_inputs.data(ctx), alignet_inputs.features(ctx)
-    settings = ProbeSettings.from_config(config.probe, features.shape[1])
+    settings = ProbeSettings.from_config(config.probe)
     soft = settings.objective in DIVERGENCES
     test = loaded.test.triplets if loaded.test is not None else None
     result = run_probe(
@@ -136,14 +121,13 @@ def run(ctx: RunContext) -> dict | StageResult:
     if alignet_inputs.has_alignet(ctx.config):
         return run_alignet(ctx)
     config, things, features = ctx.config, ctx.things, ctx.features
-    settings = ProbeSettings.from_config(config.probe, features.shape[1])
+    settings = ProbeSettings.from_config(config.probe)
     test = things.test.triplets if things.test is not None else None
     local = local_inputs.local_sets(ctx) if local_inputs.has_local(config) else {}
     train_local = {layer: s.train for layer, s in local.items()} if settings.objective == "glocal" else None
     if ctx.layers:  # every layer in one sweep per width; model.layer's result is this section's
-        for_width = lambda p: ProbeSettings.from_config(config.probe, p)
         by_layer = run_probe_layers(
-            {layer: ctx.layer_features(layer) for layer in ctx.layers}, things.train.triplets, test, for_width,
+            {layer: ctx.layer_features(layer) for layer in ctx.layers}, things.train.triplets, test, settings,
             seed=config.seed, progress=config.progress, local=train_local,
         )  # fmt: skip
         result = by_layer[ctx.layer]

@@ -30,7 +30,7 @@ def has_inputs(config) -> bool:
 def check(config) -> None:
     if config.student.objective:
         checks.choice(config, "student.objective", DIVERGENCES)
-        ProbeSettings.from_config(_probe_config(config), n_dims=1)
+        ProbeSettings.from_config(_probe_config(config))
         if not (has_things(config) and has_features(config)):
             raise InputError("student.objective: the student is scored on THINGS' test triplets; set things.root")
 
@@ -80,7 +80,7 @@ def run(ctx: RunContext) -> dict:
     pool_names, _, paths = teacher_stage.pool(config)
     features = teacher_stage._features(ctx, pool_names, paths)
     used = np.unique(rows)  # the pool images the triplets use, as the student's image set
-    settings = ProbeSettings.from_config(_probe_config(config), features.shape[1])
+    settings = ProbeSettings.from_config(_probe_config(config))
     result = run_probe(
         features[used], np.searchsorted(used, rows), None, settings, seed=config.seed, progress=config.progress,
         targets=soft_targets(sims),
