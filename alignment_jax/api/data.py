@@ -22,6 +22,12 @@ def load_things(
     return _load_things(root, train, test, objects, one_based=one_based)
 
 
+# the smallest world make_world accepts (n_dims: at least n_concepts)
+_MINIMUM_SIZES = {
+    "n_objects": 3, "n_concepts": 1, "n_train": 1, "n_test": 0, "n_repeated_sets": 0, "n_transfer": 0, "n_local": 0,
+}  # fmt: skip
+
+
 def make_world(
     seed: int = 0,
     *,
@@ -38,17 +44,11 @@ def make_world(
     n_dims) of a "model" that mixes n_concepts planted concepts with nuisance dimensions, `.embedding`
     (n_objects, n_concepts) >= 0, simulated human triplets `.train`, `.test` (T, 3) and `.repeats` (sets asked
     three times, for a noise ceiling), and held-out `.transfer_features` / `.transfer_embedding`."""
+    sizes = {name: value for name, value in locals().items() if name != "seed"}
     arguments.integer(seed, "seed", minimum=0)
-    for name, value, minimum in (
-        ("n_objects", n_objects, 3), ("n_concepts", n_concepts, 1), ("n_train", n_train, 1), ("n_test", n_test, 0),
-        ("n_repeated_sets", n_repeated_sets, 0), ("n_transfer", n_transfer, 0), ("n_local", n_local, 0),
-    ):  # fmt: skip
-        arguments.integer(value, name, minimum=minimum)
-    arguments.integer(n_dims, "n_dims", minimum=n_concepts)
-    return synthetic.make_world(
-        n_objects=n_objects, n_concepts=n_concepts, n_dims=n_dims, n_train=n_train, n_test=n_test,
-        n_repeated_sets=n_repeated_sets, n_transfer=n_transfer, n_local=n_local, seed=seed,
-    )  # fmt: skip
+    for name, minimum in {**_MINIMUM_SIZES, "n_dims": n_concepts}.items():
+        arguments.integer(sizes[name], name, minimum=minimum)
+    return synthetic.make_world(**sizes, seed=seed)
 
 
 def load_alignet(train: str, test: str = "") -> tuple[AlignetTriplets, AlignetTriplets | None]:

@@ -57,10 +57,7 @@ def plot_accuracy(
             bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
         )
     ax.set_xticks(list(positions), [textwrap.fill(label, 16) for label, _, _ in bars])
-    ax.set_ylabel("odd-one-out accuracy")
-    ax.set_ylim(0, 1)
-    _legend_above(ax, 2)
-    _save(fig, path, title)
+    _finish_accuracy(fig, ax, path, title, 2)
 
 
 def plot_concepts(path: str, rows: list[dict], title: str = "Odd-one-out accuracy per concept") -> None:
@@ -193,10 +190,7 @@ def plot_models(
         ax.plot([], [], color="black", linestyle="--", linewidth=1, label="noise ceiling")
     tilt = len(models) > 3
     ax.set_xticks(list(x), [m[0] for m in models], rotation=30 if tilt else 0, ha="right" if tilt else "center")
-    ax.set_ylabel("odd-one-out accuracy")
-    ax.set_ylim(0, 1)
-    _legend_above(ax, 4)
-    _save(fig, path, title)
+    _finish_accuracy(fig, ax, path, title, 4)
 
 
 def plot_model_intervals(
@@ -262,6 +256,14 @@ def _legend_above(ax, columns: int) -> None:
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=columns, fontsize="small", frameon=False)
 
 
+def _finish_accuracy(fig: Figure, ax, path: str, title: str, legend_columns: int) -> None:
+    """An accuracy figure's y axis (0 to 1), its legend above and the file."""
+    ax.set_ylabel("odd-one-out accuracy")
+    ax.set_ylim(0, 1)
+    _legend_above(ax, legend_columns)
+    _save(fig, path, title)
+
+
 def _save(fig: Figure, path: str, title: str) -> None:
     """Writes the figure with `title` above everything else (the legends sit above the axes)."""
     renderer = FigureCanvasAgg(fig).get_renderer()
@@ -302,10 +304,7 @@ def plot_depth(
     shown = layers[::step] if layers[-1] in layers[::step] else [*layers[::step], layers[-1]]
     ax.set_xticks([layer["depth"] for layer in shown], [layer["layer"] for layer in shown], rotation=45, ha="right")
     ax.set_xlabel("layer (placed at its relative depth)")
-    ax.set_ylabel("odd-one-out accuracy")
-    ax.set_ylim(0, 1)
-    _legend_above(ax, 3)
-    _save(fig, path, title)
+    _finish_accuracy(fig, ax, path, title, 3)
 
 
 def plot_depth_models(

@@ -106,17 +106,8 @@ def root_of(workdir: str) -> str:
 
 def run(ctx: RunContext) -> dict:
     settings, config = ctx.config.world, ctx.config
-    world = make_world(
-        n_objects=settings.n_objects,
-        n_concepts=settings.n_concepts,
-        n_dims=settings.n_dims,
-        n_train=settings.n_train,
-        n_test=settings.n_test,
-        n_repeated_sets=settings.n_repeated_sets,
-        n_transfer=settings.n_transfer,
-        n_local=settings.n_local,
-        seed=config.seed,
-    )
+    sizes = ("n_objects", "n_concepts", "n_dims", "n_train", "n_test", "n_repeated_sets", "n_transfer", "n_local")
+    world = make_world(**{name: settings[name] for name in sizes}, seed=config.seed)
     root = root_of(ctx.workdir)
     ids = [f"object_{i:04d}" for i in range(settings.n_objects)]
     _save_npy(os.path.join(root, "triplets", "train_90.npy"), world.train)
