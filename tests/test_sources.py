@@ -185,3 +185,40 @@ def test_tfds_source_matches_the_files(tmp_path):
         tfds_source("tiny_extract_images", "test", data_dir=str(tmp_path / "tfds"), image_key="label")
     with pytest.raises(InputError, match="cannot open split 'train'"):
         tfds_source("tiny_extract_images", "train", data_dir=str(tmp_path / "tfds"))
+
+
+def test_tfds_subset_in_any_order_gives_alignets_images_by_their_indices(tmp_path):
+    """AligNet's image set read from TFDS through the triplet files' `indices` (unsorted against the names)."""
+    from alignment_jax.config.base import base_config
+    from alignment_jax.data.alignet import load_alignet_pair
+    from alignment_jax.extract.sources import subset_source
+    from alignment_jax.stages import alignet_inputs
+
+    tfds = import_tfds()
+    paths = write_images(str(tmp_path / "imgs"), 5)
+    builder = build_tfds_dataset(tfds, "tiny_alignet_images", paths, str(tmp_path / "tfds"))
+    dataset = tfds_source(str(builder.data_dir), "test")
+    decoding = Decoding.resize(8)
+    subset = subset_source(dataset, [4, 1, 3], ["d", "a", "c"], kind="alignet")
+    got = list(decoded_images(subset, [0, 1, 2], decoding, num_workers=1))
+    for image, i in zip(got, [4, 1, 3], strict=True):
+        np.testing.assert_array_equal(image, decode_image(paths[i], paths[i], decoding))
+    with pytest.raises(InputError, match="has index 9, not in 0..4"):
+        subset_source(dataset, [9], ["x"], kind="alignet")
+    names = np.array(["n01_b.JPEG", "n01_a.JPEG", "n02_c.JPEG"])
+    np.savez(
+        tmp_path / "train.npz", filenames=names[None], similarities=np.array([[3.0, 1.0, 0.0]]),
+        indices=np.array([[2, 0, 4]]),
+    )  # fmt: skip
+    train, test = load_alignet_pair(str(tmp_path / "train.npz"))
+    config = base_config()
+    config.alignet.images = "tfds:tiny_alignet_images:test"
+    config.images.tfds_data_dir = str(tmp_path / "tfds")
+    source = alignet_inputs.image_source(config, alignet_inputs.AlignetData(train, test))
+    assert source.ids == ("n01_a.JPEG", "n01_b.JPEG", "n02_c.JPEG")  # the sorted names: feature rows
+    got = list(decoded_images(source, [0, 1, 2], decoding, num_workers=1))
+    for image, i in zip(got, [0, 2, 4], strict=True):  # n01_a -> 0, n01_b -> 2, n02_c -> 4
+        np.testing.assert_array_equal(image, decode_image(paths[i], paths[i], decoding))
+    config.alignet.images = "tfds:tiny_alignet_images"
+    with pytest.raises(InputError, match="write tfds:NAME:SPLIT"):
+        alignet_inputs.image_source(config, alignet_inputs.AlignetData(train, test))

@@ -52,7 +52,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.alignet.test = ""  # alignet_valid.npz: scored as the probe's test_divergence and test_accuracy
     # features of the image set: the distinct file names of train + test in sorted order, one row each (.npy/.h5)
     config.alignet.features = ""
-    config.alignet.images = ""  # or the images, extracted with config.model: FOLDER/<name> or FOLDER/<synset>/<name>
+    # or the images, extracted with config.model: FOLDER/<name> or FOLDER/<synset>/<name>, or tfds:NAME:SPLIT (the
+    # files' `indices` into it: AligNet's tfds:imagenet2012:train; TFDS data in images.tfds_data_dir)
+    config.alignet.images = ""
 
     # the teacher stage: AligNet-format triplets labelled by config.model's features (+ a transform) (docs/alignet.md)
     config.teacher = ml_collections.ConfigDict()

@@ -11,6 +11,8 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
+
 from alignment_jax.data.text import read_text
 from alignment_jax.errors import InputError
 
@@ -130,6 +132,30 @@ def folder_source(root: str = "", list_file: str = "") -> ImageSource:
     if not relative:
         raise InputError(f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in the folder (images.root)")
     return file_source([os.path.join(root, r) for r in relative], relative, kind="folder")
+
+
+def subset_source(source: ImageSource, indices: Sequence[int], ids: Sequence[str], kind: str) -> ImageSource:
+    """The images of `source` at `indices` (any order; e.g. AligNet's TFDS imagenet2012 indices of its sorted
+    file names), image i named ids[i]. Each chunk is read from `source` in ascending order and handed back in
+    the subset's order."""
+    indices = np.asarray(indices, np.int64)
+    if len(indices) and (indices.min() < 0 or indices.max() >= len(source)):
+        bad = int(np.argmax((indices < 0) | (indices >= len(source))))
+        raise InputError(f"{kind}: image {ids[bad]} has index {int(indices[bad])}, not in 0..{len(source) - 1}")
+
+    def refs(rows: Sequence[int]) -> Iterator[Ref]:
+        wanted = indices[np.asarray(rows, np.int64)]
+        order = np.argsort(wanted, kind="stable")
+        fetched = list(source.refs([int(i) for i in wanted[order]]))
+        by_row = [None] * len(wanted)
+        for position, ref in zip(order, fetched, strict=True):
+            by_row[position] = ref
+        return iter(by_row)
+
+    description = {"kind": kind, "of": source.description, "n": len(ids), "digest": _digest(ids, map(str, indices))}
+    signatures = tuple(source.signatures[i] for i in indices) if source.signatures else ()
+    names = tuple(source.names[i] for i in indices)
+    return ImageSource(ids=tuple(ids), names=names, refs=refs, description=description, signatures=signatures)
 
 
 def tfds_source(name: str, split: str, image_key: str = "image", data_dir: str = "", id_key: str = "") -> ImageSource:

@@ -17,6 +17,7 @@ from alignment_jax import provenance as facts
 from alignment_jax.data.alignet import AlignetTriplets, load_alignet_pair, soft_targets
 from alignment_jax.data.features import load_features
 from alignment_jax.errors import InputError
+from alignment_jax.extract.sources import ImageSource, file_source, subset_source, tfds_source
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages.inputs import extracted_features
 
@@ -88,9 +89,31 @@ def features(ctx: RunContext) -> np.ndarray:
                 f"{len(names):,} distinct images; row i must be the i-th file name in sorted order"
             )
     else:
-        x = extracted_features(ctx, image_paths(config.alignet.images, names), list(names), "alignet")
+        x = extracted_features(ctx, image_source(config, loaded), "alignet")
     ctx.__dict__["alignet_features"] = x
     return x
+
+
+def image_source(config: ml_collections.ConfigDict, loaded: AlignetData) -> ImageSource:
+    """The AligNet image set, row i = names[i]: files of the alignet.images folder, or, for
+    alignet.images=tfds:NAME:SPLIT (AligNet's: tfds:imagenet2012:train), the examples at the files' `indices`
+    (TFDS data in images.tfds_data_dir)."""
+    names = loaded.train.names
+    spec = config.alignet.images
+    if not spec.startswith("tfds:"):
+        return file_source(image_paths(spec, names), list(names), kind="alignet")
+    name, sep, split = spec[len("tfds:") :].partition(":")
+    if not (name and sep and split):
+        raise InputError(f"alignet.images={spec!r}: write tfds:NAME:SPLIT, e.g. tfds:imagenet2012:train")
+    indices = loaded.train.image_indices
+    if (indices < 0).any():
+        missing = str(names[int(np.argmax(indices < 0))])
+        raise InputError(
+            f"alignet.images={spec}: {missing} has no TFDS index (the triplet files give `indices` for only some "
+            "images); use an image folder (alignet.images=FOLDER) or given features"
+        )
+    dataset = tfds_source(name, split, data_dir=config.images.tfds_data_dir)
+    return subset_source(dataset, indices, [str(n) for n in names], kind="alignet")
 
 
 def image_paths(folder: str, names: np.ndarray) -> list[str]:

@@ -26,13 +26,12 @@ def check_things_and_features(ctx) -> None:
         _ = ctx.features
 
 
-def extracted_features(ctx, paths: list[str], ids: list[str], kind: str) -> np.ndarray:
-    """(n, p) features of config.model (its model.layer) for image files, row i = paths[i], through the run's
-    feature store (DIR/features; resumable, reused when it matches); logs how many it computed now."""
+def extracted_features(ctx, source, kind: str) -> np.ndarray:
+    """(n, p) features of config.model (its model.layer) for the images of `source` (extract/sources.py), row
+    i = image i, through the run's feature store (DIR/features; resumable, reused when it matches); logs how
+    many it computed now."""
     from alignment_jax.extract.pipeline import extract_layers_with_config
-    from alignment_jax.extract.sources import file_source
 
-    source = file_source(paths, ids, kind=kind)
     folder = os.path.join(ctx.workdir, "features")
     extraction = extract_layers_with_config(ctx.config, source, folder, "", runner=ctx.model_runner)
     result, store = extraction.layers[extraction.default]

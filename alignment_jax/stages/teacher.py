@@ -22,7 +22,7 @@ from alignment_jax.config import checks
 from alignment_jax.data import teacher as triplets
 from alignment_jax.data.features import load_features
 from alignment_jax.errors import InputError
-from alignment_jax.extract.sources import is_image_file
+from alignment_jax.extract.sources import file_source, is_image_file
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages.inputs import extracted_features
 
@@ -136,7 +136,7 @@ def _features(ctx: RunContext, names: np.ndarray, paths: list[str] | None = None
     if config.teacher.features:
         x = load_features(config.teacher.features)
     else:
-        x = extracted_features(ctx, paths, list(names), "teacher")
+        x = extracted_features(ctx, file_source(paths, list(names), kind="teacher"), "teacher")
     ctx.__dict__["teacher_features"] = x
     return x
 
