@@ -177,12 +177,13 @@ def test_transfer_stage_without_transform_bootstrap_and_triplets(tmp_path):
     config.transfer.kernels = "cosine"
     config.transfer.bootstrap = 50
     ctx = RunContext(config, str(tmp_path / "run"))
-    rows = transfer.run(ctx)
+    outcome = transfer.run(ctx)  # the RSA rows, and the triplet datasets' rows as a further section
+    rows = outcome.section
     assert len(rows) == 1 and rows[0]["spearman"] == pytest.approx(1.0)
     assert rows[0]["spearman_transformed"] is None and rows[0]["pearson_transformed"] is None
     lo, hi = rows[0]["spearman_ci95"]
     assert lo <= 1.0 + 1e-9 and hi == pytest.approx(1.0)
-    (triplet_row,) = ctx.results["transfer_triplets"]
+    (triplet_row,) = outcome.more["transfer_triplets"]
     sims = rsa.model_rsm(x)
     expected = np.mean([sims[i, j] > max(sims[i, k], sims[j, k]) for i, j, k in triplets])
     assert triplet_row["accuracy"] == pytest.approx(expected)
@@ -231,18 +232,20 @@ def test_transfer_extracts_features_with_the_configured_model(tmp_path, monkeypa
     np.save(data / "similarity.npy", rsa.model_rsm(x))
     calls = []
 
-    def features_for_images(config, image_paths, name, workdir):
-        calls.append((image_paths, name, workdir))
+    def features_for_images(config, image_paths, name, workdir, runner):
+        calls.append((image_paths, name, workdir, runner))
         return x
 
     fake = types.ModuleType("alignment_jax.extract.pipeline")
     fake.features_for_images = features_for_images
+    fake.ModelRunner = lambda config: "the run's model"
     monkeypatch.setitem(sys.modules, "alignment_jax.extract.pipeline", fake)
     config = base_config()
     config.transfer.datasets = f"rsm:{data}"
     config.model.name = "some_model"
     rows = transfer.run(RunContext(config, str(tmp_path / "run")))
     assert rows[0]["spearman"] == pytest.approx(1.0)
-    ((paths, name, workdir),) = calls
+    ((paths, name, workdir, runner),) = calls
+    assert runner == "the run's model"
     assert [os.path.basename(p) for p in paths] == ["a.jpg", "b.jpg", "c.png"]
     assert name == "mine" and workdir == str(tmp_path / "run")

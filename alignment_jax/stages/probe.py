@@ -161,7 +161,7 @@ def run(ctx: RunContext) -> dict | StageResult:
     more = {"comparisons": comparisons} if comparisons is not None else {}
     if ctx.layers:
         more.update(layers.probe_entries(ctx, by_layer, test, settings.select_by, local))
-    return StageResult(section, more)
+    return StageResult(section, more) if more else section
 
 
 def setting_name(row: dict) -> str:

@@ -111,7 +111,7 @@ def run(ctx: RunContext) -> list[dict]:
     _log_summary(ctx, rsa_rows, triplet_rows)
     if chosen:
         more["layers"] = _layer_entries(ctx, datasets, by_layer, chosen, chosen_kernels)
-    return StageResult(rsa_rows, more)
+    return StageResult(rsa_rows, more) if more else rsa_rows
 
 
 def layer_dataset_features(

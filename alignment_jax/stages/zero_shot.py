@@ -78,4 +78,4 @@ def run(ctx: RunContext) -> dict:
         more["transform"] = given_transform.section(ctx)
     if ctx.layers:
         more["layers"] = layers.zero_shot_entries(ctx, everything, len(things.train), similarity)
-    return StageResult(section, more)
+    return StageResult(section, more) if more else section
