@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from gradcheck import assert_gradient_matches_finite_differences
 
 from alignment_jax.data.alignet import soft_targets
 from alignment_jax.data.splits import object_kfold_masks
@@ -88,16 +89,7 @@ def test_gradients_match_finite_differences(divergence, formulation):
             prm, x, triplets, targets, weights, 0.3, 0.7, divergence=divergence, regularizer="frobenius",
             formulation=formulation,
         )  # fmt: skip
-        grads = jax.grad(f)(params)
-        rng = np.random.default_rng(1)
-        for _ in range(3):
-            direction = {k: jnp.asarray(rng.normal(size=v.shape)) for k, v in params.items()}
-            eps = 1e-6
-            plus = f({k: params[k] + eps * direction[k] for k in params})
-            minus = f({k: params[k] - eps * direction[k] for k in params})
-            numeric = (plus - minus) / (2 * eps)
-            analytic = sum(jnp.vdot(grads[k], direction[k]) for k in params)
-            assert float(analytic) == pytest.approx(float(numeric), rel=1e-6, abs=1e-8)
+        assert_gradient_matches_finite_differences(f, params)
 
 
 def test_the_loss_is_the_weighted_mean_plus_the_penalty():
