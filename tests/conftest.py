@@ -64,7 +64,7 @@ def every_results_json_is_strict(tmp_path_factory):
     assert not bad, "not strict JSON:\n" + "\n".join(bad)
 
 
-# The fast subset (`pytest tests -m "not slow"`, under 3 minutes on 2 cores) leaves out whole runs, notebooks,
+# The fast subset (`pytest tests -m "not slow"`, about 5 minutes on 2 cores) leaves out whole runs, notebooks,
 # subprocesses and sweeps to convergence: these files, and these tests of other files (each took seconds or more).
 SLOW_FILES = {
     "test_caches.py", "test_comparisons.py", "test_demo.py", "test_extract_processes.py", "test_glocal.py",
