@@ -18,8 +18,8 @@ import time
 import jax
 import numpy as np
 
-from alignment_jax.extract.extractor import Extractor, fetch
-from alignment_jax.extract.pipeline import class_tokens
+from alignment_jax.extract.extractor import fetch
+from alignment_jax.extract.pipeline import extractor_of
 from alignment_jax.models.registry import DTYPES, load_model
 
 DEFAULT = "augreg-b16-i21k,dinov2-b14,dinov2-b14-reg4,bit-m-r50x1,bit-m-r101x1"
@@ -28,16 +28,7 @@ DEFAULT = "augreg-b16-i21k,dinov2-b14,dinov2-b14-reg4,bit-m-r50x1,bit-m-r101x1"
 def rate(model, n: int, batch_size: int, dtype_note: str) -> dict:
     """images/s of the model's default layer through an Extractor over every device (compile excluded)."""
     layer = model.default_layer
-    extractor = Extractor(
-        lambda p, x: model.module.apply({"params": p}, x)[1],
-        model.params,
-        layer,
-        image_shape=(model.image_size, model.image_size, 3),
-        preprocess=model.preprocess.normalize,
-        batch_size=batch_size,
-        pooling="cls",
-        n_prefix_tokens=class_tokens(model.module, layer),
-    )
+    extractor = extractor_of(model, (layer,), batch_size, ("cls",))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (extractor.batch_size, model.image_size, model.image_size, 3), dtype=np.uint8)
     start = time.perf_counter()
