@@ -34,13 +34,5 @@ def integer(value: Any, name: str, minimum: int | None = None, maximum: int | No
     return checks.integer({name: value}, name, minimum=minimum, maximum=maximum)
 
 
-def number(value: Any, name: str, minimum: float | None = None, above: float | None = None) -> float:
-    return checks.number({name: value}, name, minimum=minimum, above=above)
-
-
-def numbers(value: Any, name: str, minimum: float | None = None, above: float | None = None) -> tuple[float, ...]:
-    return checks.numbers({name: value}, name, minimum=minimum, above=above)
-
-
 def choice(value: Any, name: str, choices: Sequence[str]) -> str:
     return checks.choice({name: value}, name, choices)
