@@ -47,10 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from alignment_jax.probing import glocal, local, memory, objective
+from alignment_jax.probing import glocal, local, memory, objective, placement
 from alignment_jax.probing.optimizers import direction
 from alignment_jax.progress import progress_bar
 
@@ -522,23 +520,24 @@ def train_configurations(
     t_train = folds.train_triplets.shape[1]
     batch = settings.batch_size if 0 < settings.batch_size < t_train else t_train
     n_batches = max(1, t_train // batch)
-    devices = jax.local_devices()
+    mesh = placement.configs_mesh()
+    n_devices = mesh.devices.size
     per_config = memory.config_bytes(folds, batch, settings.optimizer, settings.bias, data, settings.local_batch_size)
-    budget = budget_bytes or memory.available_bytes(devices)
+    budget = budget_bytes or memory.available_bytes()
     shared = memory.data_bytes(folds, data) + (0 if soft is None else 4 * (soft.train.size + soft.val.size))
-    plan = memory.plan_chunks(n_configs, n_folds, per_config, shared, budget, len(devices))
-    cached = memory.cache_slots(per_config, n_folds, devices) * len(devices)
+    plan = memory.plan_chunks(n_configs, n_folds, per_config, shared, budget, n_devices)
+    cached = memory.cache_slots(per_config, n_folds) * n_devices
     slots = min(plan.size, cached) if cached else plan.size  # a pool that fits the CPU's cache runs faster
-    mesh = jax.make_mesh((len(devices),), ("configs",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
-    replicated = NamedSharding(mesh, P())
-    arrays = [jax.device_put(a, replicated) for a in dataclasses.astuple(folds)]
-    local_data = None if data is None else jax.device_put(data, replicated)
-    soft_data = None if soft is None else jax.device_put(soft, replicated)
+    slots = placement.smallest(slots)  # hosts with less memory decide
+    arrays = placement.replicated(dataclasses.astuple(folds), mesh)
+    local_data = None if data is None else placement.replicated(data, mesh)
+    soft_data = None if soft is None else placement.replicated(soft, mesh)
     pool = _Pool(configs, settings, seed, fold_ids, folds.train_features.shape[-1], mesh, keep_params, data is not None)
     pool.start(slots)
     step = functools.partial(_sweep_epoch, settings=settings, n_batches=n_batches, soft=soft_data)
     at_once = f", {slots} at a time" if slots < n_configs else ""
-    bar = progress_bar(n_folds * n_configs, f"{desc} ({n_folds}x{n_configs} configs{at_once})", progress, "configs")
+    shown = progress if jax.process_index() == 0 else False
+    bar = progress_bar(n_folds * n_configs, f"{desc} ({n_folds}x{n_configs} configs{at_once})", shown, "configs")
     clock = _Clock()
     while pool.active():
         with clock.epoch(pool.slots):
@@ -546,8 +545,8 @@ def train_configurations(
             finished = pool.retire()
         bar.update(finished)
         bar.set_postfix({"slots": f"{int(pool.active())}/{pool.slots * n_folds}", "epochs": clock.epochs})
-        target = pool.compact_target(len(devices))
-        if target and clock.pays(pool.slots, target, pool.remaining_epochs()):
+        target = pool.compact_target(n_devices)
+        if target and placement.process_zero(clock.pays(pool.slots, target, pool.remaining_epochs())):
             pool.compact(target)
     bar.close()
     return pool.outcome()
@@ -579,13 +578,14 @@ class _Clock:
 
 class _Pool:
     """F x S slots, each training one configuration (index into `configs`) or idle (-1), with the state on
-    the devices and the finished configurations' results on the host."""
+    the devices (the slots split over `mesh`, probing/placement.py) and the finished configurations' results
+    on the host (of every process: each makes the same decisions)."""
 
     def __init__(self, configs, settings, seed, fold_ids, p, mesh, keep_params, grouped):
         self.configs, self.settings, self.p, self.mesh, self.keep = configs, settings, p, mesh, keep_params
         self.grouped = grouped  # local data: slots at the same stream position and view share their batches
         self.group_size = 0
-        self.fold_ids, self.seed = jnp.asarray(fold_ids, jnp.int32), jnp.int32(seed)
+        self.fold_ids, self.seed = placement.replicated((np.asarray(fold_ids, np.int32), np.int32(seed)), mesh)
         n_folds, n_configs = len(fold_ids), len(configs)
         self.queues = [collections.deque(range(n_configs)) for _ in range(n_folds)]
         self.results = {
@@ -603,11 +603,13 @@ class _Pool:
         self.slots = 0
 
     def _sharded(self, tree):
-        return jax.device_put(tree, NamedSharding(self.mesh, P(None, "configs")))
+        return placement.by_slot(tree, self.mesh)
 
-    def _ids(self) -> tuple:
-        """(seed, fold ids, each slot's seed id): what _initial_state needs to start the slots' configurations."""
-        return self.seed, self.fold_ids, jnp.asarray(self.configs.seed_id[np.maximum(self.assigned, 0)])
+    def _fresh_state(self, idle: np.ndarray) -> SweepState:
+        """A fresh state for each slot's configuration (`idle` (F, S) slots: done), computed where it trains."""
+        seed_ids = self.configs.seed_id[np.maximum(self.assigned, 0)]
+        slot_ids = self._sharded((seed_ids, idle))
+        return self._sharded(_initial_state(self.seed, self.fold_ids, *slot_ids, p=self.p, settings=self.settings))
 
     def _put_arrays(self) -> None:
         """The slots' configuration arrays (and, with local data, their groups) on the devices."""
@@ -616,8 +618,9 @@ class _Pool:
         self.groups = None
         if self.grouped:
             views = np.where(self.assigned >= 0, self.configs.view[index], -1)
-            slot_group, leaders = slot_groups(views, np.asarray(self.state.epochs), self.assigned >= 0, self.group_size)
-            self.groups = Groups(jnp.asarray(slot_group), jnp.asarray(leaders))
+            epochs = placement.to_host(self.state.epochs, self.mesh)
+            slot_group, leaders = slot_groups(views, epochs, self.assigned >= 0, self.group_size)
+            self.groups = Groups(*placement.replicated((slot_group, leaders), self.mesh))
 
     def start(self, slots: int) -> None:
         self.slots = slots
@@ -627,8 +630,7 @@ class _Pool:
         # Two sizes at most, so the program compiles once per pool size.
         n_views = int(self.configs.view.max()) + 1
         self.group_size = slots if any(self.queues) else min(n_views, slots)
-        idle = jnp.asarray(self.assigned < 0)
-        self.state = self._sharded(_initial_state(*self._ids(), idle, p=self.p, settings=self.settings))
+        self.state = self._fresh_state(self.assigned < 0)
         self._put_arrays()
 
     def active(self) -> int:
@@ -637,23 +639,23 @@ class _Pool:
     def retire(self) -> int:
         """Moves the results of the configurations that stopped to the host and gives their slots the next
         configurations of their folds; returns how many stopped."""
-        finished = np.asarray(self.state.done) & (self.assigned >= 0)
+        state = placement.to_host({name: getattr(self.state, name) for name in ("done", *self.results)}, self.mesh)
+        finished = state["done"] & (self.assigned >= 0)
         if not finished.any():
             return 0
         f, s = np.nonzero(finished)
         k = self.assigned[f, s]
         for name in self.results:
-            self.results[name][f, k] = np.asarray(getattr(self.state, name))[f, s]
+            self.results[name][f, k] = state[name][f, s]
         if self.keep:
-            for name, leaf in self.state.best_params.items():
+            for name, rows in placement.slots_to_host(self.state.best_params, f, s, self.mesh).items():
                 if name not in self.params:
-                    self.params[name] = np.zeros(self.results["epochs"].shape + leaf.shape[2:], np.float32)
-                self.params[name][f, k] = np.asarray(leaf)[f, s]
+                    self.params[name] = np.zeros(self.results["epochs"].shape + rows.shape[1:], np.float32)
+                self.params[name][f, k] = rows
         self.assigned[f, s] = [self.queues[fold].popleft() if self.queues[fold] else -1 for fold in f]
         fresh = finished & (self.assigned >= 0)
         if fresh.any():
-            fresh_state = _initial_state(*self._ids(), jnp.asarray(~fresh), p=self.p, settings=self.settings)
-            self.state = _refill(self.state, self._sharded(fresh_state), jnp.asarray(fresh))
+            self.state = _refill(self.state, self._fresh_state(~fresh), self._sharded(fresh))
         self._put_arrays()
         return len(k)
 
@@ -669,14 +671,15 @@ class _Pool:
         """A cautious guess of how long the active configurations go on: `patience` epochs (each stops
         `patience` epochs after its last improvement at the earliest), within their epoch budgets."""
         active = self.assigned >= 0
-        left = self.configs.max_epochs[self.assigned[active]] - np.asarray(self.state.epochs)[active]
+        left = self.configs.max_epochs[self.assigned[active]] - placement.to_host(self.state.epochs, self.mesh)[active]
         return float(min(self.settings.patience, np.max(left)))
 
     def compact(self, target: int) -> None:
         """Moves the active configurations of each fold into the first `target` slots."""
         order = np.argsort(self.assigned < 0, axis=1, kind="stable")[:, :target]  # active slots first
         self.assigned = np.take_along_axis(self.assigned, order, axis=1)
-        self.state = self._sharded(_gather_slots(self.state, jnp.asarray(order), jnp.asarray(self.assigned < 0)))
+        moved = _gather_slots(self.state, *placement.replicated((order, self.assigned < 0), self.mesh))
+        self.state = self._sharded(moved)
         self.slots, self.group_size = target, min(self.group_size, target)
         self._put_arrays()
 

@@ -1,0 +1,63 @@
+"""Subprocess side of tests/test_sweep_processes.py (run as a script; XLA_FLAGS comes from the caller).
+
+python sweep_worker.py alone OUT NAME          the sweep and the probe on this process's devices -> OUT/NAME.npz
+python sweep_worker.py distributed OUT PORT ID  the same as one of two jax.distributed processes -> OUT/process_ID.npz
+"""
+
+import dataclasses
+import os
+import sys
+
+import jax
+import numpy as np
+
+from alignment_jax.data.splits import object_kfold_masks
+from alignment_jax.data.synthetic import make_world
+from alignment_jax.probing import memory
+from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
+from alignment_jax.probing.sweep import Configurations, TrainSettings, stack_folds, train_configurations
+
+LAMBDAS = (1e-1, 3e-2, 1e-2, 1e-3, 1e-4)
+
+
+def outcome() -> dict[str, np.ndarray]:
+    """A 3-fold sweep of 5 lambdas x 2 learning rates on a tiny planted world, one configuration per device and
+    fold at a time (so slots are refilled), and the probe's cross-validated choice on the same world."""
+    world = make_world(n_objects=60, n_concepts=4, n_dims=12, n_train=6000, n_test=1500, seed=2)
+    x = (world.features - world.features.mean()) / world.features.std()
+    train, val = object_kfold_masks(world.train, 60, 3, seed=0)
+    folds = stack_folds(x, world.train, train, val)
+    settings = TrainSettings(epochs=40, min_epochs=3, patience=3)
+    lrs = np.repeat(np.array([0.05, 0.2], np.float32), len(LAMBDAS))
+    configs = Configurations.grid(np.tile(LAMBDAS, 2), lrs, settings.epochs)
+    per_config = memory.config_bytes(folds, folds.train_triplets.shape[1])
+    budget = memory.data_bytes(folds) + 1.5 * per_config * folds.n_folds
+    sweep = train_configurations(folds, configs, settings, seed=1, progress=False, budget_bytes=budget)
+    fields = {f.name: getattr(sweep, f.name) for f in dataclasses.fields(sweep) if f.name != "params"}
+    probe = run_probe(world.features, world.train, world.test, ProbeSettings(lambdas=LAMBDAS), progress=False)
+    return {
+        **fields,
+        "weights": sweep.params["weights"],
+        "best_lambda": np.float32(probe.summary["best_lambda"]),
+        "cv_accuracy_folds": np.array(probe.summary["cv_accuracy_folds"]),
+        "cv_cross_entropy": np.float32(probe.summary["cv_cross_entropy"]),
+        "refit_epochs": np.int32(probe.summary["refit_epochs"]),
+        "transform": probe.transform.weights,
+        "devices": np.int32(jax.device_count()),
+    }
+
+
+def alone(out: str, name: str) -> None:
+    np.savez(os.path.join(out, f"{name}.npz"), **outcome())
+
+
+def distributed(out: str, port: str, process_id: str) -> None:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=int(process_id))
+    assert jax.process_count() == 2, jax.devices()
+    np.savez(os.path.join(out, f"process_{process_id}.npz"), **outcome())
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+    {"alone": alone, "distributed": distributed}[sys.argv[1]](*sys.argv[2:])
