@@ -68,7 +68,7 @@ def every_results_json_is_strict(tmp_path_factory):
 # subprocesses and sweeps to convergence: these files, and these tests of other files (each took seconds or more).
 SLOW_FILES = {
     "test_caches.py", "test_comparisons.py", "test_demo.py", "test_extract_processes.py", "test_glocal.py",
-    "test_memory.py", "test_notebooks.py", "test_precision.py", "test_sweep_cli.py",
+    "test_memory.py", "test_notebooks.py", "test_precision.py", "test_sweep_cli.py", "test_sweep_processes.py",
 }  # fmt: skip
 SLOW_TESTS = {
     "test_api.py": ("test_get_config_and_run", "test_fit_probe_learns_and_its_transform_round_trips"),

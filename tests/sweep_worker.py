@@ -13,11 +13,24 @@ import numpy as np
 
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.data.synthetic import make_world
-from alignment_jax.probing import memory
+from alignment_jax.probing import memory, sweep
 from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
 from alignment_jax.probing.sweep import Configurations, TrainSettings, stack_folds, train_configurations
 
 LAMBDAS = (1e-1, 3e-2, 1e-2, 1e-3, 1e-4)
+SEEN = {"devices": 0, "slots": 0}  # the most devices the sweep's state spanned, the most slots per fold
+
+
+def _watched(epoch):
+    def watched(state, *args, **kwargs):
+        SEEN["devices"] = max(SEEN["devices"], len(state.done.sharding.device_set))
+        SEEN["slots"] = max(SEEN["slots"], state.done.shape[1])
+        return epoch(state, *args, **kwargs)
+
+    return watched
+
+
+sweep._sweep_epoch = _watched(sweep._sweep_epoch)
 
 
 def outcome() -> dict[str, np.ndarray]:
@@ -32,18 +45,19 @@ def outcome() -> dict[str, np.ndarray]:
     configs = Configurations.grid(np.tile(LAMBDAS, 2), lrs, settings.epochs)
     per_config = memory.config_bytes(folds, folds.train_triplets.shape[1])
     budget = memory.data_bytes(folds) + 1.5 * per_config * folds.n_folds
-    sweep = train_configurations(folds, configs, settings, seed=1, progress=False, budget_bytes=budget)
-    fields = {f.name: getattr(sweep, f.name) for f in dataclasses.fields(sweep) if f.name != "params"}
+    result = train_configurations(folds, configs, settings, seed=1, progress=False, budget_bytes=budget)
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "params"}
+    seen = {f"sweep_{name}": np.int32(count) for name, count in SEEN.items()}
     probe = run_probe(world.features, world.train, world.test, ProbeSettings(lambdas=LAMBDAS), progress=False)
     return {
         **fields,
-        "weights": sweep.params["weights"],
+        "weights": result.params["weights"],
         "best_lambda": np.float32(probe.summary["best_lambda"]),
         "cv_accuracy_folds": np.array(probe.summary["cv_accuracy_folds"]),
         "cv_cross_entropy": np.float32(probe.summary["cv_cross_entropy"]),
         "refit_epochs": np.int32(probe.summary["refit_epochs"]),
         "transform": probe.transform.weights,
-        "devices": np.int32(jax.device_count()),
+        **seen,
     }
 
 
