@@ -36,20 +36,13 @@ def by_slot(tree, mesh: Mesh):
 
 
 def _put(tree, sharding: NamedSharding):
-    leaves, tree_def = jax.tree.flatten(tree)
-    on_devices = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array)]
-    placed = dict(zip(on_devices, _reshard(sharding)([leaves[i] for i in on_devices]), strict=True))
-    for i, leaf in enumerate(leaves):
-        if i not in placed:
-            array = np.asarray(leaf)
-            placed[i] = jax.make_array_from_callback(array.shape, sharding, lambda index, a=array: a[index])
-    return jax.tree.unflatten(tree_def, [placed[i] for i in range(len(leaves))])
+    def put(leaf):
+        if isinstance(leaf, jax.Array):
+            return jax.device_put(leaf, sharding)  # no copy where it already lies so
+        array = np.asarray(leaf)  # the same on every process (device_put would check that with a collective)
+        return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
-
-@functools.cache
-def _reshard(sharding: NamedSharding):
-    """A program that moves device arrays to `sharding` (one per sharding, compiled once per shapes)."""
-    return jax.jit(lambda tree: tree, out_shardings=sharding)
+    return jax.tree.map(put, tree)
 
 
 def to_host(tree, mesh: Mesh):
@@ -57,7 +50,7 @@ def to_host(tree, mesh: Mesh):
     leaves, tree_def = jax.tree.flatten(tree)
     if all(leaf.is_fully_addressable for leaf in leaves):
         return jax.tree.unflatten(tree_def, [np.asarray(leaf) for leaf in leaves])
-    whole = _reshard(NamedSharding(mesh, P()))(leaves)
+    whole = jax.device_put(leaves, NamedSharding(mesh, P()))
     return jax.tree.unflatten(tree_def, [np.asarray(leaf.addressable_data(0)) for leaf in whole])
 
 

@@ -639,14 +639,14 @@ class _Pool:
     def retire(self) -> int:
         """Moves the results of the configurations that stopped to the host and gives their slots the next
         configurations of their folds; returns how many stopped."""
-        state = placement.to_host({name: getattr(self.state, name) for name in ("done", *self.results)}, self.mesh)
-        finished = state["done"] & (self.assigned >= 0)
+        finished = placement.to_host(self.state.done, self.mesh) & (self.assigned >= 0)
         if not finished.any():
             return 0
         f, s = np.nonzero(finished)
         k = self.assigned[f, s]
+        numbers = placement.to_host({name: getattr(self.state, name) for name in self.results}, self.mesh)
         for name in self.results:
-            self.results[name][f, k] = state[name][f, s]
+            self.results[name][f, k] = numbers[name][f, s]
         if self.keep:
             for name, rows in placement.slots_to_host(self.state.best_params, f, s, self.mesh).items():
                 if name not in self.params:
