@@ -13,7 +13,7 @@ import numpy as np
 
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.data.synthetic import make_world
-from alignment_jax.probing import memory, sweep
+from alignment_jax.probing import glocal, memory, sweep
 from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
 from alignment_jax.probing.sweep import Configurations, TrainSettings, stack_folds, train_configurations
 
@@ -34,24 +34,32 @@ sweep._sweep_epoch = _watched(sweep._sweep_epoch)
 
 
 def outcome() -> dict[str, np.ndarray]:
-    """A 3-fold sweep of 5 lambdas x 2 learning rates on a tiny planted world, one configuration per device and
-    fold at a time (so slots are refilled), and the probe's cross-validated choice on the same world."""
-    world = make_world(n_objects=60, n_concepts=4, n_dims=12, n_train=6000, n_test=1500, seed=2)
+    """On a tiny planted world: a 3-fold sweep of 5 lambdas x 2 learning rates and a gLocal sweep of 4
+    configurations, each one configuration per device and fold at a time (so slots are refilled), and the
+    probe's cross-validated choice."""
+    world = make_world(n_objects=60, n_concepts=4, n_dims=12, n_train=6000, n_test=1500, n_local=300, seed=2)
     x = (world.features - world.features.mean()) / world.features.std()
     train, val = object_kfold_masks(world.train, 60, 3, seed=0)
     folds = stack_folds(x, world.train, train, val)
     settings = TrainSettings(epochs=40, min_epochs=3, patience=3)
     lrs = np.repeat(np.array([0.05, 0.2], np.float32), len(LAMBDAS))
     configs = Configurations.grid(np.tile(LAMBDAS, 2), lrs, settings.epochs)
-    per_config = memory.config_bytes(folds, folds.train_triplets.shape[1])
-    budget = memory.data_bytes(folds) + 1.5 * per_config * folds.n_folds
-    result = train_configurations(folds, configs, settings, seed=1, progress=False, budget_bytes=budget)
-    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "params"}
+    numbers = _sweep(folds, configs, settings)
     seen = {f"sweep_{name}": np.int32(count) for name, count in SEEN.items()}
+    local = (world.local_features - world.features.mean()) / world.features.std()
+    data = glocal.local_data(local[None, :250], local[None, 250:], 0.0, 1.0, 32)
+    configs = Configurations(
+        {"lam": [1e-2, 1e-3, 1e-3, 1e-3], "lr": [0.05] * 4, "alpha": [0.0, 0.3, 0.3, 0.8], "tau": [0.1, 0.1, 1.0, 0.5]},
+        [0] * 4, [20] * 4, [0, 1, 1, 1],
+    )  # fmt: skip
+    settings = TrainSettings(
+        epochs=20, min_epochs=3, patience=3, bias=True, local_batch_size=32, init="identity", regularizer="identity"
+    )
+    local_numbers = _sweep(folds, configs, settings, data)
     probe = run_probe(world.features, world.train, world.test, ProbeSettings(lambdas=LAMBDAS), progress=False)
     return {
-        **fields,
-        "weights": result.params["weights"],
+        **numbers,
+        **{f"glocal_{name}": value for name, value in local_numbers.items()},
         "best_lambda": np.float32(probe.summary["best_lambda"]),
         "cv_accuracy_folds": np.array(probe.summary["cv_accuracy_folds"]),
         "cv_cross_entropy": np.float32(probe.summary["cv_cross_entropy"]),
@@ -59,6 +67,15 @@ def outcome() -> dict[str, np.ndarray]:
         "transform": probe.transform.weights,
         **seen,
     }
+
+
+def _sweep(folds, configs, settings, data=None) -> dict[str, np.ndarray]:
+    """The outcome's arrays, with a memory budget of one configuration per device and fold."""
+    per_config = memory.config_bytes(folds, folds.train_triplets.shape[1], data=data, local_batch_size=32)
+    budget = memory.data_bytes(folds, data) + 1.5 * per_config * folds.n_folds
+    result = train_configurations(folds, configs, settings, seed=1, progress=False, budget_bytes=budget, data=data)
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "params"}
+    return {**fields, **result.params}
 
 
 def alone(out: str, name: str) -> None:

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sweep_worker.py")
-EXACT = ("epochs", "best_epoch", "failed", "best_lambda", "refit_epochs")
-CLOSE = ("val_cross_entropy", "val_accuracy", "weights", "cv_accuracy_folds", "cv_cross_entropy", "transform")
+SWEEP_EXACT = ("epochs", "best_epoch", "failed")
+SWEEP_CLOSE = ("val_cross_entropy", "val_accuracy", "weights")
+# the global sweep, the gLocal sweep (with its local term and bias), the probe's choice and refit
+EXACT = (*SWEEP_EXACT, *(f"glocal_{name}" for name in SWEEP_EXACT), "best_lambda", "refit_epochs")
+CLOSE = (
+    *SWEEP_CLOSE, *(f"glocal_{name}" for name in (*SWEEP_CLOSE, "val_local", "bias")), "cv_accuracy_folds",
+    "cv_cross_entropy", "transform",
+)  # fmt: skip
 
 
 def _worker(*args: str, devices: int) -> subprocess.Popen:
