@@ -25,8 +25,8 @@ One epoch of a fold is written once: a scan over its steps, each step vmapped ov
 validation and bookkeeping vmapped over the slots; that is vmapped over the folds (per-fold data). The
 configurations train in a pool of F x S slots, S as many as fit the device's memory (probing/memory.py: an
 estimate per configuration from n, p, the triplets, the formulation and the optimizer state) and, on the
-CPU, its last-level cache (a pool that fits runs faster per configuration); the pool is sharded over this
-process's devices, and each slot holds its own configuration's arrays. Early stopping is per configuration:
+CPU, its last-level cache (a pool that fits runs faster per configuration); the pool is sharded over all
+devices of all processes (placement.py); a slot holds its configuration's arrays. Early stopping is per configuration:
 a configuration stops when its validation loss has not improved for `patience` epochs (or its loss turns
 NaN/inf: it is marked failed, frozen at its best parameters), and its slot takes the next configuration of
 that fold, if any is left. Once none is left, the pool shrinks to its active slots where the epochs saved
@@ -505,8 +505,8 @@ def train_configurations(
     """Trains F x K configurations on standardized features (in `folds`); returns arrays (F, K).
 
     The configurations train in a pool of F x S slots, S as many as fit `budget_bytes` of device memory
-    per device (0 = measured, probing/memory.py) and on the CPU its cache, sharded over this process's
-    devices; a slot whose configuration stopped takes the fold's next one, and when none is left the pool
+    per device (0 = measured, probing/memory.py) and on the CPU its cache, sharded over all devices of
+    all processes (docs/distributed.md); a slot whose configuration stopped takes the next; when none is left the pool
     shrinks to the active slots where the saved epochs pay for compiling the smaller program. fold_ids (F,)
     name the folds for seeding (default 0..F-1). keep_params=False leaves the (F, K, p, p) parameters on the
     device (a cross-validation sweep only needs the numbers). data: gLocal's local images (the configurations
