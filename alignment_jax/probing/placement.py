@@ -36,6 +36,9 @@ def by_slot(tree, mesh: Mesh):
 
 
 def _put(tree, sharding: NamedSharding):
+    if sharding.is_fully_addressable:  # one process
+        return jax.device_put(tree, sharding)
+
     def put(leaf):
         if isinstance(leaf, jax.Array):
             return jax.device_put(leaf, sharding)  # no copy where it already lies so
@@ -56,8 +59,10 @@ def to_host(tree, mesh: Mesh):
 
 def slots_to_host(tree, folds: np.ndarray, slots: np.ndarray, mesh: Mesh):
     """Leaves (F, S, ...) on `mesh` -> numpy (m, ...) of the slots (folds[i], slots[i]), i < m, on every
-    process: only those rows leave the devices (gathered by a program compiled for m rounded up to a power
-    of two)."""
+    process. Across processes only those rows travel (gathered by a program compiled for m rounded up to a
+    power of two)."""
+    if all(leaf.is_fully_addressable for leaf in jax.tree.leaves(tree)):
+        return jax.tree.map(lambda leaf: np.asarray(leaf)[folds, slots], tree)
     count = len(folds)
     size = 1 << max(0, count - 1).bit_length()
     folds, slots = (np.pad(np.asarray(a, np.int32), (0, size - count)) for a in (folds, slots))
