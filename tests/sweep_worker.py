@@ -18,12 +18,14 @@ from alignment_jax.probing.cross_validation import ProbeSettings, run_probe
 from alignment_jax.probing.sweep import Configurations, TrainSettings, stack_folds, train_configurations
 
 LAMBDAS = (1e-1, 3e-2, 1e-2, 1e-3, 1e-4)
-SEEN = {"devices": 0, "slots": 0}  # the most devices the sweep's state spanned, the most slots per fold
+SEEN = {"devices": 0, "slots": 0, "shrunk": 0}  # the most devices the sweep's state spanned, the most slots per
+# fold, whether the pool shrank
 
 
 def _watched(epoch):
     def watched(state, *args, **kwargs):
         SEEN["devices"] = max(SEEN["devices"], len(state.done.sharding.device_set))
+        SEEN["shrunk"] |= 0 < state.done.shape[1] < SEEN["slots"]
         SEEN["slots"] = max(SEEN["slots"], state.done.shape[1])
         return epoch(state, *args, **kwargs)
 
@@ -31,12 +33,14 @@ def _watched(epoch):
 
 
 sweep._sweep_epoch = _watched(sweep._sweep_epoch)
+# shrinking the pool always pays on process 0 and never elsewhere: the processes must follow process 0's timings
+sweep._Clock.pays = lambda self, slots, target, remaining_epochs: jax.process_index() == 0
 
 
 def outcome() -> dict[str, np.ndarray]:
     """On a tiny planted world: a 3-fold sweep of 5 lambdas x 2 learning rates and a gLocal sweep of 4
-    configurations, each one configuration per device and fold at a time (so slots are refilled), and the
-    probe's cross-validated choice."""
+    configurations, each two configurations per device and fold at a time (on fewer than 5 devices slots are
+    refilled), and the probe's cross-validated choice."""
     world = make_world(n_objects=60, n_concepts=4, n_dims=12, n_train=6000, n_test=1500, n_local=300, seed=2)
     x = (world.features - world.features.mean()) / world.features.std()
     train, val = object_kfold_masks(world.train, 60, 3, seed=0)
@@ -56,7 +60,8 @@ def outcome() -> dict[str, np.ndarray]:
         epochs=20, min_epochs=3, patience=3, bias=True, local_batch_size=32, init="identity", regularizer="identity"
     )
     local_numbers = _sweep(folds, configs, settings, data)
-    probe = run_probe(world.features, world.train, world.test, ProbeSettings(lambdas=LAMBDAS), progress=False)
+    probe_settings = ProbeSettings(lambdas=LAMBDAS, epochs=40, min_epochs=3, patience=3)
+    probe = run_probe(world.features, world.train, world.test, probe_settings, progress=False)
     return {
         **numbers,
         **{f"glocal_{name}": value for name, value in local_numbers.items()},
@@ -70,9 +75,9 @@ def outcome() -> dict[str, np.ndarray]:
 
 
 def _sweep(folds, configs, settings, data=None) -> dict[str, np.ndarray]:
-    """The outcome's arrays, with a memory budget of one configuration per device and fold."""
+    """The outcome's arrays, with a memory budget of two configurations per device and fold."""
     per_config = memory.config_bytes(folds, folds.train_triplets.shape[1], data=data, local_batch_size=32)
-    budget = memory.data_bytes(folds, data) + 1.5 * per_config * folds.n_folds
+    budget = memory.data_bytes(folds, data) + 2.5 * per_config * folds.n_folds
     result = train_configurations(folds, configs, settings, seed=1, progress=False, budget_bytes=budget, data=data)
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "params"}
     return {**fields, **result.params}

@@ -19,9 +19,9 @@ from jax.sharding import PartitionSpec as P
 AXIS = "configs"
 
 
-def configs_mesh(devices: list | None = None) -> Mesh:
-    """A 1-D mesh (AXIS,) over `devices` (default: every device of every process)."""
-    devices = devices if devices is not None else jax.devices()
+def configs_mesh() -> Mesh:
+    """A 1-D mesh (AXIS,) over every device of every process."""
+    devices = jax.devices()
     return jax.make_mesh((len(devices),), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
 
 
