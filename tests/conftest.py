@@ -65,7 +65,7 @@ def every_results_json_is_strict(tmp_path_factory):
 
 
 # The fast subset (`pytest tests -m "not slow"`, under 3 minutes on 2 cores) leaves out whole runs, notebooks,
-# subprocesses, comparisons with other libraries at real sizes and sweeps to convergence: these files, and these
+# subprocesses, comparisons with transformers' models and sweeps to convergence: these files, and these
 # tests of other files (each took seconds or more).
 SLOW_FILES = {
     "test_caches.py", "test_comparisons.py", "test_demo.py", "test_extract_processes.py", "test_glocal.py",
@@ -101,7 +101,7 @@ SLOW_TESTS = {
         "test_probe_closes_most_of_the_gap_to_the_generating_model",
         "test_triplet_split_cross_validates_over_triplets",
     ),
-    "test_dinov2.py": ("test_hf_layout_matches_transformers", "test_every_layout_gives_the_same_model_and_tokens"),
+    "test_dinov2.py": ("test_hf_layout_matches_transformers",),
     "test_extract_stage.py": ("test_model_and_things_images_run_extract_then_zero_shot_and_reuse",),
     "test_given_transform.py": ("test_a_given_transform_is_evaluated_everywhere_and_the_probe_skipped",),
     "test_levels_stage.py": (
