@@ -64,14 +64,21 @@ def every_results_json_is_strict(tmp_path_factory):
     assert not bad, "not strict JSON:\n" + "\n".join(bad)
 
 
-# The fast subset (`pytest tests -m "not slow"`, about 5 minutes on 2 cores) leaves out whole runs, notebooks,
-# subprocesses and sweeps to convergence: these files, and these tests of other files (each took seconds or more).
+# The fast subset (`pytest tests -m "not slow"`, under 3 minutes on 2 cores) leaves out whole runs, notebooks,
+# subprocesses, comparisons with transformers' models and sweeps to convergence: these files, and these
+# tests of other files (each took seconds or more).
 SLOW_FILES = {
     "test_caches.py", "test_comparisons.py", "test_demo.py", "test_extract_processes.py", "test_glocal.py",
     "test_memory.py", "test_notebooks.py", "test_precision.py", "test_sweep_cli.py", "test_sweep_processes.py",
 }  # fmt: skip
 SLOW_TESTS = {
-    "test_api.py": ("test_get_config_and_run", "test_fit_probe_learns_and_its_transform_round_trips"),
+    "test_alignet_loop.py": ("test_student_learns_the_teacher_from_its_pool_triplets",),
+    "test_alignet_probe.py": ("test_probe_trains_on_alignet_without_things",),
+    "test_api.py": (
+        "test_get_config_and_run",
+        "test_fit_probe_learns_and_its_transform_round_trips",
+        "test_fit_probe_learns_soft_targets_as_the_probe_stage_does",
+    ),
     "test_bad_inputs.py": (
         "test_ctrl_c_is_one_line_and_exit_130_and_a_second_run_is_refused_meanwhile",
         "test_exploding_configurations_are_diverged_never_selected",
@@ -79,7 +86,14 @@ SLOW_TESTS = {
         "test_unchanged_rerun_keeps_everything_and_skips_finished_stages",
     ),
     "test_checkpoints.py": ("test_orbax_restores_onto_two_devices", "test_orbax_round_trip_onto_a_sharding"),
-    "test_cli.py": ("test_end_to_end", "test_diverged_configurations_are_reported_and_left_out"),
+    "test_cli.py": (
+        "test_end_to_end",
+        "test_diverged_configurations_are_reported_and_left_out",
+        "test_bad_config_flags_are_one_line",
+        "test_a_run_failing_before_its_first_stage_leaves_no_workdir",
+        "test_every_bad_input_is_one_line_and_exit_2",
+        "test_real_config_without_data_says_what_to_download",
+    ),
     "test_cross_validation.py": (
         "test_a_layer_inside_a_multi_layer_probe_equals_its_probe_alone",
         "test_fast_protocol_reaches_the_paper_protocol",
@@ -87,8 +101,15 @@ SLOW_TESTS = {
         "test_probe_closes_most_of_the_gap_to_the_generating_model",
         "test_triplet_split_cross_validates_over_triplets",
     ),
+    "test_dinov2.py": ("test_hf_layout_matches_transformers",),
     "test_extract_stage.py": ("test_model_and_things_images_run_extract_then_zero_shot_and_reuse",),
+    "test_given_transform.py": ("test_a_given_transform_is_evaluated_everywhere_and_the_probe_skipped",),
+    "test_levels_stage.py": (
+        "test_the_same_runs_probe_transform_is_evaluated",
+        "test_every_layer_of_model_layers_is_evaluated_on_levels",
+    ),
     "test_local.py": ("test_vmap_over_configurations_equals_one_by_one",),
+    "test_soft_objectives.py": ("test_probe_selects_tau_and_scores_the_test_file",),
     "test_sweep.py": (
         "test_sharded_over_eight_devices_matches_one_device",
         "test_views_train_as_if_each_were_swept_alone",

@@ -120,6 +120,7 @@ def test_settings_are_checked_with_the_command_lines_messages(small):
         (lambda: aj.rsa(small.transfer_features, np.eye(20), kernel="rbf"), "kernel='rbf' is not one of"),
         (lambda: aj.make_world(n_objects=2), "n_objects=2: must be an integer >= 3"),
         (lambda: aj.make_world(n_dims=3, n_concepts=4), "n_dims=3: must be an integer >= 4"),
+        (lambda: aj.make_world(n_object=50), "make_world: unknown size 'n_object'; use one of n_objects,"),
         (lambda: aj.load_things("/no/such/folder"), "/no/such/folder: THINGS root folder not found"),
         (lambda: aj.load_things(), "give root=ROOT"),
         (lambda: aj.load_model("no-such-model"), "neither a registry name"),

@@ -22,32 +22,28 @@ def load_things(
     return _load_things(root, train, test, objects, one_based=one_based)
 
 
-# the smallest world make_world accepts (n_dims: at least n_concepts)
-_MINIMUM_SIZES = {
-    "n_objects": 3, "n_concepts": 1, "n_train": 1, "n_test": 0, "n_repeated_sets": 0, "n_transfer": 0, "n_local": 0,
+# name: (the demo's size, configs/demo.py's world; the least make_world accepts); n_dims is at least n_concepts
+_SIZES = {
+    "n_objects": (300, 3), "n_concepts": (10, 1), "n_dims": (64, 1), "n_train": (60_000, 1), "n_test": (10_000, 0),
+    "n_repeated_sets": (500, 0), "n_transfer": (60, 0), "n_local": (0, 0),
 }  # fmt: skip
 
 
-def make_world(
-    seed: int = 0,
-    *,
-    n_objects: int = 300,
-    n_concepts: int = 10,
-    n_dims: int = 64,
-    n_train: int = 60_000,
-    n_test: int = 10_000,
-    n_repeated_sets: int = 500,
-    n_transfer: int = 60,
-    n_local: int = 0,
-) -> synthetic.World:
-    """The demo's synthetic THINGS-like world (configs/demo.py's sizes by default): `.features` (n_objects,
-    n_dims) of a "model" that mixes n_concepts planted concepts with nuisance dimensions, `.embedding`
-    (n_objects, n_concepts) >= 0, simulated human triplets `.train`, `.test` (T, 3) and `.repeats` (sets asked
-    three times, for a noise ceiling), and held-out `.transfer_features` / `.transfer_embedding`."""
-    sizes = {name: value for name, value in locals().items() if name != "seed"}
+def make_world(seed: int = 0, **sizes: int) -> synthetic.World:
+    """The demo's synthetic THINGS-like world: `.features` (n_objects, n_dims) of a "model" that mixes
+    n_concepts planted concepts with nuisance dimensions, `.embedding` (n_objects, n_concepts) >= 0, simulated
+    human triplets `.train`, `.test` (T, 3) and `.repeats` (n_repeated_sets sets asked three times, for a noise
+    ceiling), held-out `.transfer_features` / `.transfer_embedding` (n_transfer objects) and gLocal's local set
+    `.local_features` (n_local objects). sizes: keywords n_objects=300, n_concepts=10, n_dims=64, n_train=60_000,
+    n_test=10_000, n_repeated_sets=500, n_transfer=60, n_local=0 (configs/demo.py's sizes by default)."""
+    unknown = sorted(set(sizes) - set(_SIZES))
+    if unknown:
+        raise InputError(f"make_world: unknown size {unknown[0]!r}; use one of {', '.join(_SIZES)}")
     arguments.integer(seed, "seed", minimum=0)
-    for name, minimum in {**_MINIMUM_SIZES, "n_dims": n_concepts}.items():
+    sizes = {name: sizes.get(name, default) for name, (default, _) in _SIZES.items()}
+    for name, (_, minimum) in _SIZES.items():
         arguments.integer(sizes[name], name, minimum=minimum)
+    arguments.integer(sizes["n_dims"], "n_dims", minimum=sizes["n_concepts"])
     return synthetic.make_world(**sizes, seed=seed)
 
 

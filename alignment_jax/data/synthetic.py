@@ -71,19 +71,10 @@ def simulate_choices(embedding: np.ndarray, triplets: np.ndarray, beta: float, r
 
 
 def make_world(
-    n_objects: int = 200,
-    n_concepts: int = 8,
-    n_dims: int = 32,
-    n_train: int = 30_000,
-    n_test: int = 5_000,
-    n_repeated_sets: int = 300,
-    repeats_per_set: int = 3,
-    beta: float = 3.0,
-    nuisance: float = 1.0,
-    n_transfer: int = 0,
-    n_local: int = 0,
-    seed: int = 0,
-) -> World:
+    n_objects: int = 200, n_concepts: int = 8, n_dims: int = 32, n_train: int = 30_000, n_test: int = 5_000,
+    n_repeated_sets: int = 300, repeats_per_set: int = 3, beta: float = 3.0, nuisance: float = 1.0,
+    n_transfer: int = 0, n_local: int = 0, seed: int = 0,
+) -> World:  # fmt: skip
     """A world of n_objects (+ n_transfer held-out objects, + n_local local objects) with features of
     n_dims = n_concepts planted + nuisance dimensions."""
     if n_dims < n_concepts:

@@ -27,24 +27,24 @@ antialiasing, `checkpoints.resample_posemb(method="bicubic")`). LayerNorm eps 1e
 import numpy as np
 
 from alignment_jax.errors import InputError
-from alignment_jax.models.openclip import (
-    _BLOCK,
-    _MHA,
-    _TIMM_RULES,
-    _cls,
-    _conv,
-    _linear,
-    _out_kernel,
-    _posemb,
-    _rules,
-    _same,
+from alignment_jax.models.openclip import _TIMM_RULES
+from alignment_jax.models.torch_rules import (
+    BLOCK,
+    MHA,
+    Params,
     apply_rules,
     check_width,
+    dense,
+    heads_bias,
+    heads_kernel,
+    rules,
+    same,
+    tokens,
+    vit_rules,
 )
 
 LAYOUTS = ("timm_dinov2", "hf_dinov2")  # Meta's original names read as timm's (a superset of rules)
 ARCH = {"layer_scale": True, "gelu": "exact", "ln_eps": 1e-6, "pool_type": "tok"}
-Params = dict
 
 
 def detect_layout(state_dict: dict[str, np.ndarray]) -> str:
@@ -81,56 +81,26 @@ def _strip(key: str) -> str:
     return key[len("dinov2.") :] if key.startswith("dinov2.") else key
 
 
-def _heads_kernel(w: np.ndarray, heads: int) -> np.ndarray:
-    """A separate q/k/v Linear weight (D_out, D_in) -> (D_in, heads, head_dim)."""
-    return w.T.reshape(w.shape[1], heads, -1)
-
-
-def _heads_bias(b: np.ndarray, heads: int) -> np.ndarray:
-    return b.reshape(heads, -1)
-
-
-def _registers(v: np.ndarray, _: int) -> np.ndarray:
-    return v.reshape(1, -1, v.shape[-1])
-
-
 _LAYER = r"encoder\.layer\.(\d+)\."
-_HF_RULES = _rules(
-    [
-        (r"embeddings\.patch_embeddings\.projection\.weight", "embedding/kernel", _conv),
-        (r"embeddings\.patch_embeddings\.projection\.bias", "embedding/bias", _same),
-        (r"embeddings\.cls_token", "cls", _cls),
-        (r"embeddings\.position_embeddings", "pos_embedding", _posemb),
-        (r"embeddings\.register_tokens", "registers", _registers),
-        (r"layernorm\.weight", "Transformer/encoder_norm/scale", _same),
-        (r"layernorm\.bias", "Transformer/encoder_norm/bias", _same),
-        (_LAYER + r"norm1\.weight", _BLOCK + "LayerNorm_0/scale", _same),
-        (_LAYER + r"norm1\.bias", _BLOCK + "LayerNorm_0/bias", _same),
-        (_LAYER + r"norm2\.weight", _BLOCK + "LayerNorm_1/scale", _same),
-        (_LAYER + r"norm2\.bias", _BLOCK + "LayerNorm_1/bias", _same),
-        (_LAYER + r"attention\.attention\.(query|key|value)\.weight", _MHA + "/{1}/kernel", _heads_kernel),
-        (_LAYER + r"attention\.attention\.(query|key|value)\.bias", _MHA + "/{1}/bias", _heads_bias),
-        (_LAYER + r"attention\.output\.dense\.weight", _MHA + "/out/kernel", _out_kernel),
-        (_LAYER + r"attention\.output\.dense\.bias", _MHA + "/out/bias", _same),
-        (_LAYER + r"layer_scale1\.lambda1", _BLOCK + "LayerScale_0/gamma", _same),
-        (_LAYER + r"layer_scale2\.lambda1", _BLOCK + "LayerScale_1/gamma", _same),
-        (_LAYER + r"mlp\.(?:fc1|weights_in)\.weight", _BLOCK + "MlpBlock_0/Dense_0/kernel", _linear),
-        (_LAYER + r"mlp\.(?:fc1|weights_in)\.bias", _BLOCK + "MlpBlock_0/Dense_0/bias", _same),
-        (_LAYER + r"mlp\.(?:fc2|weights_out)\.weight", _BLOCK + "MlpBlock_0/Dense_1/kernel", _linear),
-        (_LAYER + r"mlp\.(?:fc2|weights_out)\.bias", _BLOCK + "MlpBlock_0/Dense_1/bias", _same),
-    ]
-)
+_LAYER_SCALES = (BLOCK + "LayerScale_0/gamma", BLOCK + "LayerScale_1/gamma")
+_HF_RULES = vit_rules(
+    patch=r"embeddings\.patch_embeddings\.projection", cls=r"embeddings\.cls_token",
+    pos=r"embeddings\.position_embeddings", final_norm="layernorm", block=_LAYER, norm1="norm1", norm2="norm2",
+    out=r"attention\.output\.dense", fc1=r"mlp\.(?:fc1|weights_in)", fc2=r"mlp\.(?:fc2|weights_out)",
+) + rules([
+    (r"embeddings\.register_tokens", "registers", tokens),
+    (_LAYER + r"attention\.attention\.(query|key|value)\.weight", MHA + "/{1}/kernel", heads_kernel),
+    (_LAYER + r"attention\.attention\.(query|key|value)\.bias", MHA + "/{1}/bias", heads_bias),
+    (_LAYER + r"layer_scale1\.lambda1", _LAYER_SCALES[0], same),
+    (_LAYER + r"layer_scale2\.lambda1", _LAYER_SCALES[1], same),
+])  # fmt: skip
 _TIMM_DINOV2_RULES = [
-    *_rules(
-        [
-            (r"reg_token|register_tokens", "registers", _registers),
-            (r"blocks\.(\d+)\.mlp\.w12\.weight", _BLOCK + "MlpBlock_0/Dense_0/kernel", _linear),
-            (r"blocks\.(\d+)\.mlp\.w12\.bias", _BLOCK + "MlpBlock_0/Dense_0/bias", _same),
-            (r"blocks\.(\d+)\.mlp\.w3\.weight", _BLOCK + "MlpBlock_0/Dense_1/kernel", _linear),
-            (r"blocks\.(\d+)\.mlp\.w3\.bias", _BLOCK + "MlpBlock_0/Dense_1/bias", _same),
-            (r"blocks\.(\d+)\.ls1\.gamma", _BLOCK + "LayerScale_0/gamma", _same),
-            (r"blocks\.(\d+)\.ls2\.gamma", _BLOCK + "LayerScale_1/gamma", _same),
-        ]
-    ),
+    *rules([
+        (r"reg_token|register_tokens", "registers", tokens),
+        (r"blocks\.(\d+)\.ls1\.gamma", _LAYER_SCALES[0], same),
+        (r"blocks\.(\d+)\.ls2\.gamma", _LAYER_SCALES[1], same),
+    ]),
+    *dense(r"blocks\.(\d+)\.mlp\.w12", BLOCK + "MlpBlock_0/Dense_0"),
+    *dense(r"blocks\.(\d+)\.mlp\.w3", BLOCK + "MlpBlock_0/Dense_1"),
     *_TIMM_RULES,
-]
+]  # fmt: skip

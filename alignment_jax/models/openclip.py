@@ -1,10 +1,7 @@
 """OpenCLIP and timm ViT weights (PyTorch state dicts) converted to our big_vision-named parameter tree.
 
 No PyTorch needed for `.safetensors` (read with safetensors' numpy API); `.bin`/`.pt`/`.pth` need torch.
-Every conversion is a reshape/transpose of a whole tensor (views, no per-element work):
-- torch Linear weight (out, in) -> Dense kernel (in, out); attention q/k/v kernels (D, heads, head_dim),
-  out kernel (heads, head_dim, D); the fused `in_proj_weight` / `qkv.weight` (3D, D) splits into q, k, v.
-- Conv2d weight (D, 3, p, p) -> Conv kernel (p, p, 3, D).
+Every conversion is a reshape/transpose of a whole tensor (views, no per-element work; `models/torch_rules.py`).
 OpenCLIP towers need the architecture flags in `OPENCLIP_ARCH` (ln_pre, class token before the N+1
 position embeddings, bias-free patch conv and projection, LayerNorm eps 1e-5, exact GELU; OpenAI's
 own weights use QuickGELU: gelu="quick"). timm's ViTs are big_vision ViTs: their class-token position
@@ -13,12 +10,11 @@ name, so strict matching reports them as unexpected.
 """
 
 import os
-import re
-from collections.abc import Callable
 
 import numpy as np
 
 from alignment_jax.errors import InputError
+from alignment_jax.models.torch_rules import Params, apply_rules, check_width, dense, rules, same, vit_rules
 
 OPENCLIP_ARCH = dict(
     pre_norm=True,
@@ -29,8 +25,6 @@ OPENCLIP_ARCH = dict(
     pool_type="tok",
     gelu="exact",
 )
-
-Params = dict
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
@@ -64,164 +58,16 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], num_heads: int, source
     return params, (dict(OPENCLIP_ARCH) if layout == "openclip" else {})
 
 
-def check_width(patch_kernel: np.ndarray, num_heads: int, source: str, pick: str) -> None:
-    """InputError when the checkpoint's width (the patch embedding's outputs) does not split into num_heads."""
-    width = np.shape(patch_kernel)[0]
-    if width % num_heads:
-        raise InputError(
-            f"{source}: the checkpoint's width {width} does not split into the variant's {num_heads} heads; pick {pick}"
-        )
-
-
-def apply_rules(
-    state_dict: dict[str, np.ndarray], rules: list[tuple[re.Pattern, str, Callable]], num_heads: int
-) -> Params:
-    """A torch state dict -> nested params in big_vision names, by the first rule whose pattern matches each key
-    (its transform may split one tensor into several, e.g. a fused qkv); keys no rule matches are kept as
-    `torch:<key>` so that the strict matching names them."""
-    params: Params = {}
-    for key, value in state_dict.items():
-        for pattern, target, transform in rules:
-            m = pattern.fullmatch(key)
-            if m:
-                converted = transform(np.asarray(value), num_heads)
-                path = target.format(*m.groups())
-                for sub, arr in (converted if isinstance(converted, dict) else {"": converted}).items():
-                    _put(params, f"{path}/{sub}" if sub else path, arr)
-                break
-        else:
-            params[f"torch:{key}"] = value
-    return params
-
-
-def _put(tree: Params, path: str, value: np.ndarray) -> None:
-    *parents, leaf = path.split("/")
-    for p in parents:
-        tree = tree.setdefault(p, {})
-    tree[leaf] = value
-
-
-def _same(w: np.ndarray, _: int) -> np.ndarray:
-    return w
-
-
-def _linear(w: np.ndarray, _: int) -> np.ndarray:
-    """(out, in) -> (in, out)."""
-    return w.T
-
-
-def _conv(w: np.ndarray, _: int) -> np.ndarray:
-    """(D, C, ph, pw) -> (ph, pw, C, D)."""
-    return w.transpose(2, 3, 1, 0)
-
-
-def _qkv_kernel(w: np.ndarray, heads: int) -> dict[str, np.ndarray]:
-    """Fused (3D, D) -> query/key/value kernels (D, heads, head_dim)."""
-    d = w.shape[1]
-    w = w.reshape(3, heads, d // heads, d).transpose(0, 3, 1, 2)
-    return {"query/kernel": w[0], "key/kernel": w[1], "value/kernel": w[2]}
-
-
-def _qkv_bias(b: np.ndarray, heads: int) -> dict[str, np.ndarray]:
-    """Fused (3D,) -> query/key/value biases (heads, head_dim)."""
-    b = b.reshape(3, heads, -1)
-    return {"query/bias": b[0], "key/bias": b[1], "value/bias": b[2]}
-
-
-def _out_kernel(w: np.ndarray, heads: int) -> np.ndarray:
-    """(D_out, D_in) -> (heads, head_dim, D_out)."""
-    return w.T.reshape(heads, -1, w.shape[0])
-
-
-def _cls(v: np.ndarray, _: int) -> np.ndarray:
-    return v.reshape(1, 1, -1)
-
-
-def _posemb(v: np.ndarray, _: int) -> np.ndarray:
-    return v.reshape(1, -1, v.shape[-1])
-
-
-_BLOCK = "Transformer/encoderblock_{0}/"
-_MHA = _BLOCK + "MultiHeadDotProductAttention_0"
-_Rule = tuple[re.Pattern, str, Callable]
-
-
-def _rules(table: list[tuple[str, str, Callable]]) -> list[_Rule]:
-    return [(re.compile(p), t, f) for p, t, f in table]
-
-
-def _block_rules(block: str, names: dict[str, str]) -> list[tuple[str, str, Callable]]:
-    r"""The rules of one pre-norm transformer block: `block` is the regex of its prefix with the block index as
-    group 1 (e.g. r"blocks\.(\d+)\."), `names` the file's names of its parts (norm1, norm2, qkv_weight,
-    qkv_bias, out, fc1, fc2)."""
-    return [
-        (block + names["norm1"] + r"\.weight", _BLOCK + "LayerNorm_0/scale", _same),
-        (block + names["norm1"] + r"\.bias", _BLOCK + "LayerNorm_0/bias", _same),
-        (block + names["norm2"] + r"\.weight", _BLOCK + "LayerNorm_1/scale", _same),
-        (block + names["norm2"] + r"\.bias", _BLOCK + "LayerNorm_1/bias", _same),
-        (block + names["qkv_weight"], _MHA, _qkv_kernel),
-        (block + names["qkv_bias"], _MHA, _qkv_bias),
-        (block + names["out"] + r"\.weight", _MHA + "/out/kernel", _out_kernel),
-        (block + names["out"] + r"\.bias", _MHA + "/out/bias", _same),
-        (block + names["fc1"] + r"\.weight", _BLOCK + "MlpBlock_0/Dense_0/kernel", _linear),
-        (block + names["fc1"] + r"\.bias", _BLOCK + "MlpBlock_0/Dense_0/bias", _same),
-        (block + names["fc2"] + r"\.weight", _BLOCK + "MlpBlock_0/Dense_1/kernel", _linear),
-        (block + names["fc2"] + r"\.bias", _BLOCK + "MlpBlock_0/Dense_1/bias", _same),
-    ]
-
-
-_OPENCLIP_RULES = _rules(
-    [
-        (r"conv1\.weight", "embedding/kernel", _conv),
-        (r"conv1\.bias", "embedding/bias", _same),
-        (r"class_embedding", "cls", _cls),
-        (r"positional_embedding", "pos_embedding", _posemb),
-        (r"ln_pre\.weight", "ln_pre/scale", _same),
-        (r"ln_pre\.bias", "ln_pre/bias", _same),
-        (r"ln_post\.weight", "Transformer/encoder_norm/scale", _same),
-        (r"ln_post\.bias", "Transformer/encoder_norm/bias", _same),
-        (r"proj", "head/kernel", _same),
-        *_block_rules(
-            r"transformer\.resblocks\.(\d+)\.",
-            {
-                "norm1": "ln_1",
-                "norm2": "ln_2",
-                "qkv_weight": r"attn\.in_proj_weight",
-                "qkv_bias": r"attn\.in_proj_bias",
-                "out": r"attn\.out_proj",
-                "fc1": r"mlp\.c_fc",
-                "fc2": r"mlp\.c_proj",
-            },
-        ),  # fmt: skip
-    ]
-)
-
-_TIMM_RULES = _rules(
-    [
-        (r"patch_embed\.proj\.weight", "embedding/kernel", _conv),
-        (r"patch_embed\.proj\.bias", "embedding/bias", _same),
-        (r"cls_token", "cls", _cls),
-        (r"pos_embed", "pos_embedding", _posemb),
-        (r"norm_pre\.weight", "ln_pre/scale", _same),
-        (r"norm_pre\.bias", "ln_pre/bias", _same),
-        (r"norm\.weight", "Transformer/encoder_norm/scale", _same),
-        (r"norm\.bias", "Transformer/encoder_norm/bias", _same),
-        (r"head\.weight", "head/kernel", _linear),
-        (r"head\.bias", "head/bias", _same),
-        *_block_rules(
-            r"blocks\.(\d+)\.",
-            {
-                "norm1": "norm1",
-                "norm2": "norm2",
-                "qkv_weight": r"attn\.qkv\.weight",
-                "qkv_bias": r"attn\.qkv\.bias",
-                "out": r"attn\.proj",
-                "fc1": r"mlp\.fc1",
-                "fc2": r"mlp\.fc2",
-            },
-        ),  # fmt: skip
-    ]
-)
+_OPENCLIP_RULES = vit_rules(
+    patch="conv1", cls="class_embedding", pos="positional_embedding", pre_norm="ln_pre", final_norm="ln_post",
+    block=r"transformer\.resblocks\.(\d+)\.", norm1="ln_1", norm2="ln_2", qkv=r"attn\.in_proj_",
+    out=r"attn\.out_proj", fc1=r"mlp\.c_fc", fc2=r"mlp\.c_proj",
+) + rules([("proj", "head/kernel", same)])  # fmt: skip
+_TIMM_RULES = vit_rules(
+    patch=r"patch_embed\.proj", cls="cls_token", pos="pos_embed", pre_norm="norm_pre", final_norm="norm",
+    block=r"blocks\.(\d+)\.", norm1="norm1", norm2="norm2", qkv=r"attn\.qkv\.", out=r"attn\.proj",
+    fc1=r"mlp\.fc1", fc2=r"mlp\.fc2",
+) + dense("head", "head")  # fmt: skip
 
 
 def _select_visual(keys: list[str]) -> dict[str, str]:

@@ -35,20 +35,11 @@ from alignment_jax.errors import InputError
 
 # width, depth, mlp_dim, num_heads; big_vision's table (Table 2 of arXiv:2106.04560 plus later additions).
 VARIANTS: dict[str, tuple[int, int, int, int]] = {
-    "mu": (32, 1, 128, 2),
-    "Ti": (192, 12, 768, 3),
-    "S": (384, 12, 1536, 6),
-    "M": (512, 12, 2048, 8),
-    "B": (768, 12, 3072, 12),
-    "L": (1024, 24, 4096, 16),
-    "So400m": (1152, 27, 4304, 16),
-    "H": (1280, 32, 5120, 16),
-    "g": (1408, 40, 6144, 16),
-    "g-opt": (1536, 40, 6144, 16),
-    "G": (1664, 48, 8192, 16),
-    "G-opt": (1536, 48, 8192, 16),
-    "e": (1792, 56, 15360, 16),
-}
+    "mu": (32, 1, 128, 2), "Ti": (192, 12, 768, 3), "S": (384, 12, 1536, 6), "M": (512, 12, 2048, 8),
+    "B": (768, 12, 3072, 12), "L": (1024, 24, 4096, 16), "So400m": (1152, 27, 4304, 16), "H": (1280, 32, 5120, 16),
+    "g": (1408, 40, 6144, 16), "g-opt": (1536, 40, 6144, 16), "G": (1664, 48, 8192, 16),
+    "G-opt": (1536, 48, 8192, 16), "e": (1792, 56, 15360, 16),
+}  # fmt: skip
 POOL_TYPES = ("tok", "gap", "map", "0", "none")
 MATMUL_PRECISIONS = ("float32", "tensorfloat32", "bfloat16")  # jax.default_matmul_precision's names
 GELUS = ("tanh", "exact", "quick")
@@ -120,9 +111,8 @@ class LayerScale(nn.Module):
         return x * gamma.astype(x.dtype)
 
 
-class Encoder1DBlock(nn.Module):
-    """Pre-norm transformer block: x + MHSA(LN(x)), then x + MLP(LN(x)); with layer_scale each branch is
-    scaled by its LayerScale first. Returns (x, x) for `nn.scan`."""
+class BlockSettings(nn.Module):
+    """The settings of a transformer block, shared by the block and the encoder that stacks them."""
 
     mlp_dim: int | None = None
     num_heads: int = 12
@@ -131,6 +121,11 @@ class Encoder1DBlock(nn.Module):
     gelu: str = "tanh"
     layer_scale: bool = False
     mlp: str = "gelu"
+
+
+class Encoder1DBlock(BlockSettings):
+    """Pre-norm transformer block: x + MHSA(LN(x)), then x + MLP(LN(x)); with layer_scale each branch is
+    scaled by its LayerScale first. Returns (x, x) for `nn.scan`."""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -145,18 +140,11 @@ class Encoder1DBlock(nn.Module):
         return x, x
 
 
-class Encoder(nn.Module):
+class Encoder(BlockSettings):
     """`depth` blocks then the final LayerNorm. Returns (encoded (B, L, D), {"block00": (B, L, D), ...})."""
 
-    depth: int
-    mlp_dim: int | None = None
-    num_heads: int = 12
+    depth: int = 12
     scan: bool = False
-    dtype_mm: str = "float32"
-    ln_eps: float = 1e-6
-    gelu: str = "tanh"
-    layer_scale: bool = False
-    mlp: str = "gelu"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
