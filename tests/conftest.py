@@ -111,7 +111,6 @@ SLOW_TESTS = {
     "test_local.py": ("test_vmap_over_configurations_equals_one_by_one",),
     "test_soft_objectives.py": ("test_probe_selects_tau_and_scores_the_test_file",),
     "test_sweep.py": (
-        "test_sharded_over_eight_devices_matches_one_device",
         "test_views_train_as_if_each_were_swept_alone",
         "test_vmapped_sweep_equals_configurations_run_one_by_one",
         "test_epoch_budget_per_configuration",

@@ -19,6 +19,21 @@ from alignment_jax.probing.transform import Transform
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # config_flags, on every --config
 REPO = Path(__file__).resolve().parent.parent
 FEATURES_CONFIG = str(REPO / "configs" / "features.py")
+
+
+def run_demo(capsys, flags: list[str], workdir: Path) -> str:
+    """Runs the command line from the repository root (the demo config's paths are relative to it) into
+    `workdir`; returns its stdout after checking that it succeeded."""
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        status, out, err = run_cli(capsys, *flags, f"--workdir={workdir}")
+    finally:
+        os.chdir(cwd)
+    assert status == 0, err
+    return out
+
+
 LEVELS = ("within_class", "class_border", "between_class", "all")
 
 
@@ -127,13 +142,7 @@ def test_the_same_runs_probe_transform_is_evaluated(tmp_path, capsys):
         "--config.progress=off",
         "--config.zero_shot.bootstrap=0",
     ]
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        status, _, err = run_cli(capsys, *small, f"--workdir={tmp_path / 'run'}")
-    finally:
-        os.chdir(cwd)
-    assert status == 0, err
+    run_demo(capsys, small, tmp_path / "run")
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     levels_root = tmp_path / "run" / "world" / "levels"
     loaded = load_levels(str(levels_root), images=None)
@@ -230,13 +239,7 @@ def test_every_layer_of_model_layers_is_evaluated_on_levels(tmp_path, capsys):
         "--config.progress=off",
         "--config.zero_shot.bootstrap=0",
     ]
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        status, out, err = run_cli(capsys, *small, f"--workdir={tmp_path / 'run'}")
-    finally:
-        os.chdir(cwd)
-    assert status == 0, err
+    out = run_demo(capsys, small, tmp_path / "run")
     run = tmp_path / "run"
     results = json.loads((run / "results.json").read_text())
     loaded = load_levels(str(run / "world" / "levels"), images=None)
