@@ -89,6 +89,7 @@ SLOW_TESTS = {
     ),
     "test_extract_stage.py": ("test_model_and_things_images_run_extract_then_zero_shot_and_reuse",),
     "test_local.py": ("test_vmap_over_configurations_equals_one_by_one",),
+    "test_teacher_tfds.py": ("test_command_line_runs_the_teacher_alone_and_refuses_a_missing_split",),
     "test_sweep.py": (
         "test_sharded_over_eight_devices_matches_one_device",
         "test_views_train_as_if_each_were_swept_alone",

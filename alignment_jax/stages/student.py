@@ -77,8 +77,7 @@ def run(ctx: RunContext) -> dict:
     config = ctx.config
     names, rows, sims = read_shards(os.path.join(ctx.workdir, "teacher"))
     teacher_stage = load("teacher")
-    pool_names, _, paths = teacher_stage.pool(config)
-    features = teacher_stage._features(ctx, pool_names, paths)
+    features = teacher_stage._features(ctx, teacher_stage.pool(ctx))
     used = np.unique(rows)  # the pool images the triplets use, as the student's image set
     settings = ProbeSettings.from_config(_probe_config(config))
     result = run_probe(
