@@ -4,7 +4,6 @@
 test triplets beside the teacher (the probe section) and zero-shot (the zero_shot section). Its transform is
 kept in its section's numbers only: transform.npz stays the probe's."""
 
-import json
 import os
 
 import numpy as np
@@ -58,19 +57,35 @@ def provenance(ctx: RunContext) -> dict:
 
 
 def read_shards(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(names (n,) of the teacher's image set, triplets (T, 3) rows of it, similarities (T, 3)) of a complete
-    teacher folder."""
-    path = os.path.join(folder, triplets.MANIFEST)
-    manifest = json.load(open(path, encoding="utf-8")) if os.path.exists(path) else None
+    """(names (n,) of the teacher's image set, triplets (T, 3) int32 rows of it, similarities (T, 3) float32) of a
+    complete teacher folder, read shard by shard into arrays allocated once from the manifest's counts: one
+    shard's file names in memory at a time, mapped to rows of the sorted names.txt by one searchsorted."""
+    manifest = triplets._read_manifest(os.path.join(folder, triplets.MANIFEST))
     if manifest is None or not manifest.get("complete"):
         raise InputError(f"{folder}: no complete teacher triplets ({triplets.MANIFEST}); run the teacher stage")
-    names = np.array(open(os.path.join(folder, "names.txt"), encoding="utf-8").read().split("\n")[:-1])
-    rows, sims = [], []
+    with open(os.path.join(folder, "names.txt"), encoding="utf-8") as f:
+        names = np.array(f.read().split("\n")[:-1])
+    total = sum(shard["n"] for shard in manifest["shards"])
+    rows, sims = np.empty((total, 3), np.int32), np.empty((total, 3), np.float32)
+    start = 0
     for shard in manifest["shards"]:
-        with np.load(os.path.join(folder, shard["file"])) as data:
-            rows.append(np.searchsorted(names, data["filenames"]).astype(np.int32))
-            sims.append(data["similarities"])
-    return names, np.concatenate(rows), np.concatenate(sims)
+        path = os.path.join(folder, shard["file"])
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: teacher shard missing (listed in {triplets.MANIFEST}); run the teacher stage")
+        with np.load(path) as data:
+            filenames, stop = data["filenames"], start + shard["n"]
+            if filenames.shape != (shard["n"], 3):
+                raise InputError(
+                    f"{path}: {filenames.shape[0]:,} triplets, {triplets.MANIFEST} says {shard['n']:,}; run the "
+                    "teacher stage"
+                )
+            found = np.minimum(np.searchsorted(names, filenames), len(names) - 1)
+            unknown = names[found] != filenames
+            if unknown.any():
+                raise InputError(f"{path}: {filenames[unknown][0]} is not in names.txt; run the teacher stage")
+            rows[start:stop], sims[start:stop] = found, data["similarities"]
+        start = stop
+    return names, rows, sims
 
 
 def run(ctx: RunContext) -> dict:
