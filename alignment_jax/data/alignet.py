@@ -268,7 +268,7 @@ def name_words(names: np.ndarray) -> np.ndarray:
     return padded.view(">u8").astype(np.uint64)
 
 
-def _hash(words: np.ndarray) -> np.ndarray:
+def name_hashes(words: np.ndarray) -> np.ndarray:
     """(m, w) uint64 -> (m,) uint64 hash (multiply-xor with a splitmix64 finish)."""
     h = np.full(len(words), 0x9E3779B97F4A7C15, np.uint64)
     with np.errstate(over="ignore"):
@@ -290,7 +290,7 @@ def _name_ids(path: str, member: str, n: int, chunk_rows: int) -> tuple[np.ndarr
     for chunk in _name_chunks(path, member, n, chunk_rows):
         flat = chunk.reshape(-1)
         words = name_words(flat)
-        hashes, first, inverse = np.unique(_hash(words), return_index=True, return_inverse=True)
+        hashes, first, inverse = np.unique(name_hashes(words), return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         if not np.array_equal(words[first][inverse], words):  # two names of this chunk share a hash
             return _name_ids_by_sorting(path, member, n, chunk_rows)

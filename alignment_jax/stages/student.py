@@ -11,7 +11,7 @@ import numpy as np
 from alignment_jax import provenance as facts
 from alignment_jax.config import checks
 from alignment_jax.data import teacher as triplets
-from alignment_jax.data.alignet import soft_targets
+from alignment_jax.data.alignet import name_hashes, name_words, soft_targets
 from alignment_jax.errors import InputError
 from alignment_jax.probing.cross_validation import ProbeSettings, probe_scores, run_probe
 from alignment_jax.probing.objective import DIVERGENCES
@@ -59,12 +59,17 @@ def provenance(ctx: RunContext) -> dict:
 def read_shards(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(names (n,) of the teacher's image set, triplets (T, 3) int32 rows of it, similarities (T, 3) float32) of a
     complete teacher folder, read shard by shard into arrays allocated once from the manifest's counts: one
-    shard's file names in memory at a time, mapped to rows of the sorted names.txt by one searchsorted."""
+    shard's file names in memory at a time, mapped to rows of names.txt through their hashes (uint64, searched
+    in the names' hashes sorted once; the names' words compared, so a collision or a foreign name fails)."""
     manifest = triplets._read_manifest(os.path.join(folder, triplets.MANIFEST))
     if manifest is None or not manifest.get("complete"):
         raise InputError(f"{folder}: no complete teacher triplets ({triplets.MANIFEST}); run the teacher stage")
     with open(os.path.join(folder, "names.txt"), encoding="utf-8") as f:
         names = np.array(f.read().split("\n")[:-1])
+    known_words = name_words(names)
+    table = name_hashes(known_words)
+    by_hash = np.argsort(table).astype(np.int32)
+    table = table[by_hash]
     total = sum(shard["n"] for shard in manifest["shards"])
     rows, sims = np.empty((total, 3), np.int32), np.empty((total, 3), np.float32)
     start = 0
@@ -79,13 +84,31 @@ def read_shards(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                     f"{path}: {filenames.shape[0]:,} triplets, {triplets.MANIFEST} says {shard['n']:,}; run the "
                     "teacher stage"
                 )
-            found = np.minimum(np.searchsorted(names, filenames), len(names) - 1)
-            unknown = names[found] != filenames
-            if unknown.any():
-                raise InputError(f"{path}: {filenames[unknown][0]} is not in names.txt; run the teacher stage")
-            rows[start:stop], sims[start:stop] = found, data["similarities"]
+            found = _rows_of(filenames.reshape(-1), names, known_words, table, by_hash)
+            if (found < 0).any():
+                unknown = filenames.reshape(-1)[np.argmax(found < 0)]
+                raise InputError(f"{path}: {unknown} is not in names.txt; run the teacher stage")
+            rows[start:stop], sims[start:stop] = found.reshape(-1, 3), data["similarities"]
         start = stop
     return names, rows, sims
+
+
+def _rows_of(flat, names, known_words, table, by_hash) -> np.ndarray:
+    """(m,) file names -> (m,) int32 rows of the sorted `names` (their words, hashes sorted as `table` with rows
+    `by_hash`); -1 for a name not there. By hash; by sorting as strings where the words disagree (names of
+    other lengths or encodings than names.txt's)."""
+    words, width = name_words(flat), known_words.shape[1]
+    if words.shape[1] > width and not words[:, width:].any():  # a wider string type, no longer name
+        words = words[:, :width]
+    elif words.shape[1] < width:
+        words = np.pad(words, ((0, 0), (0, width - words.shape[1])))
+    if words.shape[1] == width:
+        at = np.minimum(np.searchsorted(table, name_hashes(words)), len(table) - 1)
+        found = by_hash[at]
+        if (known_words[found] == words).all():
+            return found
+    found = np.minimum(np.searchsorted(names, flat), len(names) - 1).astype(np.int32)
+    return np.where(names[found] == flat, found, -1)
 
 
 def run(ctx: RunContext) -> dict:
