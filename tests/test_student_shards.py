@@ -24,8 +24,9 @@ def folder(tmp_path):
     return tmp_path
 
 
-def test_equals_the_concatenated_shards(folder):
-    names, rows, sims = read_shards(str(folder))
+@pytest.mark.parametrize("chunk_rows", [250_000, 7])
+def test_equals_the_concatenated_shards(folder, chunk_rows):
+    names, rows, sims = read_shards(str(folder), chunk_rows)
     manifest = json.loads((folder / teacher.MANIFEST).read_text())
     shards = [np.load(folder / s["file"]) for s in manifest["shards"]]
     np.testing.assert_array_equal(names[rows], np.concatenate([s["filenames"] for s in shards]))

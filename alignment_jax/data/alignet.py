@@ -231,7 +231,7 @@ def _numeric(path: str, members: dict[str, str], key: str, kinds: str) -> np.nda
     return array
 
 
-def _name_chunks(path: str, member: str, n: int, chunk_rows: int) -> Iterator[np.ndarray]:
+def name_chunks(path: str, member: str, n: int, chunk_rows: int) -> Iterator[np.ndarray]:
     """The (rows, 3) file names of the archive member, chunk by chunk (numpy `U` or `S` strings), decompressed
     from the archive as they are read."""
     with zipfile.ZipFile(path) as archive, archive.open(member) as f:
@@ -287,7 +287,7 @@ def _name_ids(path: str, member: str, n: int, chunk_rows: int) -> tuple[np.ndarr
     chunk_hashes, chunk_inverse = [], []
     seen_hashes, seen_words = np.zeros(0, np.uint64), None  # the distinct names so far, by hash (sorted)
     new_hashes, new_names = [], []  # in order of arrival
-    for chunk in _name_chunks(path, member, n, chunk_rows):
+    for chunk in name_chunks(path, member, n, chunk_rows):
         flat = chunk.reshape(-1)
         words = name_words(flat)
         hashes, first, inverse = np.unique(name_hashes(words), return_index=True, return_inverse=True)
@@ -326,7 +326,7 @@ def _name_ids(path: str, member: str, n: int, chunk_rows: int) -> tuple[np.ndarr
 def _name_ids_by_sorting(path: str, member: str, n: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """_name_ids by sorting the names as strings (two passes; slower): where two names share a hash."""
     distinct: np.ndarray | None = None
-    for chunk in _name_chunks(path, member, n, chunk_rows):
+    for chunk in name_chunks(path, member, n, chunk_rows):
         found = np.unique(chunk.astype(str))
         distinct = found if distinct is None else np.union1d(distinct, found)
     assert distinct is not None
@@ -334,7 +334,7 @@ def _name_ids_by_sorting(path: str, member: str, n: int, chunk_rows: int) -> tup
         raise InputError(f"{path}: an empty file name in filenames; every image needs its name")
     triplets = np.empty((n, 3), np.int32)
     start = 0
-    for chunk in _name_chunks(path, member, n, chunk_rows):
+    for chunk in name_chunks(path, member, n, chunk_rows):
         triplets[start : start + len(chunk)] = np.searchsorted(distinct, chunk.astype(str))
         start += len(chunk)
     return distinct, triplets

@@ -11,7 +11,7 @@ import numpy as np
 from alignment_jax import provenance as facts
 from alignment_jax.config import checks
 from alignment_jax.data import teacher as triplets
-from alignment_jax.data.alignet import name_hashes, name_words, soft_targets
+from alignment_jax.data.alignet import name_chunks, name_hashes, name_words, soft_targets
 from alignment_jax.errors import InputError
 from alignment_jax.probing.cross_validation import ProbeSettings, probe_scores, run_probe
 from alignment_jax.probing.objective import DIVERGENCES
@@ -56,11 +56,12 @@ def provenance(ctx: RunContext) -> dict:
     }
 
 
-def read_shards(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_shards(folder: str, chunk_rows: int = 250_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(names (n,) of the teacher's image set, triplets (T, 3) int32 rows of it, similarities (T, 3) float32) of a
-    complete teacher folder, read shard by shard into arrays allocated once from the manifest's counts: one
-    shard's file names in memory at a time, mapped to rows of names.txt through their hashes (uint64, searched
-    in the names' hashes sorted once; the names' words compared, so a collision or a foreign name fails)."""
+    complete teacher folder, read shard by shard into arrays allocated once from the manifest's counts; each
+    shard's file names streamed from its archive `chunk_rows` triplets at a time and mapped to rows of names.txt
+    through their hashes (uint64, searched in the names' hashes sorted once; the names' words compared, so a
+    collision or a foreign name fails)."""
     manifest = triplets._read_manifest(os.path.join(folder, triplets.MANIFEST))
     if manifest is None or not manifest.get("complete"):
         raise InputError(f"{folder}: no complete teacher triplets ({triplets.MANIFEST}); run the teacher stage")
@@ -77,18 +78,22 @@ def read_shards(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         path = os.path.join(folder, shard["file"])
         if not os.path.isfile(path):
             raise InputError(f"{path}: teacher shard missing (listed in {triplets.MANIFEST}); run the teacher stage")
+        stop = start + shard["n"]
         with np.load(path) as data:
-            filenames, stop = data["filenames"], start + shard["n"]
-            if filenames.shape != (shard["n"], 3):
+            if data["similarities"].shape != (shard["n"], 3):
                 raise InputError(
-                    f"{path}: {filenames.shape[0]:,} triplets, {triplets.MANIFEST} says {shard['n']:,}; run the "
-                    "teacher stage"
+                    f"{path}: {data['similarities'].shape[0]:,} triplets, {triplets.MANIFEST} says {shard['n']:,}; "
+                    "run the teacher stage"
                 )
-            found = _rows_of(filenames.reshape(-1), names, known_words, table, by_hash)
+            sims[start:stop] = data["similarities"]
+        at = start
+        for chunk in name_chunks(path, "filenames.npy", shard["n"], chunk_rows):
+            found = _rows_of(chunk.reshape(-1), names, known_words, table, by_hash)
             if (found < 0).any():
-                unknown = filenames.reshape(-1)[np.argmax(found < 0)]
+                unknown = chunk.reshape(-1)[np.argmax(found < 0)]
                 raise InputError(f"{path}: {unknown} is not in names.txt; run the teacher stage")
-            rows[start:stop], sims[start:stop] = found.reshape(-1, 3), data["similarities"]
+            rows[at : at + len(chunk)] = found.reshape(-1, 3)
+            at += len(chunk)
         start = stop
     return names, rows, sims
 
