@@ -110,6 +110,7 @@ SLOW_TESTS = {
     ),
     "test_local.py": ("test_vmap_over_configurations_equals_one_by_one",),
     "test_soft_objectives.py": ("test_probe_selects_tau_and_scores_the_test_file",),
+    "test_teacher_tfds.py": ("test_command_line_runs_the_teacher_alone_and_refuses_a_missing_split",),
     "test_sweep.py": (
         "test_views_train_as_if_each_were_swept_alone",
         "test_vmapped_sweep_equals_configurations_run_one_by_one",

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from PIL import Image
 
 SIZE = 16  # images are SIZE x SIZE after decoding
@@ -96,3 +97,13 @@ def reference_features(images_dir: str) -> np.ndarray:
     apply_fn, params = tiny_model()
     tokens = np.asarray(apply_fn(params, preprocess(jnp.asarray(images)))["tokens"])
     return tokens[:, 1:].mean(axis=1)
+
+
+def import_tfds():
+    """tensorflow_datasets, or a skip where the tfds extra is not installed (a failure when the environment
+    sets ALIGNMENT_JAX_REQUIRE_TFDS=1, as .ci/run does after installing the extra)."""
+    if os.environ.get("ALIGNMENT_JAX_REQUIRE_TFDS") == "1":
+        import tensorflow_datasets
+
+        return tensorflow_datasets
+    return pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets not installed (the tfds extra)")

@@ -127,7 +127,7 @@ def test_words_sort_as_the_strings_and_a_hash_collision_falls_back(tmp_path, mon
     rows = triplet_rows(rng, 30)
     path = write(tmp_path / "t.npz", rows)
     expected = load_alignet_triplets(path, chunk_rows=4)
-    monkeypatch.setattr(alignet, "_hash", lambda w: np.zeros(len(w), np.uint64))  # every name collides
+    monkeypatch.setattr(alignet, "name_hashes", lambda w: np.zeros(len(w), np.uint64))  # every name collides
     fallback = load_alignet_triplets(path, chunk_rows=4)
     np.testing.assert_array_equal(fallback.names, expected.names)
     np.testing.assert_array_equal(fallback.triplets, expected.triplets)
@@ -140,7 +140,7 @@ def test_a_hash_shared_across_chunks_falls_back(tmp_path, monkeypatch):
     path = write(tmp_path / "t.npz", rows)
     expected = load_alignet_triplets(path, chunk_rows=1)
     # the position in the chunk as the hash: distinct within each chunk, shared by other names across chunks
-    monkeypatch.setattr(alignet, "_hash", lambda w: np.arange(len(w), dtype=np.uint64))
+    monkeypatch.setattr(alignet, "name_hashes", lambda w: np.arange(len(w), dtype=np.uint64))
     fallback = load_alignet_triplets(path, chunk_rows=1)
     np.testing.assert_array_equal(fallback.triplets, expected.triplets)
     assert list(fallback.names) == sorted(NAMES)

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from extract_testlib import extract_folder, reference_features, write_images
+from extract_testlib import extract_folder, import_tfds, reference_features, write_images
 from PIL import Image
 
 from alignment_jax.errors import InputError
@@ -125,16 +125,6 @@ def test_background_decoding_keeps_the_order(tmp_path):
     assert len(got) == len(indices)
     for i, image in zip(indices, got, strict=True):
         np.testing.assert_array_equal(image, expected[i])
-
-
-def import_tfds():
-    """tensorflow_datasets, or a skip where the tfds extra is not installed (a failure when the environment
-    sets ALIGNMENT_JAX_REQUIRE_TFDS=1, as .ci/run does after installing the extra)."""
-    if os.environ.get("ALIGNMENT_JAX_REQUIRE_TFDS") == "1":
-        import tensorflow_datasets
-
-        return tensorflow_datasets
-    return pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets not installed (the tfds extra)")
 
 
 def build_tfds_dataset(tfds, name: str, paths: list[str], data_dir: str):

@@ -58,11 +58,14 @@ def base_config() -> ml_collections.ConfigDict:
 
     # the teacher stage: AligNet-format triplets labelled by config.model's features (+ a transform) (docs/alignet.md)
     config.teacher = ml_collections.ConfigDict()
-    config.teacher.images = ""  # FOLDER/<class>/<file> (ImageNet's train layout); images named by file name, sorted
+    # FOLDER/<class>/<file> (ImageNet's train layout) or tfds:NAME:SPLIT (AligNet's tfds:imagenet2012:train, in
+    # images.tfds_data_dir: names from its file_name feature, classes from label, `indices` = positions in the split);
+    # images named by file name, rows in sorted file-name order
+    config.teacher.images = ""
     config.teacher.features = ""  # or their features (n_images, p), rows in sorted file-name order ("" = extract)
     config.teacher.n_triplets = 0  # triplets to write (AligNet: 10,000,000); 0 = no teacher stage
     config.teacher.proportions = (1 / 3, 1 / 3, 1 / 3)  # between_class, class_border, within_class
-    config.teacher.classes = "labels"  # labels: the class subfolders | kmeans: k-means clusters of the teacher rows
+    config.teacher.classes = "labels"  # labels: class subfolders or TFDS labels | kmeans: clusters of teacher rows
     config.teacher.n_clusters = 500  # k of teacher.classes=kmeans (AligNet: 500)
     config.teacher.similarity = "cosine"  # cosine | dot of the transformed features
     config.teacher.transform = "auto"  # auto: the run's transform (the probe's, or config.transform) if any | none

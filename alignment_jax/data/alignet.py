@@ -231,7 +231,7 @@ def _numeric(path: str, members: dict[str, str], key: str, kinds: str) -> np.nda
     return array
 
 
-def _name_chunks(path: str, member: str, n: int, chunk_rows: int) -> Iterator[np.ndarray]:
+def name_chunks(path: str, member: str, n: int, chunk_rows: int) -> Iterator[np.ndarray]:
     """The (rows, 3) file names of the archive member, chunk by chunk (numpy `U` or `S` strings), decompressed
     from the archive as they are read."""
     with zipfile.ZipFile(path) as archive, archive.open(member) as f:
@@ -268,7 +268,7 @@ def name_words(names: np.ndarray) -> np.ndarray:
     return padded.view(">u8").astype(np.uint64)
 
 
-def _hash(words: np.ndarray) -> np.ndarray:
+def name_hashes(words: np.ndarray) -> np.ndarray:
     """(m, w) uint64 -> (m,) uint64 hash (multiply-xor with a splitmix64 finish)."""
     h = np.full(len(words), 0x9E3779B97F4A7C15, np.uint64)
     with np.errstate(over="ignore"):
@@ -287,10 +287,10 @@ def _name_ids(path: str, member: str, n: int, chunk_rows: int) -> tuple[np.ndarr
     chunk_hashes, chunk_inverse = [], []
     seen_hashes, seen_words = np.zeros(0, np.uint64), None  # the distinct names so far, by hash (sorted)
     new_hashes, new_names = [], []  # in order of arrival
-    for chunk in _name_chunks(path, member, n, chunk_rows):
+    for chunk in name_chunks(path, member, n, chunk_rows):
         flat = chunk.reshape(-1)
         words = name_words(flat)
-        hashes, first, inverse = np.unique(_hash(words), return_index=True, return_inverse=True)
+        hashes, first, inverse = np.unique(name_hashes(words), return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         if not np.array_equal(words[first][inverse], words):  # two names of this chunk share a hash
             return _name_ids_by_sorting(path, member, n, chunk_rows)
@@ -326,7 +326,7 @@ def _name_ids(path: str, member: str, n: int, chunk_rows: int) -> tuple[np.ndarr
 def _name_ids_by_sorting(path: str, member: str, n: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """_name_ids by sorting the names as strings (two passes; slower): where two names share a hash."""
     distinct: np.ndarray | None = None
-    for chunk in _name_chunks(path, member, n, chunk_rows):
+    for chunk in name_chunks(path, member, n, chunk_rows):
         found = np.unique(chunk.astype(str))
         distinct = found if distinct is None else np.union1d(distinct, found)
     assert distinct is not None
@@ -334,7 +334,7 @@ def _name_ids_by_sorting(path: str, member: str, n: int, chunk_rows: int) -> tup
         raise InputError(f"{path}: an empty file name in filenames; every image needs its name")
     triplets = np.empty((n, 3), np.int32)
     start = 0
-    for chunk in _name_chunks(path, member, n, chunk_rows):
+    for chunk in name_chunks(path, member, n, chunk_rows):
         triplets[start : start + len(chunk)] = np.searchsorted(distinct, chunk.astype(str))
         start += len(chunk)
     return distinct, triplets

@@ -166,31 +166,12 @@ def tfds_source(name: str, split: str, image_key: str = "image", data_dir: str =
     A dataset prepared in the array_record format (`tfds build --file_format=array_record`) is read by
     random access through `tfds.data_source`, without TensorFlow; a tfrecord one through tf.data, which
     needs TensorFlow."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as e:
-        raise InputError("images.source=tfds needs tensorflow-datasets: pip install 'alignment_jax[tfds]'") from e
-    try:
-        if os.path.isfile(os.path.join(name, "dataset_info.json")):
-            builder = tfds.builder_from_directory(name)
-        else:
-            builder = tfds.builder(name, data_dir=data_dir or None)
-        n = builder.info.splits[split].num_examples
-    except Exception as e:  # tfds raises many types (DatasetNotFoundError, KeyError, ...)
-        raise InputError(
-            f"tfds:{name}: cannot open split {split!r} ({type(e).__name__}: {e}); prepare it with `tfds build "
-            "--file_format=array_record` and set images.tfds_data_dir, or give the prepared dataset folder as "
-            "images.tfds_name"
-        ) from e
+    builder, n = tfds_split(name, split, data_dir)
     features = builder.info.features
     for key in (image_key, id_key):
         if key and key not in features:
             raise InputError(f"tfds:{name}: no feature {key!r} (features: {sorted(features.keys())})")
-    decoders = {image_key: tfds.decode.SkipDecoding()}
-    if builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
-        rows = _data_source_rows(builder, split, decoders)
-    else:
-        rows = _tf_data_rows(builder, split, decoders, name)
+    rows = _rows(builder, split, name)
 
     def refs(indices: Sequence[int]) -> Iterator[bytes]:
         return (example[image_key] for example in rows(indices, (image_key,)))
@@ -207,7 +188,56 @@ def tfds_source(name: str, split: str, image_key: str = "image", data_dir: str =
     return ImageSource(ids=ids, names=names, refs=refs, description=description)
 
 
+def tfds_split(name: str, split: str, data_dir: str = "") -> tuple[object, int]:
+    """(builder, number of examples) of a prepared TFDS dataset's split: `name` registered in `data_dir`, or a
+    prepared dataset folder. Reads the dataset's description only."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise InputError("images.source=tfds needs tensorflow-datasets: pip install 'alignment_jax[tfds]'") from e
+    try:
+        if os.path.isfile(os.path.join(name, "dataset_info.json")):
+            builder = tfds.builder_from_directory(name)
+        else:
+            builder = tfds.builder(name, data_dir=data_dir or None)
+        return builder, builder.info.splits[split].num_examples
+    except Exception as e:  # tfds raises many types (DatasetNotFoundError, KeyError, ...)
+        reason = (str(e).strip().splitlines() or [""])[0]  # DatasetNotFoundError goes on to list every dataset
+        raise InputError(
+            f"tfds:{name}: cannot open split {split!r} ({type(e).__name__}: {reason}); prepare it with `tfds build "
+            "--file_format=array_record` and set images.tfds_data_dir, or give the prepared dataset folder as "
+            "images.tfds_name"
+        ) from e
+
+
+def tfds_columns(builder, split: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """{key: (n,) array} of the scalar features `keys` (text as str, e.g. imagenet2012's file_name; numbers as
+    int64, e.g. its label) of every example of the split, in stored order: one sequential pass, images left
+    encoded and dropped as each example is read."""
+    n = builder.info.splits[split].num_examples
+    rows = _rows(builder, split, builder.info.name)
+    values: dict[str, list] = {key: [] for key in keys}
+    for example in rows(range(n), keys):
+        for key in keys:
+            values[key].append(example[key])
+    return {
+        key: np.array([_text(v) for v in column]) if column and isinstance(column[0], bytes) else np.array(column)
+        for key, column in values.items()
+    }
+
+
 Rows = Callable[[Sequence[int], tuple[str, ...]], Iterator[dict]]
+
+
+def _rows(builder, split: str, name: str) -> Rows:
+    """rows(indices, keys) of the split, with every image feature left encoded (SkipDecoding)."""
+    import tensorflow_datasets as tfds
+
+    features = builder.info.features
+    decoders = {k: tfds.decode.SkipDecoding() for k, f in features.items() if isinstance(f, tfds.features.Image)}
+    if builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
+        return _data_source_rows(builder, split, decoders)
+    return _tf_data_rows(builder, split, decoders, name)
 
 
 def _data_source_rows(builder, split: str, decoders: dict) -> Rows:

@@ -4,7 +4,6 @@
 test triplets beside the teacher (the probe section) and zero-shot (the zero_shot section). Its transform is
 kept in its section's numbers only: transform.npz stays the probe's."""
 
-import json
 import os
 
 import numpy as np
@@ -12,7 +11,7 @@ import numpy as np
 from alignment_jax import provenance as facts
 from alignment_jax.config import checks
 from alignment_jax.data import teacher as triplets
-from alignment_jax.data.alignet import soft_targets
+from alignment_jax.data.alignet import name_chunks, name_hashes, name_words, soft_targets
 from alignment_jax.errors import InputError
 from alignment_jax.probing.cross_validation import ProbeSettings, probe_scores, run_probe
 from alignment_jax.probing.objective import DIVERGENCES
@@ -57,28 +56,71 @@ def provenance(ctx: RunContext) -> dict:
     }
 
 
-def read_shards(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(names (n,) of the teacher's image set, triplets (T, 3) rows of it, similarities (T, 3)) of a complete
-    teacher folder."""
-    path = os.path.join(folder, triplets.MANIFEST)
-    manifest = json.load(open(path, encoding="utf-8")) if os.path.exists(path) else None
+def read_shards(folder: str, chunk_rows: int = 250_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(names (n,) of the teacher's image set, triplets (T, 3) int32 rows of it, similarities (T, 3) float32) of a
+    complete teacher folder, read shard by shard into arrays allocated once from the manifest's counts; each
+    shard's file names streamed from its archive `chunk_rows` triplets at a time and mapped to rows of names.txt
+    through their hashes (uint64, searched in the names' hashes sorted once; the names' words compared, so a
+    collision or a foreign name fails)."""
+    manifest = triplets._read_manifest(os.path.join(folder, triplets.MANIFEST))
     if manifest is None or not manifest.get("complete"):
         raise InputError(f"{folder}: no complete teacher triplets ({triplets.MANIFEST}); run the teacher stage")
-    names = np.array(open(os.path.join(folder, "names.txt"), encoding="utf-8").read().split("\n")[:-1])
-    rows, sims = [], []
+    with open(os.path.join(folder, "names.txt"), encoding="utf-8") as f:
+        names = np.array(f.read().split("\n")[:-1])
+    known_words = name_words(names)
+    table = name_hashes(known_words)
+    by_hash = np.argsort(table).astype(np.int32)
+    table = table[by_hash]
+    total = sum(shard["n"] for shard in manifest["shards"])
+    rows, sims = np.empty((total, 3), np.int32), np.empty((total, 3), np.float32)
+    start = 0
     for shard in manifest["shards"]:
-        with np.load(os.path.join(folder, shard["file"])) as data:
-            rows.append(np.searchsorted(names, data["filenames"]).astype(np.int32))
-            sims.append(data["similarities"])
-    return names, np.concatenate(rows), np.concatenate(sims)
+        path = os.path.join(folder, shard["file"])
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: teacher shard missing (listed in {triplets.MANIFEST}); run the teacher stage")
+        stop = start + shard["n"]
+        with np.load(path) as data:
+            if data["similarities"].shape != (shard["n"], 3):
+                raise InputError(
+                    f"{path}: {data['similarities'].shape[0]:,} triplets, {triplets.MANIFEST} says {shard['n']:,}; "
+                    "run the teacher stage"
+                )
+            sims[start:stop] = data["similarities"]
+        at = start
+        for chunk in name_chunks(path, "filenames.npy", shard["n"], chunk_rows):
+            found = _rows_of(chunk.reshape(-1), names, known_words, table, by_hash)
+            if (found < 0).any():
+                unknown = chunk.reshape(-1)[np.argmax(found < 0)]
+                raise InputError(f"{path}: {unknown} is not in names.txt; run the teacher stage")
+            rows[at : at + len(chunk)] = found.reshape(-1, 3)
+            at += len(chunk)
+        start = stop
+    return names, rows, sims
+
+
+def _rows_of(flat, names, known_words, table, by_hash) -> np.ndarray:
+    """(m,) file names -> (m,) int32 rows of the sorted `names` (their words, hashes sorted as `table` with rows
+    `by_hash`); -1 for a name not there. By hash; by sorting as strings where the words disagree (names of
+    other lengths or encodings than names.txt's)."""
+    words, width = name_words(flat), known_words.shape[1]
+    if words.shape[1] > width and not words[:, width:].any():  # a wider string type, no longer name
+        words = words[:, :width]
+    elif words.shape[1] < width:
+        words = np.pad(words, ((0, 0), (0, width - words.shape[1])))
+    if words.shape[1] == width:
+        at = np.minimum(np.searchsorted(table, name_hashes(words)), len(table) - 1)
+        found = by_hash[at]
+        if (known_words[found] == words).all():
+            return found
+    found = np.minimum(np.searchsorted(names, flat), len(names) - 1).astype(np.int32)
+    return np.where(names[found] == flat, found, -1)
 
 
 def run(ctx: RunContext) -> dict:
     config = ctx.config
     names, rows, sims = read_shards(os.path.join(ctx.workdir, "teacher"))
     teacher_stage = load("teacher")
-    pool_names, _, paths = teacher_stage.pool(config)
-    features = teacher_stage._features(ctx, pool_names, paths)
+    features = teacher_stage._features(ctx, teacher_stage.pool(ctx))
     used = np.unique(rows)  # the pool images the triplets use, as the student's image set
     settings = ProbeSettings.from_config(_probe_config(config))
     result = run_probe(
