@@ -139,9 +139,9 @@ def _run_stages(ctx: RunContext, planned: list[str], requested: list[str] | None
     if "world" in planned:
         made["world"] = _run_stage(ctx, "world")
     for name in planned:  # the demo's files exist now; nothing slow has run yet
-        check_inputs = getattr(stages.load(name), "check_inputs", None)
-        if check_inputs is not None:
-            check_inputs(ctx)
+        stage = stages.load(name)
+        if hasattr(stage, "check_inputs"):
+            stage.check_inputs(stages.StageView(ctx, stage))
     if "extract" in planned:
         made["extract"] = _run_stage(ctx, "extract")
     finished = settle(ctx, planned, requested)
@@ -171,7 +171,7 @@ def _run_stage(ctx: RunContext, name: str):
     """stage.run(ctx), with running out of memory turned into a line naming the settings to lower."""
     stage = stages.load(name)
     try:
-        return stage.run(ctx)
+        return stage.run(stages.StageView(ctx, stage))
     except Exception as e:
         if not out_of_memory(e):
             raise
@@ -249,7 +249,7 @@ def facts_of(ctx: RunContext, name: str) -> dict:
     every setting of the config (any change makes its section stale)."""
     stage = stages.load(name)
     if hasattr(stage, "provenance"):
-        return dict(stage.provenance(ctx))
+        return dict(stage.provenance(stages.StageView(ctx, stage)))
     return provenance.settings(ctx.config, *[k for k in ctx.config.keys() if k != "stages"])
 
 

@@ -51,6 +51,9 @@ class RunContext:
         self.layer_paths: dict[str, str] = {}
         self.layer_rows: list[dict[str, Any]] = []  # the extract stage's part of results.json `layers`
         self._layer_features: dict[str, np.ndarray] = {}
+        # inputs a stage reads once and keeps for the later stages of this run ({name: value}: AligNet's
+        # triplets and features, the teacher's image set and features, the Levels triplets)
+        self.memo: dict[str, Any] = {}
 
     @property
     def things(self) -> ThingsData:

@@ -18,6 +18,11 @@ Each stage module defines:
                               all (alignment_jax/probe.py): no stage writes results.json or another stage's
                               section, and none reads the run's plan (a transform made before this run is
                               the declared input ctx.earlier_transform).
+  READS      the members of the run context (alignment_jax/run_context.py) that the module reads, its own and
+             those of the stage helpers it hands the context to (`*layers.READS`); WRITES, those it sets.
+             Its functions above receive a `StageView` of the context, which has the config, `log` and these
+             only: a stage reads the inputs it declares and nothing else (tests/test_stage_reads.py checks
+             every module's declarations against its code);
 and optionally the constants
   OUTPUTS    files and folders of the workdir it writes besides results.json (moved aside with it);
   REUSE      False: always rerun, even when its section is finished with the same facts (report);
@@ -64,3 +69,27 @@ class StageResult:
 def load(name: str) -> ModuleType:
     """The module of stage `name`."""
     return importlib.import_module(f"alignment_jax.stages.{name}")
+
+
+class StageView:
+    """What a stage sees of the run context: `config`, `log` and the members its module declares in READS
+    (set only those in WRITES); any other member is an error naming the stage, so a stage cannot depend on
+    an input it did not declare."""
+
+    ALWAYS = ("config", "log")
+
+    def __init__(self, ctx: Any, stage: ModuleType):
+        object.__setattr__(self, "_ctx", ctx)
+        object.__setattr__(self, "_stage", stage)
+        object.__setattr__(self, "_reads", frozenset((*self.ALWAYS, *getattr(stage, "READS", ()))))
+        object.__setattr__(self, "_writes", frozenset(getattr(stage, "WRITES", ())))
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._reads:
+            raise AttributeError(f"{self._stage.__name__} reads ctx.{name} without declaring it in its READS")
+        return getattr(self._ctx, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self._writes:
+            raise AttributeError(f"{self._stage.__name__} sets ctx.{name} without declaring it in its WRITES")
+        setattr(self._ctx, name, value)

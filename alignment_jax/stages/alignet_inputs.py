@@ -19,7 +19,10 @@ from alignment_jax.data.features import load_features
 from alignment_jax.errors import InputError
 from alignment_jax.extract.sources import ImageSource, file_source, subset_source, tfds_source
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import inputs
 from alignment_jax.stages.inputs import extracted_features
+
+READS = ("memo", *inputs.READS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,16 +72,16 @@ def check(config: ml_collections.ConfigDict) -> None:
 
 def data(ctx: RunContext) -> AlignetData:
     """The run's AligNet triplets, read (and validated) once."""
-    if "alignet" not in ctx.__dict__:
+    if "alignet" not in ctx.memo:
         train, test = load_alignet_pair(ctx.config.alignet.train, ctx.config.alignet.test)
-        ctx.__dict__["alignet"] = AlignetData(train, test)
-    return ctx.__dict__["alignet"]
+        ctx.memo["alignet"] = AlignetData(train, test)
+    return ctx.memo["alignet"]
 
 
 def features(ctx: RunContext) -> np.ndarray:
     """(n_images, p) features of the image set, row i = names[i]: read, or extracted with config.model."""
-    if "alignet_features" in ctx.__dict__:
-        return ctx.__dict__["alignet_features"]
+    if "alignet_features" in ctx.memo:
+        return ctx.memo["alignet_features"]
     config, loaded = ctx.config, data(ctx)
     names = loaded.train.names
     if config.alignet.features:
@@ -90,7 +93,7 @@ def features(ctx: RunContext) -> np.ndarray:
             )
     else:
         x = extracted_features(ctx, image_source(config, loaded), "alignet")
-    ctx.__dict__["alignet_features"] = x
+    ctx.memo["alignet_features"] = x
     return x
 
 

@@ -19,6 +19,20 @@ from alignment_jax.models.layers import select_layers
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import StageResult, layers
 
+READS = (
+    "digest",
+    "earlier_transform",
+    "features",
+    "features_known",
+    "layer_features",
+    "layers",
+    "things",
+    "transform",
+    "transform_path",
+    "transform_source",
+    *layers.READS,
+)
+
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
     return bool(config.concepts.embedding)

@@ -24,6 +24,9 @@ from alignment_jax.models.vit import VARIANTS
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import layers
 
+READS = ("digest", "features", "features_path", "layer_paths", "layer_rows", "model_runner", "workdir", *layers.READS)
+WRITES = ("features_path", "layer_paths", *layers.WRITES)
+
 MEMORY = "images.batch_size (or model.dtype=bfloat16)"
 
 

@@ -18,6 +18,8 @@ from alignment_jax.provenance import file_digest
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import local_inputs
 
+READS = ("features", "layer", "things", "transform", "transform_path", *local_inputs.READS)
+
 
 def check(config: ml_collections.ConfigDict) -> None:
     """The given file exists and is a valid transform (read now, before anything slow); no probe stage."""

@@ -7,6 +7,8 @@ import numpy as np
 
 from alignment_jax.stages import load
 
+READS = ("features", "features_known", "model_runner", "things", "workdir")
+
 
 def has_things(config: ml_collections.ConfigDict) -> bool:
     """THINGS triplets are configured (a root folder or a train file)."""

@@ -26,7 +26,21 @@ from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.probing.cross_validation import DIVERGED_CROSS_ENTROPY
 from alignment_jax.probing.transform import Transform
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import local_inputs
 from alignment_jax.stages.local_inputs import locality
+
+READS = (
+    "digest",
+    "layer",
+    "layer_features",
+    "layer_rows",
+    "layer_transform_path",
+    "layers",
+    "results",
+    "workdir",
+    *local_inputs.READS,
+)
+WRITES = ("layer", "layer_rows")
 
 
 def start(ctx: RunContext, default: str, rows: list[dict[str, Any]]) -> None:

@@ -28,6 +28,20 @@ from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.run_context import RunContext
 from alignment_jax.stages import StageResult, given_transform, layers, load
 
+READS = (
+    "earlier_transform",
+    "layer",
+    "layers",
+    "memo",
+    "model_runner",
+    "transform",
+    "transform_path",
+    "transform_source",
+    "workdir",
+    *given_transform.READS,
+    *layers.READS,
+)
+
 MEMORY = "images.batch_size (the Levels images are extracted in batches)"
 
 
@@ -61,7 +75,7 @@ def check(config: ml_collections.ConfigDict) -> None:
 
 def levels_data(ctx: RunContext) -> Levels:
     """The filtered Levels triplets (read once per run); the images are looked up only when extracting."""
-    cached = getattr(ctx, "_levels", None)
+    cached = ctx.memo.get("levels")
     if cached is None:
         settings, config = ctx.config.levels, ctx.config
         cached = load_levels(
@@ -72,7 +86,7 @@ def levels_data(ctx: RunContext) -> Levels:
             max_responses=settings.max_responses,
             seed=config.seed,
         )
-        ctx._levels = cached
+        ctx.memo["levels"] = cached
     return cached
 
 

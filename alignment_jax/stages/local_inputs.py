@@ -18,6 +18,8 @@ from alignment_jax.probing.transform import Transform
 from alignment_jax.provenance import file_digest
 from alignment_jax.run_context import RunContext
 
+READS = ("features", "features_path", "layer", "layer_features", "layer_paths", "layers", "model_runner", "workdir")
+
 TFDS_PREFIX = "tfds:"
 KNN = 10  # neighbours compared by local_knn_overlap
 

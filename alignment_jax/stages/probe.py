@@ -13,8 +13,26 @@ from alignment_jax.probing.cross_validation import DIVERGED_CROSS_ENTROPY, Probe
 from alignment_jax.probing.objective import DIVERGENCES
 from alignment_jax.probing.standardize import standardization
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import StageResult, alignet_inputs, layers, local_inputs, statistics
+from alignment_jax.stages import StageResult, alignet_inputs, inputs, layers, local_inputs, statistics
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
+
+READS = (
+    "digest",
+    "facts",
+    "features",
+    "features_known",
+    "layer",
+    "layer_features",
+    "layers",
+    "things",
+    "transform_path",
+    "workdir",
+    *inputs.READS,
+    *statistics.READS,
+    *layers.READS,
+    *local_inputs.READS,
+    *alignet_inputs.READS,
+)
 
 
 def has_inputs(config) -> bool:

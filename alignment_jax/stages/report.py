@@ -11,6 +11,8 @@ from alignment_jax import provenance as facts
 from alignment_jax.report import markdown as report
 from alignment_jax.run_context import RunContext, section_digest
 
+READS = ("results", "section_facts", "sections", "workdir")
+
 OUTPUTS = ("report.md", report.PLOT_DIR)
 REUSE = False  # cheap, and it prints the tables: always rerun
 

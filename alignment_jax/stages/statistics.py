@@ -26,6 +26,8 @@ from alignment_jax.probing.transform import Transform
 from alignment_jax.provenance import file_digest
 from alignment_jax.run_context import RunContext
 
+READS = ("features", "things", "workdir")
+
 
 def check(config) -> None:
     """The noise-ceiling settings (run by the zero_shot stage's check)."""

@@ -16,14 +16,17 @@ from alignment_jax.errors import InputError
 from alignment_jax.probing.cross_validation import ProbeSettings, probe_scores, run_probe
 from alignment_jax.probing.objective import DIVERGENCES
 from alignment_jax.run_context import RunContext, section_digest
-from alignment_jax.stages import load
+from alignment_jax.stages import inputs
+from alignment_jax.stages import teacher as teacher_stage
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
+
+READS = ("digest", "features", "results", "section_facts", "things", "workdir", *inputs.READS, *teacher_stage.READS)
 
 MEMORY = "probe.lambdas or student.taus (fewer configurations at once)"
 
 
 def has_inputs(config) -> bool:
-    return bool(config.student.objective) and load("teacher").has_inputs(config) and has_things(config)
+    return bool(config.student.objective) and teacher_stage.has_inputs(config) and has_things(config)
 
 
 def check(config) -> None:
@@ -119,7 +122,6 @@ def _rows_of(flat, names, known_words, table, by_hash) -> np.ndarray:
 def run(ctx: RunContext) -> dict:
     config = ctx.config
     names, rows, sims = read_shards(os.path.join(ctx.workdir, "teacher"))
-    teacher_stage = load("teacher")
     features = teacher_stage._features(ctx, teacher_stage.pool(ctx))
     used = np.unique(rows)  # the pool images the triplets use, as the student's image set
     settings = ProbeSettings.from_config(_probe_config(config))

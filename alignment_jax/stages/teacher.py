@@ -28,7 +28,10 @@ from alignment_jax.data.features import load_features
 from alignment_jax.errors import InputError
 from alignment_jax.extract.sources import file_source, is_image_file, tfds_columns, tfds_source, tfds_split
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import inputs
 from alignment_jax.stages.inputs import extracted_features
+
+READS = ("memo", "transform", "transform_source", "workdir", *inputs.READS)
 
 OUTPUTS = ("teacher",)
 MEMORY = "teacher.shard_size (triplets per shard)"
@@ -158,7 +161,7 @@ def _check_unique(names: np.ndarray, where: str, repeated_how: str) -> None:
 
 def pool(ctx: RunContext) -> ImageSet:
     """The teacher's image set (read once per run): teacher.images, or the rows of teacher.features alone."""
-    if "teacher_images" not in ctx.__dict__:
+    if "teacher_images" not in ctx.memo:
         teacher = ctx.config.teacher
         if tfds_spec(teacher.images):
             found = tfds_image_set(
@@ -169,8 +172,8 @@ def pool(ctx: RunContext) -> ImageSet:
         else:
             n = len(load_features(teacher.features))
             found = ImageSet(np.array([f"image_{i:07d}" for i in range(n)]), np.full(n, -1, np.int32), np.arange(n))
-        ctx.__dict__["teacher_images"] = found
-    return ctx.__dict__["teacher_images"]
+        ctx.memo["teacher_images"] = found
+    return ctx.memo["teacher_images"]
 
 
 def check_inputs(ctx: RunContext) -> None:
@@ -205,8 +208,8 @@ def _features(ctx: RunContext, images: ImageSet) -> np.ndarray:
     """(n_images, p) features, row i = images.names[i]: given, or extracted with config.model (a TFDS split in
     its stored order, read sequentially, then put in the rows' order)."""
     config = ctx.config
-    if "teacher_features" in ctx.__dict__:
-        return ctx.__dict__["teacher_features"]
+    if "teacher_features" in ctx.memo:
+        return ctx.memo["teacher_features"]
     if config.teacher.features:
         x = load_features(config.teacher.features)
     elif images.tfds:
@@ -215,7 +218,7 @@ def _features(ctx: RunContext, images: ImageSet) -> np.ndarray:
         x = np.asarray(stored[images.indices])
     else:
         x = extracted_features(ctx, file_source(images.paths, list(images.names), kind="teacher"), "teacher")
-    ctx.__dict__["teacher_features"] = x
+    ctx.memo["teacher_features"] = x
     return x
 
 

@@ -25,6 +25,9 @@ from alignment_jax.data.synthetic import World, make_levels, make_world
 from alignment_jax.errors import InputError
 from alignment_jax.run_context import RunContext
 
+READS = ("features_path", "workdir")
+WRITES = ("features_path",)
+
 
 def has_inputs(config) -> bool:
     return bool(config.world.enabled)

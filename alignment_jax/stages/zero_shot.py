@@ -9,8 +9,19 @@ from alignment_jax.evaluation.noise_ceiling import CHANCE
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.evaluation.zero_shot import bootstrap_ci, odd_one_out
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import StageResult, given_transform, layers, statistics
+from alignment_jax.stages import StageResult, given_transform, inputs, layers, statistics
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
+
+READS = (
+    "digest",
+    "features",
+    "layers",
+    "things",
+    *inputs.READS,
+    *statistics.READS,
+    *given_transform.READS,
+    *layers.READS,
+)
 
 MEMORY = "zero_shot.bootstrap (resamples)"
 
