@@ -20,18 +20,9 @@ from alignment_jax.run_context import RunContext
 from alignment_jax.stages import StageResult, layers
 
 READS = (
-    "digest",
-    "earlier_transform",
-    "features",
-    "features_known",
-    "layer_features",
-    "layers",
-    "things",
-    "transform",
-    "transform_path",
-    "transform_source",
-    *layers.READS,
-)
+    "digest", "earlier_transform", "features", "features_known", "layer_features", "layers", "things", "transform",
+    "transform_path", "transform_source", *layers.READS
+)  # fmt: skip
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:

@@ -30,16 +30,9 @@ from alignment_jax.stages import local_inputs
 from alignment_jax.stages.local_inputs import locality
 
 READS = (
-    "digest",
-    "layer",
-    "layer_features",
-    "layer_rows",
-    "layer_transform_path",
-    "layers",
-    "results",
-    "workdir",
-    *local_inputs.READS,
-)
+    "digest", "layer", "layer_features", "layer_rows", "layer_transform_path", "layers", "results", "workdir",
+    *local_inputs.READS
+)  # fmt: skip
 WRITES = ("layer", "layer_rows")
 
 

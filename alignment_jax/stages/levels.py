@@ -29,18 +29,9 @@ from alignment_jax.run_context import RunContext
 from alignment_jax.stages import StageResult, given_transform, layers, load
 
 READS = (
-    "earlier_transform",
-    "layer",
-    "layers",
-    "memo",
-    "model_runner",
-    "transform",
-    "transform_path",
-    "transform_source",
-    "workdir",
-    *given_transform.READS,
-    *layers.READS,
-)
+    "earlier_transform", "layer", "layers", "memo", "model_runner", "transform", "transform_path",
+    "transform_source", "workdir", *given_transform.READS, *layers.READS
+)  # fmt: skip
 
 MEMORY = "images.batch_size (the Levels images are extracted in batches)"
 

@@ -17,22 +17,10 @@ from alignment_jax.stages import StageResult, alignet_inputs, inputs, layers, lo
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
 READS = (
-    "digest",
-    "facts",
-    "features",
-    "features_known",
-    "layer",
-    "layer_features",
-    "layers",
-    "things",
-    "transform_path",
-    "workdir",
-    *inputs.READS,
-    *statistics.READS,
-    *layers.READS,
-    *local_inputs.READS,
-    *alignet_inputs.READS,
-)
+    "digest", "facts", "features", "features_known", "layer", "layer_features", "layers", "things",
+    "transform_path", "workdir", *inputs.READS, *statistics.READS, *layers.READS, *local_inputs.READS,
+    *alignet_inputs.READS
+)  # fmt: skip
 
 
 def has_inputs(config) -> bool:

@@ -28,17 +28,9 @@ from alignment_jax.run_context import RunContext
 from alignment_jax.stages import StageResult, layers, load
 
 READS = (
-    "earlier_transform",
-    "layer_transform_path",
-    "layers",
-    "model_runner",
-    "results",
-    "transform",
-    "transform_path",
-    "transform_source",
-    "workdir",
-    *layers.READS,
-)
+    "earlier_transform", "layer_transform_path", "layers", "model_runner", "results", "transform", "transform_path",
+    "transform_source", "workdir", *layers.READS
+)  # fmt: skip
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:

@@ -13,15 +13,9 @@ from alignment_jax.stages import StageResult, given_transform, inputs, layers, s
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
 READS = (
-    "digest",
-    "features",
-    "layers",
-    "things",
-    *inputs.READS,
-    *statistics.READS,
-    *given_transform.READS,
-    *layers.READS,
-)
+    "digest", "features", "layers", "things", *inputs.READS, *statistics.READS, *given_transform.READS,
+    *layers.READS
+)  # fmt: skip
 
 MEMORY = "zero_shot.bootstrap (resamples)"
 
