@@ -10,6 +10,7 @@ import sys
 
 import jax
 import numpy as np
+from sweep_testlib import glocal_configurations, glocal_settings
 
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.data.synthetic import make_world
@@ -52,14 +53,7 @@ def outcome() -> dict[str, np.ndarray]:
     seen = {f"sweep_{name}": np.int32(count) for name, count in SEEN.items()}
     local = (world.local_features - world.features.mean()) / world.features.std()
     data = glocal.local_data(local[None, :250], local[None, 250:], 0.0, 1.0, 32)
-    configs = Configurations(
-        {"lam": [1e-2, 1e-3, 1e-3, 1e-3], "lr": [0.05] * 4, "alpha": [0.0, 0.3, 0.3, 0.8], "tau": [0.1, 0.1, 1.0, 0.5]},
-        [0] * 4, [20] * 4, [0, 1, 1, 1],
-    )  # fmt: skip
-    settings = TrainSettings(
-        epochs=20, min_epochs=3, patience=3, bias=True, local_batch_size=32, init="identity", regularizer="identity"
-    )
-    local_numbers = _sweep(folds, configs, settings, data)
+    local_numbers = _sweep(folds, glocal_configurations(20), glocal_settings(20, local_batch_size=32), data)
     probe_settings = ProbeSettings(lambdas=LAMBDAS, epochs=40, min_epochs=3, patience=3)
     probe = run_probe(world.features, world.train, world.test, probe_settings, progress=False)
     return {

@@ -5,13 +5,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sweep_testlib import glocal_configurations, glocal_settings
 
 from alignment_jax.config.base import base_config
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.data.synthetic import make_world
 from alignment_jax.probing import glocal, memory
 from alignment_jax.probing.cross_validation import ProbeSettings, run_probe, run_probe_layers
-from alignment_jax.probing.sweep import Configurations, TrainSettings, stack_folds, train_configurations
+from alignment_jax.probing.sweep import TrainSettings, stack_folds, train_configurations
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +85,7 @@ def test_validation_term_is_the_mean_over_validation_images():
 def local_sweep(x, triplets, train, val, local, batch_size, budget=0.0):
     folds = stack_folds(x, triplets, train, val, multiple=batch_size or 1)
     data = glocal.local_data(local[None, :250], local[None, 250:], 0.0, 1.0, 64)
-    configs = Configurations(
-        {"lam": [1e-2, 1e-3, 1e-3, 1e-3], "lr": [0.05] * 4, "alpha": [0.0, 0.3, 0.3, 0.8], "tau": [0.1, 0.1, 1.0, 0.5]},
-        [0] * 4, [30] * 4, [0, 1, 1, 1],
-    )  # fmt: skip
-    settings = TrainSettings(
-        batch_size=batch_size, epochs=30, min_epochs=3, patience=3, bias=True, local_batch_size=64, init="identity",
-        regularizer="identity",
-    )  # fmt: skip
+    configs, settings = glocal_configurations(30), glocal_settings(30, local_batch_size=64, batch_size=batch_size)
     run = lambda f, c, **kw: train_configurations(f, c, settings, seed=5, progress=False, data=data, **kw)
     return folds, configs, data, run
 
