@@ -121,7 +121,8 @@ def check_run_settings(config: ml_collections.ConfigDict) -> None:
         )
     progress.check_mode(config.progress)
     caches.cache_folder(config.compilation_cache, "jax", "compilation_cache")
-    stages.load("layers").check(config)
+    layers = stages.load("layers")
+    layers.check(stages.settings_view(config, layers))
 
 
 def check_settings(config: ml_collections.ConfigDict, names: list[str] | tuple[str, ...] = stages.ORDER) -> None:
@@ -129,9 +130,9 @@ def check_settings(config: ml_collections.ConfigDict, names: list[str] | tuple[s
     when one is bad)."""
     check_run_settings(config)
     for name in names:
-        check = getattr(stages.load(name), "check", None)
-        if check is not None:
-            check(config)
+        stage = stages.load(name)
+        if hasattr(stage, "check"):
+            stage.check(stages.settings_view(config, stage))
 
 
 def _run_stages(ctx: RunContext, planned: list[str], requested: list[str] | None) -> None:
@@ -245,12 +246,14 @@ def _facts_now(ctx: RunContext, planned: list[str]) -> dict[str, dict]:
 
 
 def facts_of(ctx: RunContext, name: str) -> dict:
-    """What stage `name`'s section is computed from: its `provenance(ctx)`, or for a stage without one,
-    every setting of the config (any change makes its section stale)."""
+    """What stage `name`'s section is computed from: its `provenance(ctx)`, or for a stage without one, the
+    values of its SETTINGS (a change of one makes its section stale; config.stages never does)."""
     stage = stages.load(name)
     if hasattr(stage, "provenance"):
         return dict(stage.provenance(stages.StageView(ctx, stage)))
-    return provenance.settings(ctx.config, *[k for k in ctx.config.keys() if k != "stages"])
+    declared = getattr(stage, "SETTINGS", ())
+    declared = ctx.config.keys() if declared == stages.ALL_SETTINGS else declared
+    return provenance.settings(ctx.config, *[k for k in declared if k != "stages"])
 
 
 def _outputs_intact(ctx: RunContext, name: str, facts: dict) -> bool:

@@ -23,6 +23,7 @@ from alignment_jax.stages import inputs
 from alignment_jax.stages.inputs import extracted_features
 
 READS = ("memo", *inputs.READS)
+SETTINGS = ("alignet", "model", "images.tfds_data_dir", *inputs.SETTINGS)
 
 
 @dataclasses.dataclass(frozen=True)

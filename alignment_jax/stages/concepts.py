@@ -23,6 +23,7 @@ READS = (
     "digest", "earlier_transform", "features", "features_known", "layer_features", "layers", "things", "transform",
     "transform_path", "transform_source", *layers.READS
 )  # fmt: skip
+SETTINGS = ("concepts", "similarity", "seed", "zero_shot.bootstrap", *layers.SETTINGS)
 
 
 def has_inputs(config: ml_collections.ConfigDict) -> bool:
@@ -49,22 +50,22 @@ def check_inputs(ctx: RunContext) -> None:
 
 
 def provenance(ctx: RunContext) -> dict:
-    config = ctx.config.concepts
+    settings = ctx.config.concepts
     return {
         "features": ctx.digest("features"),
         "things": ctx.digest("things"),
         "transform": ctx.transform_source(),
-        "files:concepts": facts.files_fingerprint([config.embedding, config.labels]),
+        "files:concepts": facts.files_fingerprint([settings.embedding, settings.labels]),
         **facts.settings(ctx.config, "concepts", "similarity"),
         **layers.provenance(ctx),
     }
 
 
 def _embedding(ctx: RunContext):
-    config = ctx.config.concepts
-    embedding = load_concept_embedding(config.embedding, config.labels, n_objects=ctx.things.n_objects)
-    if not 1 <= config.top_k <= embedding.n_dims:
-        raise InputError(f"concepts.top_k={config.top_k}: must be between 1 and the {embedding.n_dims} dimensions")
+    settings = ctx.config.concepts
+    embedding = load_concept_embedding(settings.embedding, settings.labels, n_objects=ctx.things.n_objects)
+    if not 1 <= settings.top_k <= embedding.n_dims:
+        raise InputError(f"concepts.top_k={settings.top_k}: must be between 1 and the {embedding.n_dims} dimensions")
     return embedding
 
 
@@ -80,7 +81,7 @@ def _triplets(ctx: RunContext) -> tuple[np.ndarray, str]:
 def run(ctx: RunContext) -> list[dict]:
     """Returns the `concepts` section: [{"concept", "n_triplets", "accuracy", "accuracy_transformed"}] (+ their
     "<column>_ci95" bootstrap intervals over the concept's triplets with zero_shot.bootstrap > 0)."""
-    config = ctx.config.concepts
+    settings = ctx.config.concepts
     embedding = _embedding(ctx)
     triplets, name = _triplets(ctx)
     correct = odd_one_out(ctx.features, triplets, ctx.config.similarity, bootstrap=0).correct
@@ -88,7 +89,7 @@ def run(ctx: RunContext) -> list[dict]:
     correct_transformed = None
     if transform is not None:
         correct_transformed = odd_one_out(transform.apply(ctx.features), triplets, ctx.config.similarity, 0).correct
-    assignment = assign_concepts(embedding.weights, triplets, config.top_k)
+    assignment = assign_concepts(embedding.weights, triplets, settings.top_k)
     rows = concept_rows(
         embedding.labels,
         assignment,
@@ -103,7 +104,7 @@ def run(ctx: RunContext) -> list[dict]:
         f"lowest {ranked[0]['concept']} ({ranked[0]['accuracy']:.3f}), "
         f"highest {ranked[-1]['concept']} ({ranked[-1]['accuracy']:.3f})"
     )
-    chosen = select_layers(config.layers, ctx.layers, "concepts.layers")
+    chosen = select_layers(settings.layers, ctx.layers, "concepts.layers")
     if chosen:
         layers.require_transforms(ctx, chosen, "concepts.layers")
         values = {}

@@ -26,6 +26,7 @@ from alignment_jax.stages import layers
 
 READS = ("digest", "features", "features_path", "layer_paths", "layer_rows", "model_runner", "workdir", *layers.READS)
 WRITES = ("features_path", "layer_paths", *layers.WRITES)
+SETTINGS = ("features", "model", "images", "progress", "things.root", "things.objects", *layers.SETTINGS)
 
 MEMORY = "images.batch_size (or model.dtype=bfloat16)"
 

@@ -19,6 +19,10 @@ from alignment_jax.run_context import RunContext
 from alignment_jax.stages import local_inputs
 
 READS = ("features", "layer", "things", "transform", "transform_path", *local_inputs.READS)
+SETTINGS = (
+    "transform", "transform_model", "transform_module", "stages", "similarity", "seed", "zero_shot.bootstrap",
+    "probe.temperature", "probe.taus", *local_inputs.SETTINGS
+)  # fmt: skip
 
 
 def check(config: ml_collections.ConfigDict) -> None:

@@ -5,9 +5,10 @@ import os
 import ml_collections
 import numpy as np
 
-from alignment_jax.stages import load
+from alignment_jax.stages import extract
 
 READS = ("features", "features_known", "model_runner", "things", "workdir")
+SETTINGS = ("features", "things.root", "things.train", "model", "images", "progress", *extract.SETTINGS)
 
 
 def has_things(config: ml_collections.ConfigDict) -> bool:
@@ -17,7 +18,7 @@ def has_things(config: ml_collections.ConfigDict) -> bool:
 
 def has_features(config: ml_collections.ConfigDict) -> bool:
     """THINGS features are given, or a model and images to extract them from."""
-    return bool(config.features) or load("extract").has_inputs(config)
+    return bool(config.features) or extract.has_inputs(config)
 
 
 def check_things_and_features(ctx) -> None:

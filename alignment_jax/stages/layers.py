@@ -34,6 +34,10 @@ READS = (
     *local_inputs.READS
 )  # fmt: skip
 WRITES = ("layer", "layer_rows")
+SETTINGS = (
+    "features", "model", "similarity", "seed", "zero_shot.bootstrap", "probe.taus", "transfer.layers",
+    "concepts.layers", *local_inputs.SETTINGS
+)  # fmt: skip
 
 
 def start(ctx: RunContext, default: str, rows: list[dict[str, Any]]) -> None:

@@ -26,11 +26,15 @@ from alignment_jax.errors import InputError
 from alignment_jax.evaluation.levels import MODEL_METRICS, entropy_curves, levels_metrics
 from alignment_jax.evaluation.similarity import check_kind
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import StageResult, given_transform, layers, load
+from alignment_jax.stages import StageResult, extract, given_transform, layers
 
 READS = (
     "earlier_transform", "layer", "layers", "memo", "model_runner", "transform", "transform_path",
     "transform_source", "workdir", *given_transform.READS, *layers.READS
+)  # fmt: skip
+SETTINGS = (
+    "levels", "similarity", "seed", "zero_shot.bootstrap", "model", "images", "progress", *given_transform.SETTINGS,
+    *layers.SETTINGS, *extract.SETTINGS
 )  # fmt: skip
 
 MEMORY = "images.batch_size (the Levels images are extracted in batches)"
@@ -61,7 +65,7 @@ def check(config: ml_collections.ConfigDict) -> None:
                 "levels: no features for the Levels images; give levels.features=FILE (.npy/.h5, one row per image "
                 "in sorted file-name order) or a model (model.name) to extract them from levels.images"
             )
-        load("extract").check(config)
+        extract.check(config)
 
 
 def levels_data(ctx: RunContext) -> Levels:

@@ -19,6 +19,7 @@ from alignment_jax.provenance import file_digest
 from alignment_jax.run_context import RunContext
 
 READS = ("features", "features_path", "layer", "layer_features", "layer_paths", "layers", "model_runner", "workdir")
+SETTINGS = ("probe", "seed", "model", "images", "progress", "world.enabled", "world.n_local")
 
 TFDS_PREFIX = "tfds:"
 KNN = 10  # neighbours compared by local_knn_overlap

@@ -21,6 +21,10 @@ READS = (
     "transform_path", "workdir", *inputs.READS, *statistics.READS, *layers.READS, *local_inputs.READS,
     *alignet_inputs.READS
 )  # fmt: skip
+SETTINGS = (
+    "probe", "seed", "similarity", "progress", "zero_shot.bootstrap", "model", "alignet", "transform",
+    *inputs.SETTINGS, *statistics.SETTINGS, *layers.SETTINGS, *local_inputs.SETTINGS, *alignet_inputs.SETTINGS
+)  # fmt: skip
 
 
 def has_inputs(config) -> bool:

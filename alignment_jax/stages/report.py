@@ -12,6 +12,7 @@ from alignment_jax.report import markdown as report
 from alignment_jax.run_context import RunContext, section_digest
 
 READS = ("results", "section_facts", "sections", "workdir")
+SETTINGS = ("report",)
 
 OUTPUTS = ("report.md", report.PLOT_DIR)
 REUSE = False  # cheap, and it prints the tables: always rerun

@@ -27,6 +27,10 @@ from alignment_jax.provenance import file_digest
 from alignment_jax.run_context import RunContext
 
 READS = ("features", "things", "workdir")
+SETTINGS = (
+    "similarity", "seed", "zero_shot.bootstrap", "things.noise_ceiling_triplets", "things.noise_ceiling_min_sets",
+    "things.one_based"
+)  # fmt: skip
 
 
 def check(config) -> None:

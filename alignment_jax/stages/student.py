@@ -6,6 +6,7 @@ kept in its section's numbers only: transform.npz stays the probe's."""
 
 import os
 
+import ml_collections
 import numpy as np
 
 from alignment_jax import provenance as facts
@@ -21,6 +22,7 @@ from alignment_jax.stages import teacher as teacher_stage
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
 READS = ("digest", "features", "results", "section_facts", "things", "workdir", *inputs.READS, *teacher_stage.READS)
+SETTINGS = ("student", "probe", "seed", "progress", *inputs.SETTINGS, *teacher_stage.SETTINGS)
 
 MEMORY = "probe.lambdas or student.taus (fewer configurations at once)"
 
@@ -38,7 +40,7 @@ def check(config) -> None:
 
 
 def _probe_config(config):
-    probe = config.probe.copy_and_resolve_references()
+    probe = ml_collections.ConfigDict(config.probe.to_dict())  # a copy: the stage's settings are read-only
     probe.objective, probe.taus, probe.split = config.student.objective, tuple(config.student.taus), "triplets"
     return probe
 

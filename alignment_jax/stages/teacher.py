@@ -8,7 +8,7 @@ file name, and rows are in sorted file-name order. Features: `teacher.features` 
 extracted with config.model (a TFDS split in its stored order, then put in the rows' order); features alone (no
 images) name their rows image_0000000, ... and need teacher.classes=kmeans. The demo world's pool of unlabeled
 images (world.n_local) is pointed at by the world stage when teacher.n_triplets is set.
-Transform: the run's (the probe's transform.npz, or config.transform) with `teacher.transform=auto`, none with
+Transform: the run's (the probe's transform.npz, or the given transform) with `teacher.transform=auto`, none with
 `none`. Classes: the subfolders or TFDS labels (`labels`) or k-means clusters of the
 teacher rows (`kmeans`, k = teacher.n_clusters, computed in JAX; the cluster ids are saved). Output:
 WORKDIR/teacher/ with the shards, manifest.json and classes.npy (class id per image row) plus names.txt.
@@ -32,6 +32,7 @@ from alignment_jax.stages import inputs
 from alignment_jax.stages.inputs import extracted_features
 
 READS = ("memo", "transform", "transform_source", "workdir", *inputs.READS)
+SETTINGS = ("teacher", "model", "images.tfds_data_dir", *inputs.SETTINGS)
 
 OUTPUTS = ("teacher",)
 MEMORY = "teacher.shard_size (triplets per shard)"

@@ -25,11 +25,15 @@ from alignment_jax.evaluation.zero_shot import odd_one_out
 from alignment_jax.models.layers import select_layers
 from alignment_jax.probing.transform import Transform
 from alignment_jax.run_context import RunContext
-from alignment_jax.stages import StageResult, layers, load
+from alignment_jax.stages import StageResult, extract, layers
 
 READS = (
     "earlier_transform", "layer_transform_path", "layers", "model_runner", "results", "transform", "transform_path",
     "transform_source", "workdir", *layers.READS
+)  # fmt: skip
+SETTINGS = (
+    "transfer", "similarity", "seed", "zero_shot.bootstrap", "model", "images", "progress", *layers.SETTINGS,
+    *extract.SETTINGS
 )  # fmt: skip
 
 
@@ -48,15 +52,15 @@ def check(config: ml_collections.ConfigDict) -> None:
     checks.integer(config, "zero_shot.bootstrap", minimum=0)  # the triplet datasets' intervals
     parse_datasets(config.transfer.datasets)
     if config.model.name or config.model.variant:  # features of datasets without a file are extracted
-        load("extract").check(config)
+        extract.check(config)
 
 
 def check_inputs(ctx: RunContext) -> None:
     """Every dataset loads, every features file fits its dataset, and a transform made before this run (the
     probe stage does not run now) is readable and of the features' width."""
-    config = ctx.config.transfer
-    datasets = load_datasets(config.datasets)
-    files, folders = parse_feature_sources(config.features, [d.name for d in datasets])
+    settings = ctx.config.transfer
+    datasets = load_datasets(settings.datasets)
+    files, folders = parse_feature_sources(settings.features, [d.name for d in datasets])
     transform = ctx.earlier_transform
     for dataset in datasets:
         found = _feature_file(dataset, files, folders)
@@ -68,9 +72,9 @@ def check_inputs(ctx: RunContext) -> None:
 
 
 def provenance(ctx: RunContext) -> dict:
-    config = ctx.config.transfer
-    paths = [path for _, path in parse_datasets(config.datasets)]
-    paths += [item.partition(":")[2] or item for item in (p.strip() for p in config.features.split(",")) if item]
+    settings = ctx.config.transfer
+    paths = [path for _, path in parse_datasets(settings.datasets)]
+    paths += [item.partition(":")[2] or item for item in (p.strip() for p in settings.features.split(",")) if item]
     found = {
         **facts.settings(ctx.config, "transfer", "similarity", "seed", "zero_shot.bootstrap"),
         "files:transfer": facts.files_fingerprint(paths),
@@ -95,11 +99,11 @@ def run(ctx: RunContext) -> list[dict]:
     """Returns the `transfer` section: [{"dataset", "kernel", "spearman", "pearson", "spearman_transformed",
     "pearson_transformed", "n_stimuli"}] (+ "<metric>_ci95" with transfer.bootstrap > 0). With
     transfer.layers, the same rows per layer go into that layer's entry of results.json `layers`."""
-    config = ctx.config.transfer
+    settings = ctx.config.transfer
     chosen_kernels = kernels(ctx.config)
-    datasets = load_datasets(config.datasets)
-    files, folders = parse_feature_sources(config.features, [d.name for d in datasets])
-    chosen = select_layers(config.layers, ctx.layers, "transfer.layers")
+    datasets = load_datasets(settings.datasets)
+    files, folders = parse_feature_sources(settings.features, [d.name for d in datasets])
+    chosen = select_layers(settings.layers, ctx.layers, "transfer.layers")
     by_layer = {d.name: layer_dataset_features(ctx, d, files, folders, chosen) for d in datasets} if chosen else {}
     transform = ctx.transform
     if transform is None:
@@ -109,7 +113,9 @@ def run(ctx: RunContext) -> list[dict]:
         features = dataset_features(ctx, dataset, files, folders)
         transformed = _apply(transform, features, dataset.name, ctx.transform_path)
         if isinstance(dataset, RSMDataset):
-            rsa_rows += rsa_rows_for(dataset, features, transformed, chosen_kernels, config.bootstrap, ctx.config.seed)
+            rsa_rows += rsa_rows_for(
+                dataset, features, transformed, chosen_kernels, settings.bootstrap, ctx.config.seed
+            )
         else:
             triplet_rows.append(_triplet_row(dataset, features, transformed, ctx.config))
     more = {"transfer_triplets": triplet_rows} if triplet_rows or "transfer_triplets" in ctx.results else {}
@@ -146,7 +152,7 @@ def _layer_entries(
 ) -> list[dict]:
     """results.json `layers` with the transfer rows of every chosen layer (its own transform,
     DIR/transforms/<layer>/transform.npz)."""
-    config = ctx.config.transfer
+    settings = ctx.config.transfer
     layers.require_transforms(ctx, chosen, "transfer.layers")
     rsa_rows: dict[str, list[dict]] = {layer: [] for layer in chosen}
     triplet_rows: dict[str, list[dict]] = {layer: [] for layer in chosen}
@@ -157,7 +163,7 @@ def _layer_entries(
             transformed = _apply(transform, features, dataset.name, ctx.layer_transform_path(layer))
             if isinstance(dataset, RSMDataset):
                 rsa_rows[layer] += rsa_rows_for(
-                    dataset, features, transformed, kernels, config.bootstrap, ctx.config.seed
+                    dataset, features, transformed, kernels, settings.bootstrap, ctx.config.seed
                 )
             else:
                 triplet_rows[layer].append(_triplet_row(dataset, features, transformed, ctx.config))

@@ -24,8 +24,10 @@ from alignment_jax.data.render import render
 from alignment_jax.data.synthetic import World, make_levels, make_world
 from alignment_jax.errors import InputError
 from alignment_jax.run_context import RunContext
+from alignment_jax.stages import ALL_SETTINGS
 
 READS = ("features_path", "workdir")
+SETTINGS = ALL_SETTINGS  # it checks every input it replaces and points the config at the files it writes
 WRITES = ("features_path",)
 
 

@@ -16,6 +16,10 @@ READS = (
     "digest", "features", "layers", "things", *inputs.READS, *statistics.READS, *given_transform.READS,
     *layers.READS
 )  # fmt: skip
+SETTINGS = (
+    "similarity", "seed", "zero_shot", "things", "transform", *inputs.SETTINGS, *statistics.SETTINGS,
+    *given_transform.SETTINGS, *layers.SETTINGS
+)  # fmt: skip
 
 MEMORY = "zero_shot.bootstrap (resamples)"
 
