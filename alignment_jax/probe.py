@@ -157,13 +157,15 @@ def _run_stages(ctx: RunContext, planned: list[str], requested: list[str] | None
             continue
         ctx.facts = facts_of(ctx, name)
         outcome = _run_stage(ctx, name)
-        section, more = (outcome.section, outcome.more) if isinstance(outcome, stages.StageResult) else (outcome, {})
-        if section is not None:
-            ctx.record(name, section)
+        outcome = outcome if isinstance(outcome, stages.StageResult) else stages.StageResult(outcome)
+        for file in outcome.files:  # results.json records which files this section wrote
+            ctx.facts[f"output:{file}"] = provenance.file_digest(os.path.join(ctx.workdir, file))
+        if outcome.section is not None:
+            ctx.record(name, outcome.section)
         else:
             ctx.results.setdefault(PROVENANCE, {})[name] = provenance.normalized(ctx.facts)
             ctx.write()
-        for other, value in more.items():  # computed by this stage, with its provenance
+        for other, value in outcome.more.items():  # computed by this stage, with its provenance
             ctx.record(other, value)
         ctx.facts = None
 

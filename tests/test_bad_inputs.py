@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alignment_jax import atomic, cli, probe, sweep, workdir
+from alignment_jax import atomic, cli, probe, provenance, sweep, workdir
 from alignment_jax.data.synthetic import make_world
 from alignment_jax.errors import InputError
 from alignment_jax.evaluation import rsa
@@ -459,6 +459,24 @@ def test_unchanged_rerun_keeps_everything_and_skips_finished_stages(data, finish
     assert "config:probe.lambdas" in (previous / "moved.txt").read_text()
     assert set(json.loads((work / "results.json").read_text())) >= {"probe", "provenance"}
     assert "zero_shot" not in json.loads((work / "results.json").read_text())
+
+
+@pytest.mark.parametrize("change", ["changed", "deleted"])
+def test_a_changed_or_deleted_transform_makes_the_rerun_redo_the_probe(change, data, finished, tmp_path, capsys):
+    root, _ = data
+    work = tmp_path / "run"
+    shutil.copytree(finished, work)
+    recorded = json.loads((work / "results.json").read_text())["provenance"]["probe"]["output:transform.npz"]
+    assert recorded == provenance.file_digest(work / "transform.npz")  # the probe's files=, recorded by the run
+    if change == "changed":
+        (work / "transform.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    else:
+        (work / "transform.npz").unlink()
+    status, out, err = run_cli(capsys, *base_args(root), f"--workdir={work}")
+    assert status == 0, err
+    assert "zero_shot: inputs and settings unchanged" in out and "probe: inputs and settings unchanged" not in out
+    now = json.loads((work / "results.json").read_text())["provenance"]["probe"]["output:transform.npz"]
+    assert now == provenance.file_digest(work / "transform.npz")
 
 
 def test_transform_changed_after_the_probe_is_refused_where_it_would_be_used(data, finished, tmp_path, capsys):

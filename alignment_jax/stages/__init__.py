@@ -14,8 +14,9 @@ Each stage module defines:
                               same facts is kept instead of recomputed;
   run(ctx: RunContext)        returns the stage's section of results.json: a dict, or a list of rows
                               (transfer, concepts); None writes nothing; a StageResult when it computed
-                              further sections too (per-layer entries, comparisons). The run records them
-                              all (alignment_jax/probe.py): no stage writes results.json or another stage's
+                              further sections too (per-layer entries, comparisons) or wrote files whose
+                              digests a rerun checks (transform.npz). The run records them all
+                              (alignment_jax/probe.py): no stage writes results.json or another stage's
                               section, and none reads the run's plan (a transform made before this run is
                               the declared input ctx.earlier_transform).
   READS      the members of the run context (alignment_jax/run_context.py) that the module reads, its own and
@@ -65,12 +66,15 @@ ALL_SETTINGS = ("*",)  # SETTINGS of the world stage: every setting, the config 
 @dataclasses.dataclass(frozen=True)
 class StageResult:
     """What `run` returns when a stage computed more than its own section: `section`, its own (as a plain
-    return value would be), and `more`, further sections of results.json it computed ({name: value}: the
-    per-layer entries `layers` and `best_layer`, `comparisons`, `transform`, `transfer_triplets`). The run
-    (alignment_jax/probe.py) records them, the section first, then `more` in order; no stage records any."""
+    return value would be), `more`, further sections of results.json it computed ({name: value}: the
+    per-layer entries `layers` and `best_layer`, `comparisons`, `transform`, `transfer_triplets`), and `files`,
+    workdir-relative files it wrote whose sha256 its provenance records (`output:<file>`: a rerun redoes the
+    stage when one changed). The run (alignment_jax/probe.py) records them, the section first, then `more` in
+    order; no stage records any."""
 
     section: Any
     more: dict[str, Any] = dataclasses.field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
 
 def load(name: str) -> ModuleType:

@@ -17,7 +17,7 @@ from alignment_jax.stages import StageResult, alignet_inputs, inputs, layers, lo
 from alignment_jax.stages.inputs import check_things_and_features, has_features, has_things
 
 READS = (
-    "digest", "facts", "features", "features_known", "layer", "layer_features", "layers", "things",
+    "digest", "features", "features_known", "layer", "layer_features", "layers", "things",
     "transform_path", "workdir", *inputs.READS, *statistics.READS, *layers.READS, *local_inputs.READS,
     *alignet_inputs.READS
 )  # fmt: skip
@@ -103,7 +103,7 @@ def provenance(ctx: RunContext) -> dict:
     }
 
 
-def run_alignet(ctx: RunContext) -> dict:
+def run_alignet(ctx: RunContext) -> StageResult:
     """The probe on AligNet's triplets (alignet.train; scored on alignet.test): soft targets with kl | jsd,
     the teacher's odd one out (column 2) with global."""
     config = ctx.config
@@ -117,17 +117,15 @@ def run_alignet(ctx: RunContext) -> dict:
     )  # fmt: skip
     result.transform.save_npz(ctx.transform_path)
     result.transform.save_orbax(os.path.join(ctx.workdir, "transform_checkpoint"))
-    if ctx.facts is not None:
-        ctx.facts["output:transform.npz"] = facts.file_digest(ctx.transform_path)
     section = {**result.summary, "data": "alignet", "alignet": alignet_inputs.section(loaded)}
     line = summary_line(section, config.similarity)
     if "test_divergence" in section:
         line += f", test {settings.objective} {section['test_divergence']:.4f}"
     ctx.log(line + f" in {section['seconds']:.1f} s")
-    return section
+    return StageResult(section, files=("transform.npz",))
 
 
-def run(ctx: RunContext) -> dict | StageResult:
+def run(ctx: RunContext) -> StageResult:
     if alignet_inputs.has_alignet(ctx.config):
         return run_alignet(ctx)
     config, things, features = ctx.config, ctx.things, ctx.features
@@ -148,8 +146,6 @@ def run(ctx: RunContext) -> dict | StageResult:
         )  # fmt: skip
     result.transform.save_npz(ctx.transform_path)
     result.transform.save_orbax(os.path.join(ctx.workdir, "transform_checkpoint"))
-    if ctx.facts is not None:  # results.json records which transform.npz this section wrote
-        ctx.facts["output:transform.npz"] = facts.file_digest(ctx.transform_path)
     section = result.summary
     transformed = None
     if test is not None:
@@ -171,7 +167,7 @@ def run(ctx: RunContext) -> dict | StageResult:
     more = {"comparisons": comparisons} if comparisons is not None else {}
     if ctx.layers:
         more.update(layers.probe_entries(ctx, by_layer, test, settings.select_by, local))
-    return StageResult(section, more) if more else section
+    return StageResult(section, more, files=("transform.npz",))
 
 
 def setting_name(row: dict) -> str:
