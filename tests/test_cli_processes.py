@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from alignment_jax import workdir
 from alignment_jax.provenance import file_digest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,11 +34,23 @@ def _start(workdir, log, *flags: str, **variables: str) -> subprocess.Popen:
         )  # fmt: skip
 
 
-def _finish(processes: list[subprocess.Popen], logs: list, timeout: float = 300) -> None:
-    """Waits for every process; on a failure or the timeout kills the others and fails with every log."""
+def _two_processes(workdir, logs: list) -> list[subprocess.Popen]:
+    """The demo in two jax.distributed processes of 2 CPU devices each, as docs/distributed.md starts them."""
+    devices = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
+    address = f"localhost:{_free_port()}"
+    return [
+        _start(workdir, log, "--distributed", XLA_FLAGS=devices, JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+               JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i))
+        for i, log in enumerate(logs)
+    ]  # fmt: skip
+
+
+def _finish(processes: list[subprocess.Popen], logs: list, status: int = 0, timeout: float = 300) -> None:
+    """Waits for every process to exit with `status`; when one exits otherwise or the time is up, kills the others
+    (they would wait for it in collectives) and fails with every log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(p.poll() is None for p in processes):
-        if any(p.poll() for p in processes):  # one failed: the others would wait for it in collectives
+        if any(p.poll() not in (None, status) for p in processes):
             break
         time.sleep(0.2)
     for p in processes:
@@ -47,7 +60,7 @@ def _finish(processes: list[subprocess.Popen], logs: list, timeout: float = 300)
     output = "\n".join(
         f"--- {log.name} (exit {p.returncode}):\n{log.read_text()}" for p, log in zip(processes, logs, strict=True)
     )
-    assert all(p.returncode == 0 for p in processes), output
+    assert all(p.returncode == status for p in processes), output
 
 
 def _leaves(value, workdir: str, path: str = "") -> dict:
@@ -69,16 +82,11 @@ def test_two_processes_in_one_workdir_equal_one_process(tmp_path, monkeypatch):
     """Then a rerun in one process finds the two processes' workdir finished: it keeps every stage."""
     shared, alone = tmp_path / "shared", tmp_path / "alone"
     monkeypatch.setenv("ALIGNMENT_JAX_CACHE", str(tmp_path / "cache"))  # the two processes decode the images
-    devices = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
-    address = f"localhost:{_free_port()}"
     logs = [tmp_path / f"process_{i}.log" for i in range(2)]
-    processes = [
-        _start(shared, log, "--distributed", XLA_FLAGS=devices, JAX_COORDINATOR_ADDRESS=address,
-               JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i))
-        for i, log in enumerate(logs)
-    ]  # fmt: skip
+    processes = _two_processes(shared, logs)
     _finish(processes, logs)
     assert "results:" in logs[0].read_text() and "results:" not in logs[1].read_text()  # process 0 prints
+    assert (shared / "report.md").is_file()  # process 0 alone wrote it
     _finish([_start(alone, tmp_path / "alone.log")], [tmp_path / "alone.log"])
 
     recorded = json.loads((shared / "results.json").read_text())
@@ -106,3 +114,12 @@ def test_two_processes_in_one_workdir_equal_one_process(tmp_path, monkeypatch):
     rerun = (tmp_path / "rerun.log").read_text()
     assert "extract: reused" in rerun and "probe: inputs and settings unchanged" in rerun, rerun
     assert not (shared / "previous").exists(), rerun
+
+
+def test_a_workdir_another_run_holds_stops_both_processes(tmp_path):
+    logs = [tmp_path / f"process_{i}.log" for i in range(2)]
+    (tmp_path / "run").mkdir()
+    with workdir.Lock(str(tmp_path / "run")):
+        _finish(_two_processes(tmp_path / "run", logs), logs, status=2)
+    assert "another run is writing there" in logs[0].read_text()
+    assert "process 0 could not lock it" in logs[1].read_text()
