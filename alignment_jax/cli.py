@@ -72,7 +72,7 @@ def main(command: Command, argv: list[str]) -> int:
     stopped = ""
     try:
         if DISTRIBUTED.value:
-            initialize_distributed()
+            _initialize_distributed()
         return command(config, workdir_path)
     except InputError as e:
         return _fail(str(e))
@@ -92,7 +92,7 @@ def main(command: Command, argv: list[str]) -> int:
     return INTERRUPTED if stopped == "interrupted" else TERMINATED
 
 
-def initialize_distributed() -> None:
+def _initialize_distributed() -> None:
     """jax.distributed.initialize(): a TPU slice or a SLURM / Open MPI job is found by JAX itself, which also
     reads JAX_COORDINATOR_ADDRESS (host:port of process 0); JAX_NUM_PROCESSES and JAX_PROCESS_ID, which JAX
     does not read, give the rest elsewhere (several processes on one machine). Raises InputError when it fails."""
