@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -138,5 +139,10 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+    """np.savez's format (a zip of `<key>.npy` files, stored) with a fixed timestamp: the same arrays give the
+    same bytes, so a file's sha256 does not depend on when, or by which of several processes, it was written."""
+    with atomic_path(path, suffix=".npz") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for key, value in arrays.items():
+            entry = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(entry, "w", force_zip64=True) as f:  # as np.savez: entries over 2 GiB
+                np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)

@@ -27,8 +27,8 @@ from alignment_jax.errors import InputError, first_line, out_of_memory
 CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (big_vision style get_config(arg)).")
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the run writes.")
 DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Call jax.distributed.initialize() first (multi-host: TPU pods, SLURM, or the "
-    "JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables)."
+    "distributed", False, "Call jax.distributed.initialize() first (multi-host: TPU slices, SLURM, or the "
+    "JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables; docs/distributed.md)."
 )  # fmt: skip
 INPUT, INTERNAL, INTERRUPTED, TERMINATED = 2, 1, 130, 143
 
@@ -72,9 +72,7 @@ def main(command: Command, argv: list[str]) -> int:
     stopped = ""
     try:
         if DISTRIBUTED.value:
-            import jax
-
-            jax.distributed.initialize()
+            _initialize_distributed()
         return command(config, workdir_path)
     except InputError as e:
         return _fail(str(e))
@@ -92,6 +90,28 @@ def main(command: Command, argv: list[str]) -> int:
     gc.collect()
     print(f"{stopped}; rerun to resume", file=sys.stderr, flush=True)
     return INTERRUPTED if stopped == "interrupted" else TERMINATED
+
+
+def _initialize_distributed() -> None:
+    """jax.distributed.initialize(): a TPU slice or a SLURM / Open MPI job is found by JAX itself, which also
+    reads JAX_COORDINATOR_ADDRESS (host:port of process 0); JAX_NUM_PROCESSES and JAX_PROCESS_ID, which JAX
+    does not read, give the rest elsewhere (several processes on one machine). Raises InputError when it fails."""
+    import jax
+
+    counts = {}
+    for name, variable in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID")):
+        text = os.environ.get(variable)
+        if text is not None:
+            if not text.strip().isdigit():
+                raise InputError(f"{variable}={text}: not a whole number; --distributed reads it ({name})")
+            counts[name] = int(text)
+    try:
+        jax.distributed.initialize(**counts)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise InputError(
+            f"--distributed: jax.distributed.initialize() failed ({first_line(e)}); outside a TPU slice or a SLURM "
+            "job set JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES and JAX_PROCESS_ID (docs/distributed.md)"
+        ) from e
 
 
 def _unexpected(error: Exception, workdir_path: str) -> int:

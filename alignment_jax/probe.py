@@ -22,12 +22,14 @@ import os
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from alignment_jax import atomic, caches, cli, progress, provenance, stages, workdir
 from alignment_jax.config import checks
 from alignment_jax.data.triplets import count_duplicates, count_shared
 from alignment_jax.errors import InputError, first_line, out_of_memory
 from alignment_jax.evaluation.similarity import check_kind
+from alignment_jax.probing.placement import process_zero
 from alignment_jax.run_context import PROVENANCE, RunContext, section_digest
 
 SEED_LIMIT = 2**31 - 2  # seeds go to numpy and jax.random.key, and seed + 1 is used too
@@ -63,15 +65,32 @@ def _run(config: ml_collections.ConfigDict, workdir_path: str, requested, planne
     ctx.trains_transform = "probe" in planned
     for line in skipped_stages(config, requested):
         ctx.log(line)
-    lock = workdir.Lock(ctx.workdir) if jax.process_index() == 0 else None
-    with lock or contextlib.nullcontext():
+    with _held(ctx):
         ctx.reload()
-        removed = atomic.remove_temporary(ctx.workdir) if lock else []  # process 0 alone: others may share DIR
-        if removed:
-            ctx.log(f"workdir: removed {len(removed)} temporary file(s) that an interrupted run left")
         _run_stages(ctx, planned, requested)
-    print(f"results: {ctx.results_path}")
+    if jax.process_index() == 0:
+        print(f"results: {ctx.results_path}")
     return ctx
+
+
+@contextlib.contextmanager
+def _held(ctx: RunContext):
+    """Process 0 locks the workdir and removes the temporary files an interrupted run left; the other processes
+    (which may share the workdir) wait until it has, and stop with it when another run holds the lock."""
+    with contextlib.ExitStack() as stack:
+        refused = None
+        if jax.process_index() == 0:
+            try:
+                stack.enter_context(workdir.Lock(ctx.workdir))
+            except InputError as e:
+                refused = e
+            else:
+                removed = atomic.remove_temporary(ctx.workdir)
+                if removed:
+                    ctx.log(f"workdir: removed {len(removed)} temporary file(s) that an interrupted run left")
+        if not process_zero(refused is None):
+            raise refused or InputError(f"--workdir={ctx.workdir}: process 0 could not lock it (its error says why)")
+        yield
 
 
 def plan(config: ml_collections.ConfigDict, workdir_path: str, requested: list[str] | None) -> list[str]:
@@ -139,6 +158,10 @@ def _run_stages(ctx: RunContext, planned: list[str], requested: list[str] | None
     made = {}
     if "world" in planned:
         made["world"] = _run_stage(ctx, "world")
+        # every process wrote the world's files: none may read their modification times (image sources do)
+        # while another still writes them
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("world")
     for name in planned:  # the demo's files exist now; nothing slow has run yet
         stage = stages.load(name)
         if hasattr(stage, "check_inputs"):
@@ -276,8 +299,6 @@ def _same_on_every_process(finished: set[str], planned: list[str]) -> set[str]:
     not, the extraction in transfer has collectives)."""
     if jax.process_count() == 1:
         return finished
-    from jax.experimental import multihost_utils
-
     mask = np.array([name in finished for name in planned], np.int32)
     mask = np.asarray(multihost_utils.broadcast_one_to_all(mask))
     return {name for name, keep in zip(planned, mask, strict=True) if keep}

@@ -60,9 +60,8 @@ def prepare(workdir: str) -> str:
     except OSError as e:
         raise InputError(f"{flag}: cannot create the folder ({e.strerror}); choose another --workdir") from e
     try:
-        with atomic.atomic_path(os.path.join(path, ".write-test")) as tmp, open(tmp, "wb") as f:
-            f.write(b"")
-        os.remove(os.path.join(path, ".write-test"))
+        with tempfile.TemporaryFile(dir=path):  # a name of its own: other processes of the run may test too
+            pass
     except OSError as e:
         raise InputError(f"{flag}: cannot write there ({e.strerror}); choose a writable --workdir") from e
     for name in FOLDERS:

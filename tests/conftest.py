@@ -68,8 +68,9 @@ def every_results_json_is_strict(tmp_path_factory):
 # subprocesses, comparisons with transformers' models and sweeps to convergence: these files, and these
 # tests of other files (each took seconds or more).
 SLOW_FILES = {
-    "test_caches.py", "test_comparisons.py", "test_demo.py", "test_extract_processes.py", "test_glocal.py",
-    "test_memory.py", "test_notebooks.py", "test_precision.py", "test_sweep_cli.py", "test_sweep_processes.py",
+    "test_caches.py", "test_cli_processes.py", "test_comparisons.py", "test_demo.py", "test_extract_processes.py",
+    "test_glocal.py", "test_memory.py", "test_notebooks.py", "test_precision.py", "test_sweep_cli.py",
+    "test_sweep_processes.py",
 }  # fmt: skip
 SLOW_TESTS = {
     "test_alignet_loop.py": ("test_student_learns_the_teacher_from_its_pool_triplets",),

@@ -161,6 +161,23 @@ def test_bad_config_flags_are_one_line(flags, message, tmp_path):
     assert not os.path.exists(workdir)  # nothing ran before the check, no empty workdir left behind
 
 
+@pytest.mark.parametrize(
+    "variables, message",
+    [
+        ({}, "--distributed: jax.distributed.initialize() failed (coordinator_address should be defined.)"),
+        ({"JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES=two: not a whole number"),
+    ],
+)
+def test_distributed_outside_a_cluster_without_its_variables_is_one_line(variables, message, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COORDINATOR", "SLURM_", "OMPI_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "alignment_jax.probe", "--config=configs/demo.py", f"--workdir={tmp_path / 'run'}",
+         "--distributed"], capture_output=True, text=True, cwd=ROOT, env={**env, "JAX_PLATFORMS": "cpu", **variables},
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {message}"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_a_run_failing_before_its_first_stage_leaves_no_workdir(tmp_path):
     workdir = tmp_path / "run"
     flags = ["--config=configs/features.py", "--config.things.root=/no/such/things", "--config.features=/no/x.npy"]

@@ -223,6 +223,21 @@ def test_temperature_is_the_minimum():
     assert fitted == pytest.approx(math.exp(reference.x), rel=1e-4)
 
 
+def test_temperature_stops_where_the_slope_is_zero(monkeypatch):
+    """A slope of exactly 0.0 (float64 rounding gives it) ends the search there, not at the bracket's middle (the
+    demo's between_class temperature moved 3% on a transform 2e-7 away)."""
+    z, counts, _ = synthetic(t=500, seed=3, beta=2.0)
+    fitted = metrics.fit_temperature(z, counts)
+    exact = metrics._slope_and_curvature
+
+    def rounded(z, counts, beta):  # the exact slope rounded to 0.0 near the minimum
+        slope, curvature = exact(z, counts, beta)
+        return (0.0 if abs(slope) < 1e-9 else slope), curvature
+
+    monkeypatch.setattr(metrics, "_slope_and_curvature", rounded)
+    assert metrics.fit_temperature(z, counts) == pytest.approx(fitted, rel=1e-6)
+
+
 def test_temperature_edge_cases():
     z = np.array([[0.0, 1.0, 2.0], [2.0, 0.0, 1.0], [1.0, 2.0, 0.0]])
     against = np.array([[4, 0, 0], [0, 4, 0], [0, 0, 4]])  # always the model's least likely image

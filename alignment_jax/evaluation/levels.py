@@ -131,13 +131,15 @@ def fit_temperature(z: np.ndarray, counts: np.ndarray) -> float | None:
     beta = 0.5 * (low + high)
     for _ in range(_NEWTON_STEPS):
         slope, curvature = _slope_and_curvature(z, counts, beta)
+        if abs(slope) < 1e-15:  # the minimum (a slope of exactly 0.0 too: Newton's step would not move)
+            break
         if slope > 0:
             high = beta
         else:
             low = beta
         step = beta - slope / curvature if curvature > 0 else np.nan
         beta = step if low < step < high else 0.5 * (low + high)  # Newton inside the bracket, else bisect
-        if high - low <= 1e-12 * high or abs(slope) < 1e-15:
+        if high - low <= 1e-12 * high:
             break
     return 1.0 / beta
 

@@ -37,7 +37,6 @@ STANDIN_DIMS. `runlocal=True` (alignment_jax/config/args.py) extracts with it.
 import dataclasses
 import os
 import tempfile
-import zipfile
 from typing import Any
 
 import numpy as np
@@ -126,7 +125,7 @@ def write_standin(spec: ModelSpec, path: str, seed: int = 0) -> None:
         with atomic.atomic_path(path, suffix=".safetensors") as tmp:
             save_file(arrays, tmp)
     else:
-        _save_npz(path, arrays)
+        atomic.save_npz(path, **arrays)
 
 
 def standin_model(name: str, seed: int = 0, **load_kwargs: Any) -> LoadedModel:
@@ -371,12 +370,3 @@ def _openclip(d: int, depth: int, m: int, patch: int, grid: int, embed: int) -> 
         "logit_scale": ((), 0.0, 4.6052),
     }
     return shapes | _torch_block("transformer.resblocks.0.", d, m, _OPENCLIP_BLOCK) | text
-
-
-def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez's format (a zip of `<key>.npy` files, stored) with a fixed timestamp: the same arrays give the
-    same bytes, so a stand-in's sha256, and the feature store key holding it, are stable across runs."""
-    with atomic.atomic_path(path, suffix=".npz") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-        for key, value in arrays.items():
-            with zf.open(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w") as f:
-                np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)

@@ -109,11 +109,17 @@ class Transform:
 
     def save_orbax(self, directory: str | os.PathLike) -> None:
         """Saves as an orbax PyTree checkpoint folder; an existing one is replaced only once the new one is
-        complete."""
+        complete. Under jax.distributed every process may call it: process 0 alone writes (orbax told so: no
+        barrier with the others), as two processes cannot both rename a folder into place."""
+        import jax
         import orbax.checkpoint as ocp
 
-        with atomic.atomic_directory(directory) as tmp, ocp.PyTreeCheckpointer() as checkpointer:
-            checkpointer.save(tmp, {k: getattr(self, k) for k in _NPZ_KEYS})
+        if jax.process_index() != 0:
+            return
+        alone = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
+        handler = ocp.PyTreeCheckpointHandler(multiprocessing_options=alone)
+        with atomic.atomic_directory(directory) as tmp, ocp.Checkpointer(handler, multiprocessing_options=alone) as c:
+            c.save(tmp, {k: getattr(self, k) for k in _NPZ_KEYS})
 
     @classmethod
     def load_orbax(cls, directory: str | os.PathLike) -> "Transform":

@@ -5,6 +5,7 @@ Works with any subset of the sections zero_shot, probe, transfer, transfer_tripl
 
 import os
 
+import jax
 import ml_collections
 
 from alignment_jax import provenance as facts
@@ -29,8 +30,9 @@ def provenance(ctx: RunContext) -> dict:
     return {**found, **facts.settings(ctx.config, "report")}
 
 
-def run(ctx: RunContext) -> dict:
-    """Returns the `report` section: {"markdown": "report.md", "plots": {name: "plots/<name>.png"}}."""
+def run(ctx: RunContext) -> dict | None:
+    """Returns the `report` section: {"markdown": "report.md", "plots": {name: "plots/<name>.png"}} (None on
+    processes other than 0)."""
     results = {k: v for k, v in ctx.results.items() if k != "report"}
     if report.synthetic(results):
         ctx.log("")
@@ -39,6 +41,8 @@ def run(ctx: RunContext) -> dict:
         ctx.log("")
         for line in report.text_table(table):
             ctx.log(line)
+    if jax.process_index() != 0:  # report.md and the plots show results.json, which process 0 alone writes
+        return None
     written = report.write_report(results, ctx.workdir, draw=ctx.config.report.plots)
     ctx.log(f"report: {os.path.join(ctx.workdir, written['markdown'])}")
     return written
