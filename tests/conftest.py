@@ -69,8 +69,8 @@ def every_results_json_is_strict(tmp_path_factory):
 # tests of other files (each took seconds or more).
 SLOW_FILES = {
     "test_caches.py", "test_cli_processes.py", "test_comparisons.py", "test_demo.py", "test_extract_processes.py",
-    "test_glocal.py", "test_memory.py", "test_notebooks.py", "test_precision.py", "test_sweep_cli.py",
-    "test_sweep_processes.py",
+    "test_fast_equivalence.py", "test_glocal.py", "test_memory.py", "test_notebooks.py", "test_precision.py",
+    "test_sweep_cli.py", "test_sweep_processes.py",
 }  # fmt: skip
 SLOW_TESTS = {
     "test_alignet_loop.py": ("test_student_learns_the_teacher_from_its_pool_triplets",),

@@ -124,7 +124,7 @@ def teacher_world():
 @pytest.mark.parametrize("divergence", objective.DIVERGENCES)
 def test_tau_x_lambda_x_fold_in_one_program_equals_each_alone(teacher_world, divergence):
     x, triplets, targets, train, val = teacher_world
-    folds, soft = stack_folds(x, triplets, train, val), stack_targets(targets, train, val)
+    folds, soft = stack_folds(x, triplets, train, val), stack_targets(targets, triplets, train, val)
     hyper = {"lam": np.array([1e-3, 1e-3, 1e-1, 1e-1]), "lr": np.full(4, 0.02), "tau": np.array([0.5, 2.0, 0.5, 2.0])}
     configs = Configurations(hyper, np.zeros(4), np.full(4, 20), np.array([0, 0, 1, 1]))
     settings = TrainSettings(epochs=20, min_epochs=3, patience=3, divergence=divergence)
@@ -144,7 +144,8 @@ def test_tau_x_lambda_x_fold_in_one_program_equals_each_alone(teacher_world, div
 
 def test_minibatches_learn_the_teacher(teacher_world):
     x, triplets, targets, train, val = teacher_world
-    folds, soft = stack_folds(x, triplets, train, val, multiple=256), stack_targets(targets, train, val, multiple=256)
+    folds = stack_folds(x, triplets, train, val, multiple=256)
+    soft = stack_targets(targets, triplets, train, val, multiple=256)
     configs = Configurations({"lam": [1e-4], "lr": [0.01], "tau": [1.0]}, [0], [40], [0])
     settings = TrainSettings(batch_size=256, epochs=40, min_epochs=3, patience=5, divergence="kl")
     out = train_configurations(folds, configs, settings, seed=0, progress=False, soft=soft)

@@ -389,7 +389,7 @@ class _Width:
         n_views, n_hyper, settings = len(self.names), len(seed_ids), self.settings
         multiple = settings.train.batch_size or 1
         folds = stack_folds(x, train_triplets, *masks, multiple)
-        soft = None if self.targets is None else stack_targets(self.targets, *masks, multiple)
+        soft = None if self.targets is None else stack_targets(self.targets, train_triplets, *masks, multiple)
         configs = Configurations(
             {k: np.tile(v, n_views) for k, v in hyper.items()},
             np.repeat(np.arange(n_views), n_hyper),
@@ -424,7 +424,9 @@ class _Width:
         settings, multiple = self.settings, self.settings.train.batch_size or 1
         everything, nothing = np.ones((1, len(train_triplets)), bool), np.zeros((1, len(train_triplets)), bool)
         all_train = stack_folds(x, train_triplets, everything, nothing, multiple)
-        all_soft = None if self.targets is None else stack_targets(self.targets, everything, nothing, multiple)
+        all_soft = (
+            None if self.targets is None else stack_targets(self.targets, train_triplets, everything, nothing, multiple)
+        )
         picks = np.array([h for c in chosen for h in c])
         configs = Configurations(
             {k: v[picks] for k, v in hyper.items()},

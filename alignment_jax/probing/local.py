@@ -115,10 +115,10 @@ def glocal_loss(
     THINGS features (n, p)); local_x (B, p), teacher_sims (B, B), local_valid (B,): as `local_loss`.
     alpha = 0 is `objective.loss` exactly.
     """
-    nll = objective.triplet_nll(objective.pair_similarities(params, x, triplets, formulation), temperature)
+    nll = objective.mean_triplet_nll(params, x, triplets, weights, temperature, formulation)
     local = local_loss(params, local_x, teacher_sims, tau, local_valid)
     penalty = objective.REGULARIZERS[regularizer](params["weights"])
-    return (1.0 - alpha) * objective.weighted_mean(nll, weights) + alpha * local + lam * penalty
+    return (1.0 - alpha) * nll + alpha * local + lam * penalty
 
 
 def glocal_validation(

@@ -3,12 +3,13 @@
 For a triplet (i, j, k) with human-chosen pair (i, j) and transformed features z = x W (+ b):
     nll = -log softmax([z_i.z_j, z_i.z_k, z_j.z_k] / temperature)[0]
 Three ways to get the pair similarities of a batch of B triplets (n objects, p dims), picked by cost
-(docs/design.md), counted for forward + backward (about 3x the forward FLOPs) plus the gathers:
+(docs/design.md), counted for forward + backward (about 3x the forward FLOPs; 2x for the matrix, whose
+gradient is written by hand: probing/triplet_matrix.py) plus the gathers:
     rows   : transform only the 3B gathered rows of X     3 * 6 B p^2         + g * 3 B p
     objects: Z = X W once, gather rows of Z, dot them     3 * (2 n p^2 + 6 B p) + g * 3 B p
-    matrix : Z = X W, S = Z Z^T, gather three scalars     3 * (2 n p^2 + 2 n^2 p) + g * 3 B
+    matrix : Z = X W, S = Z Z^T, gather three scalars     2 * (2 n p^2 + 2 n^2 p) + g * 3 B
 g is the cost of one gathered float in FLOPs (its backward is a scatter-add); measured on a 2-core CPU,
-g ~ 1000, so for THINGS (n = 1854, p = 768) rows wins below ~700 triplets, matrix above ~7,000 and
+g ~ 1000, so for THINGS (n = 1854, p = 768) rows wins below ~700 triplets, matrix above ~3,600 and
 objects in between (bench/probe_sweep.py prints the measured step times). All give the same numbers.
 Every matmul runs at full float32 precision (HIGHEST) on every device, also where JAX's default would be
 TF32 (NVIDIA GPUs) or one bfloat16 pass (TPUs): the probe's numbers do not depend on the hardware.
@@ -20,10 +21,11 @@ import jax
 import jax.numpy as jnp
 
 from alignment_jax.evaluation.similarity import human_pair_most_similar
+from alignment_jax.probing import triplet_matrix
 
 Params = dict[str, jax.Array]  # {"weights": (p, p)} plus {"bias": (p,)} when the probe has a bias
 FORMULATIONS = ("rows", "objects", "matrix")
-PRECISION = jax.lax.Precision.HIGHEST  # full float32 matmuls (also in the gradients: transposes keep it)
+PRECISION = triplet_matrix.PRECISION  # HIGHEST: full float32 matmuls (also in the gradients: transposes keep it)
 
 
 GATHER_COST = 1000.0  # FLOPs per gathered float, forward gather + backward scatter-add (measured on CPU)
@@ -35,7 +37,7 @@ def formulation_costs(n_objects: int, batch_size: int, dims: int) -> dict[str, f
     return {
         "rows": 3 * 6 * b * p * p + g * 3 * b * p,
         "objects": 3 * (2 * n * p * p + 6 * b * p) + g * 3 * b * p,
-        "matrix": 3 * (2 * n * p * p + 2 * n * n * p) + g * 3 * b,
+        "matrix": 2 * (2 * n * p * p + 2 * n * n * p) + g * 3 * b,
     }
 
 
@@ -147,8 +149,19 @@ def loss(
     formulation: str,
 ) -> jax.Array:
     """Weighted mean triplet NLL over (B, 3) triplets (weights (B,) mask folds and padding) + lam * R(W)."""
-    nll = _nll(*_pair_columns(params, x, triplets, formulation), temperature)
-    return weighted_mean(nll, weights) + lam * REGULARIZERS[regularizer](params["weights"])
+    return mean_triplet_nll(params, x, triplets, weights, temperature, formulation) + lam * REGULARIZERS[regularizer](
+        params["weights"]
+    )
+
+
+def mean_triplet_nll(
+    params: Params, x: jax.Array, triplets: jax.Array, weights: jax.Array, temperature: float, formulation: str
+) -> jax.Array:
+    """sum(w nll) / sum(w) over (B, 3) triplets; the matrix formulation's with its hand-written gradient
+    (probing/triplet_matrix.py)."""
+    if formulation == "matrix":
+        return triplet_matrix.mean_nll(transform(params, x), triplets, weights, temperature)
+    return weighted_mean(_nll(*_pair_columns(params, x, triplets, formulation), temperature), weights)
 
 
 def evaluate(

@@ -1,0 +1,80 @@
+"""The matrix formulation's hand-written gradient and configuration-last vmaps equal autodiff of the plain loss,
+alone, vmapped over configurations that share their triplets (the sweep's full batch), over configurations with
+their own triplets (minibatches) and over folds of configurations (the sweep's two levels)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from alignment_jax.probing import objective, triplet_matrix
+
+N, P, T = 23, 6, 400
+
+
+def _reference(z, triplets, weights, temperature):
+    s = jnp.matmul(z, z.T, precision=objective.PRECISION)
+    i, j, k = triplets[:, 0], triplets[:, 1], triplets[:, 2]
+    nll = objective._nll(s[i, j], s[i, k], s[j, k], temperature)
+    return objective.weighted_mean(nll, weights)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    z = jnp.asarray(rng.normal(size=(3, 4, N, P)).astype(np.float32))  # (folds, configurations, n, p)
+    triplets = jnp.asarray(rng.integers(0, N, (3, T, 3)).astype(np.int32))
+    weights = jnp.asarray((rng.random((3, T)) * (rng.random((3, T)) > 0.2)).astype(np.float32))
+    return z, triplets, weights
+
+
+def _both(fn_of_loss, temperature):
+    kernel = lambda z, t, w: triplet_matrix.mean_nll(z, t, w, temperature)
+    reference = lambda z, t, w: _reference(z, t, w, temperature)
+    return fn_of_loss(jax.value_and_grad(kernel)), fn_of_loss(jax.value_and_grad(reference))
+
+
+def _close(got, want):
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_one_configuration(data, temperature):
+    z, t, w = data
+    kernel, reference = _both(jax.jit, temperature)
+    _close(kernel(z[0, 0], t[0], w[0]), reference(z[0, 0], t[0], w[0]))
+
+
+def test_configurations_sharing_triplets(data):
+    z, t, w = data
+    kernel, reference = _both(lambda f: jax.jit(jax.vmap(f, (0, None, None))), 1.0)
+    _close(kernel(z[0], t[0], w[0]), reference(z[0], t[0], w[0]))
+
+
+def test_configurations_with_their_own_triplets(data):
+    z, t, w = data
+    kernel, reference = _both(lambda f: jax.jit(jax.vmap(f)), 2.0)
+    _close(kernel(z[:, 0], t, w), reference(z[:, 0], t, w))
+
+
+def test_folds_of_configurations(data):
+    z, t, w = data
+    kernel, reference = _both(lambda f: jax.jit(jax.vmap(jax.vmap(f, (0, None, None)))), 1.0)
+    _close(kernel(z, t, w), reference(z, t, w))
+
+
+def test_no_weight_gives_zero_and_no_gradient(data):
+    z, t, _ = data
+    value, grad = jax.value_and_grad(triplet_matrix.mean_nll)(z[0, 0], t[0], jnp.zeros(T), 1.0)
+    assert float(value) == 0.0 and not np.any(np.asarray(grad))
+
+
+def test_the_probe_loss_uses_it_with_a_bias(data):
+    z, t, w = data
+    params = {"weights": z[0, 0, :P], "bias": z[0, 1, 0]}
+    x = z[1, 0]
+    loss = lambda prm, formulation: objective.loss(
+        prm, x, t[0], w[0], 0.1, regularizer="frobenius", temperature=1.0, formulation=formulation
+    )
+    _close(jax.grad(loss)(params, "matrix"), jax.grad(loss)(params, "objects"))
