@@ -1,6 +1,6 @@
 """The fast protocol's faster sweep (probing/triplet_matrix.py's gradient, folds in sorted triplet order) selects
 the configuration the previous path selected, with CV accuracy and cross-entropy within 0.002: on the demo world
-and on a planted world with THINGS' 1,854 objects (49 dimensions, 120k triplets: CI-sized)."""
+and on a planted world with THINGS' 1,854 objects (49 dimensions, 60k triplets: CI-sized)."""
 
 import jax
 import jax.numpy as jnp
@@ -44,5 +44,5 @@ def test_demo_world(monkeypatch):
 
 
 def test_things_sized_world(monkeypatch):
-    world = aj.make_world(seed=0, n_objects=1854, n_concepts=49, n_dims=49, n_train=120_000, n_test=0)
+    world = aj.make_world(seed=0, n_objects=1854, n_concepts=49, n_dims=49, n_train=60_000, n_test=0)
     _assert_equivalent(*_fit_both(monkeypatch, world.features, world.train))
