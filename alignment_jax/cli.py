@@ -11,7 +11,6 @@
 
 import gc
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -20,7 +19,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alignment_jax import workdir
+from alignment_jax import stopping, workdir
 from alignment_jax.config import files as config_files
 from alignment_jax.errors import InputError, first_line, out_of_memory
 
@@ -38,10 +37,6 @@ Command = Callable[[ml_collections.ConfigDict, str], int]
 class _Exit(Exception):
     def __init__(self, status: int):
         self.status = status
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised where the program is, so a batch system's stop cleans up like Ctrl-C does."""
 
 
 def run_app(command: Command) -> None:
@@ -68,23 +63,20 @@ def main(command: Command, argv: list[str]) -> int:
     except Exception as e:  # a bug in parsing: reported like any other
         return _unexpected(e, "")
     logging.set_verbosity(logging.WARNING)  # orbax and friends log every file at INFO
-    previous = _on_sigterm()
     stopped = ""
     try:
-        if DISTRIBUTED.value:
-            _initialize_distributed()
-        return command(config, workdir_path)
+        with stopping.raising_on_signals():
+            if DISTRIBUTED.value:
+                _initialize_distributed()
+            return command(config, workdir_path)
     except InputError as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         stopped = "interrupted"
-    except Terminated:
+    except stopping.Terminated:
         stopped = "terminated"
     except Exception as e:
         return _unexpected(e, workdir_path)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     # Outside the handler: the interrupted frames are gone, and with them their progress bars, which print
     # a last time when they go; this line comes after them.
     gc.collect()
@@ -134,19 +126,6 @@ def _unexpected(error: Exception, workdir_path: str) -> int:
         flush=True,
     )
     return INTERNAL
-
-
-def _on_sigterm():
-    """Makes SIGTERM raise Terminated in the main thread; returns the handler it replaced (None when it
-    cannot, off the main thread)."""
-
-    def handler(signum, frame):
-        raise Terminated()
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return None
 
 
 def _unknown_override(argv: list[str], spec: str, error: Exception) -> str:

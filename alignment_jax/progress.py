@@ -8,7 +8,8 @@ Modes (`config.progress`; a library function's `progress` argument also takes Tr
          `extract: 150/300 img, 1.2 s, 125.0 img/s`; no carriage returns, so a log file or CI output
          holds a few lines per loop (a short loop: just the end line)
   off    nothing
-Every mode writes to stderr, as tqdm does; the results printed on stdout stay apart.
+Every mode writes to stderr, as tqdm does; the results printed on stdout stay apart. Every update checks
+for a stop that a signal asked for (alignment_jax/stopping.py): the slow loops are where a lost one shows.
 """
 
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from alignment_jax import stopping
 from alignment_jax.errors import InputError
 
 MODES = ("auto", "bar", "lines", "off")
@@ -52,10 +54,18 @@ def progress_bar(total: int, desc: str, mode: str | bool = "auto", unit: str = "
     if mode == "auto":
         mode = "bar" if interactive() else "lines"
     if mode == "bar":
-        return tqdm(total=total, initial=initial, desc=desc, unit=unit, smoothing=0.1)
+        return _Bar(total=total, initial=initial, desc=desc, unit=unit, smoothing=0.1)
     if mode == "lines":
         return MilestoneLines(total, desc, unit, initial)
-    return tqdm(total=total, disable=True)
+    return _Bar(total=total, disable=True)
+
+
+class _Bar(tqdm):
+    """tqdm whose updates check for a stop (stopping.check)."""
+
+    def update(self, n: float = 1) -> bool | None:
+        stopping.check()
+        return super().update(n)
 
 
 class MilestoneLines:
@@ -81,6 +91,7 @@ class MilestoneLines:
         return self.total + 1
 
     def update(self, n: int = 1) -> None:
+        stopping.check()
         self.count += n
         now = time.perf_counter()
         quiet = now - self.last_line
