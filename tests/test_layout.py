@@ -6,7 +6,7 @@ import pathlib
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "alignment_jax"
 TOP_LEVEL = {
     *("__init__", "atomic", "caches", "cli", "errors", "probe", "progress", "provenance"),
-    *("json_values", "run_context", "sweep", "workdir"),
+    *("json_values", "run_context", "stopping", "sweep", "workdir"),
 }
 
 
