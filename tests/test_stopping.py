@@ -1,7 +1,6 @@
 """A stop asked by a signal cannot be lost: if the exception its handler raised is swallowed (Python prints and
 drops one raised inside a __del__), the next progress update raises it again; the CLI then exits 130 / 143."""
 
-import gc
 import os
 import signal
 import sys
@@ -30,13 +29,12 @@ class _SignalsInDel:
 
 
 def _swallowed_stop(number: int) -> list[type[BaseException]]:
-    """A signal whose exception is raised, and lost, inside a __del__ during garbage collection: the types of
+    """A signal whose exception is raised, and lost, inside a __del__ (run as the object is freed): the types of
     the exceptions Python dropped (sys.unraisablehook)."""
     lost, hook = [], sys.unraisablehook
     sys.unraisablehook = lambda unraisable: lost.append(unraisable.exc_type)
     try:
-        _SignalsInDel(number)
-        gc.collect()
+        _SignalsInDel(number)  # freed at once: nothing refers to it
     finally:
         sys.unraisablehook = hook
     return lost
