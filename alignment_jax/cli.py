@@ -19,7 +19,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alignment_jax import stopping, workdir
+from alignment_jax import host_memory, stopping, workdir
 from alignment_jax.config import files as config_files
 from alignment_jax.errors import InputError, first_line, out_of_memory
 
@@ -44,7 +44,9 @@ def run_app(command: Command) -> None:
 
     An interrupted run leaves at once (os._exit, after flushing): its outputs are already whole on disk,
     and tearing down the interpreter while XLA still runs the interrupted computation can crash it.
+    Before anything runs, malloc is told to keep the memory XLA frees (host_memory.py).
     """
+    host_memory.keep_freed_memory()
     status = main(command, sys.argv)
     if status in (INTERRUPTED, TERMINATED):
         sys.stdout.flush()

@@ -38,6 +38,7 @@ import numpy as np
 import optax
 from common import add_world_flags, things_world
 
+from alignment_jax import host_memory
 from alignment_jax.config.base import base_config
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.probing import local
@@ -100,6 +101,7 @@ def time_steps(step, batches, n_steps: int) -> float:
 
 
 def main() -> None:
+    host_memory.keep_freed_memory()  # as the command lines run
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_world_flags(parser)
     parser.add_argument("--local", type=int, default=50_000)

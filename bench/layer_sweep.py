@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from common import add_world_flags, things_world
 
+from alignment_jax import host_memory
 from alignment_jax.config.base import base_config
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.probing import memory, sweep
@@ -97,6 +98,7 @@ def plan_only(views, triplets, train, val, settings, lambdas, budget) -> dict:
 
 
 def main() -> None:
+    host_memory.keep_freed_memory()  # as the command lines run
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_world_flags(parser)
     parser.add_argument("--layers", type=int, default=12)

@@ -2,18 +2,23 @@
 baseline; prints JSON.
 
 n = 1854 objects, p = 768, 4.7M triplets from a planted world, 5 lambdas x 3 object folds, fast protocol,
-trained to convergence (per-configuration early stopping). Two baselines in the same run:
+trained to convergence (per-configuration early stopping), with malloc keeping freed memory as the command
+lines run it (alignment_jax/host_memory.py). Three baselines in the same run:
 - the previous path of the same sweep: autodiff of the matrix formulation (gathers vmapped configuration by
   configuration, two n^2 p matmuls in the gradient) on folds in the given triplet order; its chosen
   configuration's CV accuracy and cross-entropy are printed beside ours (the same to 0.002 or better);
 - the straightforward implementation: batches of 256 triplets, the three feature rows of each triplet gathered
-  and transformed, Adam; one configuration, timed over some batches and scaled to one epoch of one fold.
+  and transformed, Adam; one configuration, timed over some batches and scaled to one epoch of one fold;
+- our sweep again in a child process with malloc left as it is (ALIGNMENT_JAX_KEEP_FREED_MEMORY=0).
 """
 
 import argparse
 import contextlib
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 
 import jax
@@ -22,6 +27,7 @@ import numpy as np
 import optax
 from common import add_world_flags, things_world
 
+from alignment_jax import host_memory
 from alignment_jax.config.base import base_config
 from alignment_jax.data.splits import object_kfold_masks
 from alignment_jax.probing import objective, sweep
@@ -94,10 +100,19 @@ def baseline_seconds_per_epoch(x: np.ndarray, triplets: np.ndarray, n_batches: i
     return (time.perf_counter() - start) / n_batches * (len(triplets) / batch)
 
 
+def system_malloc_sweep() -> dict:
+    """This bench's own sweep, run alone in a child process with malloc left as it is: its JSON."""
+    env = {**os.environ, host_memory.OPT_OUT: "0"}
+    command = [sys.executable, __file__, *sys.argv[1:], "--sweep_only"]
+    return json.loads(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     add_world_flags(parser)
+    parser.add_argument("--sweep_only", action="store_true", help="time our sweep alone; print its seconds")
     args = parser.parse_args()
+    freed_memory_kept = host_memory.keep_freed_memory()
 
     world = things_world(args)
     config = base_config()
@@ -108,6 +123,10 @@ def main() -> None:
     lrs = np.full_like(lambdas, settings.lrs[0])
 
     outcome, sweep_seconds, sweep_cpu = timed_sweep(x, world.train, train, val, lambdas, lrs, settings)
+    if args.sweep_only:
+        print(json.dumps({"sweep_seconds": sweep_seconds, "freed_memory_kept": freed_memory_kept, **chosen(outcome)}))
+        return
+    system_malloc = system_malloc_sweep()
     with previous_path():
         previous, previous_seconds, previous_cpu = timed_sweep(x, world.train, train, val, lambdas, lrs, settings)
     fold_sizes = train.sum(axis=1)
@@ -125,6 +144,10 @@ def main() -> None:
                 "configurations": n_configs,
                 "protocol": settings.protocol,
                 "sweep_seconds_to_convergence": round(sweep_seconds, 1),
+                "freed_memory_kept": freed_memory_kept,
+                "system_malloc_sweep_seconds": round(system_malloc["sweep_seconds"], 1),
+                "system_malloc_freed_memory_kept": system_malloc["freed_memory_kept"],
+                "speedup_vs_system_malloc": round(system_malloc["sweep_seconds"] / sweep_seconds, 2),
                 "epochs_per_configuration": outcome.epochs.tolist(),
                 "triplet_epochs_per_second": round(triplet_epochs / sweep_seconds),
                 "best_cv_accuracy": float(outcome.val_accuracy.mean(axis=0).max()),

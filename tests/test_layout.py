@@ -5,7 +5,7 @@ import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "alignment_jax"
 TOP_LEVEL = {
-    *("__init__", "atomic", "caches", "cli", "errors", "probe", "progress", "provenance"),
+    *("__init__", "atomic", "caches", "cli", "errors", "host_memory", "probe", "progress", "provenance"),
     *("json_values", "run_context", "stopping", "sweep", "workdir"),
 }
 
