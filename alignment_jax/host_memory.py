@@ -2,8 +2,8 @@
 
 XLA:CPU allocates a program's buffers afresh on every call (a THINGS-scale probe epoch: some 2 GB in blocks of
 tens of MB) and frees them after it. glibc's malloc hands blocks that large back to the kernel (munmap, or
-trimming the heap), so the next call faults every page in again; on this project's 2-core VM that was a
-quarter of a probe sweep's CPU time, spent in the kernel (docs/performance.md). `keep_freed_memory()` tells
+trimming the heap), so the next call faults every page in again; on this project's 2-core VM that was 29 s
+of a probe sweep's 203 s of CPU time, spent in the kernel (docs/performance.md). `keep_freed_memory()` tells
 malloc to serve every block from one heap that it never returns: freed pages stay mapped and are reused,
 and the process's resident memory stays at its peak. It must run before the first JAX computation: the
 threads XLA starts then keep the allocator arenas they made. The command lines call it first; in a notebook
