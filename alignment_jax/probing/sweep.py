@@ -342,10 +342,11 @@ class Groups(NamedTuple):
 
 
 def _config_step(params, opt_state, x, triplets, weights, targets, config, local_batch, *, tx, settings, formulation):
-    """One optimizer step of one configuration: (params, opt_state, whether the loss was finite).
+    """One optimizer step of one configuration: (params, opt_state, whether the gradient was finite).
     x: (V, n, p) the fold's training views; triplets (B, 3), weights (B,); local_batch: (student rows,
     teacher similarities, valid) of its local batch, or None (the global objective); targets: (B, 3) soft
-    targets with settings.divergence, else None."""
+    targets with settings.divergence, else None. The step takes the gradient alone: a loss that turns NaN or
+    inf makes it non-finite, and the loss value (a log per triplet and configuration) is not computed."""
     x = _view(x, config["view"])
     if settings.divergence:  # soft targets (B, 3), the prediction at the configuration's tau
         loss_fn = lambda prm: objective.soft_loss(
@@ -364,10 +365,10 @@ def _config_step(params, opt_state, x, triplets, weights, targets, config, local
             regularizer=settings.regularizer, temperature=settings.temperature, formulation=formulation,
             local_valid=valid,
         )  # fmt: skip
-    value, grads = jax.value_and_grad(loss_fn)(params)
+    grads = jax.grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = jax.tree.map(lambda p, u: p - config["lr"] * u, params, updates)
-    return params, opt_state, jnp.isfinite(value)
+    return params, opt_state, jnp.isfinite(optax.global_norm(grads))
 
 
 def _fold_epoch(
