@@ -4,12 +4,13 @@ For a triplet (i, j, k) with human-chosen pair (i, j) and transformed features z
     nll = -log softmax([z_i.z_j, z_i.z_k, z_j.z_k] / temperature)[0]
 Three ways to get the pair similarities of a batch of B triplets (n objects, p dims), picked by cost
 (docs/design.md), counted for forward + backward (about 3x the forward FLOPs; 2x for the matrix, whose
-gradient is written by hand: probing/triplet_matrix.py) plus the gathers:
+gradient is written by hand: probing/triplet_matrix.py, and S is computed as an upper staircase of b row blocks,
+(1 + 1/b) n^2 p FLOPs) plus the gathers:
     rows   : transform only the 3B gathered rows of X     3 * 6 B p^2         + g * 3 B p
     objects: Z = X W once, gather rows of Z, dot them     3 * (2 n p^2 + 6 B p) + g * 3 B p
-    matrix : Z = X W, S = Z Z^T, gather three scalars     2 * (2 n p^2 + 2 n^2 p) + g * 3 B
+    matrix : Z = X W, S = Z Z^T, gather three scalars     4 n p^2 + (3 + 1/b) n^2 p + g * 3 B
 g is the cost of one gathered float in FLOPs (its backward is a scatter-add); measured on a 2-core CPU,
-g ~ 1000, so for THINGS (n = 1854, p = 768) rows wins below ~700 triplets, matrix above ~3,600 and
+g ~ 1000, so for THINGS (n = 1854, p = 768) rows wins below ~650 triplets, matrix above ~2,800 and
 objects in between (bench/probe_sweep.py prints the measured step times). All give the same numbers.
 Every matmul runs at full float32 precision (HIGHEST) on every device, also where JAX's default would be
 TF32 (NVIDIA GPUs) or one bfloat16 pass (TPUs): the probe's numbers do not depend on the hardware.
@@ -34,10 +35,11 @@ GATHER_COST = 1000.0  # FLOPs per gathered float, forward gather + backward scat
 def formulation_costs(n_objects: int, batch_size: int, dims: int) -> dict[str, float]:
     """FLOP-equivalent cost of one loss + gradient evaluation in each formulation (the table above)."""
     n, b, p, g = float(n_objects), float(batch_size), float(dims), GATHER_COST
+    blocks = triplet_matrix.UpperBlocks.of(n_objects).blocks
     return {
         "rows": 3 * 6 * b * p * p + g * 3 * b * p,
         "objects": 3 * (2 * n * p * p + 6 * b * p) + g * 3 * b * p,
-        "matrix": 2 * (2 * n * p * p + 2 * n * n * p) + g * 3 * b,
+        "matrix": 4 * n * p * p + (3 + 1 / blocks) * n * n * p + g * 3 * b,
     }
 
 

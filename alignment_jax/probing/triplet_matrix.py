@@ -50,6 +50,10 @@ class UpperBlocks(NamedTuple):
         return range(0, self.n, self.size)
 
     @property
+    def blocks(self) -> int:
+        return len(self.starts())
+
+    @property
     def length(self) -> int:
         """P: the staircase's number of entries."""
         return sum((min(lo + self.size, self.n) - lo) * (self.n - lo) for lo in self.starts())
