@@ -14,9 +14,11 @@ the gathers and scatter-adds index one flat array: triplet t of group g reads ro
 neighbouring floats (one float when K = 1: (T, 1) arrays do not vectorize).
 
 S is symmetric, so only its upper block staircase is computed (`UpperBlocks`): row block a of z times the
-rows from block a on, P = the staircase's size (5/8 of n^2 with 4 blocks: a third fewer FLOPs for S); a pair
-reads S at (min, max). dS lives on the same staircase U, and dz = (U + U^T) z.
+rows from block a on, P = the staircase's size ((b + 1) / 2b of n^2 with b blocks: 2/3 with the 3 blocks of a
+THINGS training fold, a third fewer FLOPs for S); a pair reads S at (min, max). dS lives on the same staircase U,
+and dz = (U + U^T) z.
 """
+
 import functools
 from typing import NamedTuple
 
@@ -25,10 +27,12 @@ import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
 PRECISION = jax.lax.Precision.HIGHEST
-# positions come from triplets checked when the folds are made: no bounds checks, no fill values per element
+# the triplets are in range (checked where they enter: data loading, the API, the folds' re-indexing): gathers and
+# scatter-adds without a bounds check and fill value per element
 IN_BOUNDS = "promise_in_bounds"
-# the staircase's blocks (2 CPU cores, n = 1,236, p = 768, 15 configurations: S in 169 ms with 3 blocks, 192 with
-# 4 or 2, 271 as one matrix): smaller blocks slow the matmuls more than the FLOPs they save
+# the staircase's blocks; measured alone (2 CPU cores, n = 1,236, p = 768, 15 configurations laid out as the kernel
+# reads them): S in 169 ms with 3 blocks, 192 with 4, 198 with 2, 271 as one matrix: smaller blocks slow the
+# matmuls more than the FLOPs they save
 MIN_BLOCK_ROWS, MAX_BLOCKS = 384, 4
 
 
@@ -110,8 +114,8 @@ def _residuals(a: jax.Array, b: jax.Array, c: jax.Array) -> tuple[jax.Array, jax
 
 def _rows(s: jax.Array) -> jax.Array:
     """(G, P, K) -> the flat rows (G P, K), or (G P,) when K = 1."""
-    g, n2, k = s.shape
-    return s.reshape(g * n2) if k == 1 else s.reshape(g * n2, k)
+    g, length, k = s.shape
+    return s.reshape(g * length) if k == 1 else s.reshape(g * length, k)
 
 
 def _per_triplet(values: jax.Array, k: int) -> jax.Array:
@@ -216,6 +220,7 @@ def _kernel(temperature: float, layout: UpperBlocks):
 
 
 def mean_nll(z: jax.Array, triplets: jax.Array, weights: jax.Array, temperature: float) -> jax.Array:
-    """z: (n, p) transformed features, triplets (B, 3) int32 rows of z, weights (B,) -> the weighted mean
-    -log softmax([S_ij, S_ik, S_jk] / temperature)[0] over the triplets, S = z z^T (0 when all weights are 0)."""
+    """z: (n, p) transformed features, triplets (B, 3) int32 rows of z (in range: not checked here), weights (B,) ->
+    the weighted mean -log softmax([S_ij, S_ik, S_jk] / temperature)[0] over the triplets, S = z z^T (0 when all
+    weights are 0)."""
     return _kernel(float(temperature), UpperBlocks.of(z.shape[0]))(z, triplets, weights)
