@@ -325,6 +325,11 @@ def _select(flag: jax.Array, new, old):
     return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
+def _all_finite(tree) -> jax.Array:
+    """Whether every entry of every leaf is finite (elementwise: no norm that could overflow)."""
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
 def _view(features: jax.Array, view: jax.Array) -> jax.Array:
     """features: (V, n, p) -> (n, p) of the configuration's view (no gather when there is one view)."""
     return features[0] if features.shape[0] == 1 else features[view]
@@ -368,7 +373,7 @@ def _config_step(params, opt_state, x, triplets, weights, targets, config, local
     grads = jax.grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = jax.tree.map(lambda p, u: p - config["lr"] * u, params, updates)
-    return params, opt_state, jnp.isfinite(optax.global_norm(grads))
+    return params, opt_state, _all_finite(grads)
 
 
 def _fold_epoch(
@@ -463,7 +468,7 @@ def _bookkeeping(
 ):
     """One configuration's state after its epoch: best parameters and numbers, patience, done, failed."""
     epochs = state.epochs + 1
-    finite = finite & jnp.all(jnp.array([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+    finite = finite & _all_finite(params)
     if has_val:
         finite = finite & jnp.isfinite(val_loss)
         improved = finite & (val_loss < state.best_loss - settings.min_delta)
