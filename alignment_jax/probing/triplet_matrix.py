@@ -50,32 +50,32 @@ class UpperBlocks(NamedTuple):
         blocks = max(1, min(MAX_BLOCKS, n // MIN_BLOCK_ROWS))
         return cls(n, -(-n // blocks))
 
-    def starts(self) -> range:
-        return range(0, self.n, self.size)
+    def shapes(self) -> list[tuple[int, int, int]]:
+        """Each block's (first row, rows, columns): it holds rows first.. and columns first..n."""
+        return [(lo, min(lo + self.size, self.n) - lo, self.n - lo) for lo in range(0, self.n, self.size)]
 
     @property
     def blocks(self) -> int:
-        return len(self.starts())
+        return len(self.shapes())
 
     @property
     def length(self) -> int:
         """P: the staircase's number of entries."""
-        return sum((min(lo + self.size, self.n) - lo) * (self.n - lo) for lo in self.starts())
+        return sum(rows * columns for _, rows, columns in self.shapes())
 
     def pack(self, z: jax.Array) -> jax.Array:
         """z (n, p) -> (P,): the staircase of z z^T."""
-        blocks = [jnp.matmul(z[lo : lo + self.size], z[lo:].T, precision=PRECISION) for lo in self.starts()]
+        blocks = [jnp.matmul(z[lo : lo + rows], z[lo:].T, precision=PRECISION) for lo, rows, _ in self.shapes()]
         return jnp.concatenate([b.reshape(-1) for b in blocks])
 
     def symmetric(self, packed: jax.Array) -> jax.Array:
         """(P,) staircase U, zero below the diagonal (a gradient scattered at `position`s) -> (n, n) U + U^T."""
-        rows, at = [], 0
-        for lo in self.starts():
-            height, width = min(lo + self.size, self.n) - lo, self.n - lo
-            block = packed[at : at + height * width].reshape(height, width)
-            rows.append(jnp.pad(block, ((0, 0), (lo, 0))))
-            at += height * width
-        upper = jnp.concatenate(rows)
+        parts, at = [], 0
+        for lo, rows, columns in self.shapes():
+            block = packed[at : at + rows * columns].reshape(rows, columns)
+            parts.append(jnp.pad(block, ((0, 0), (lo, 0))))
+            at += rows * columns
+        upper = jnp.concatenate(parts)
         return upper + upper.T
 
     def position(self, u: jax.Array, v: jax.Array) -> jax.Array:
